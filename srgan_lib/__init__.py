@@ -1,0 +1,17 @@
+"""srgan: reproducible training, evaluation and serving of SRGAN / ESRGAN 4x super-resolution models."""
+
+from __future__ import annotations
+
+import os
+
+__version__ = "0.1.0"
+
+# Quiet, offline-friendly defaults for every tool the project drives; a user's explicit setting wins.
+TELEMETRY_OFF: dict[str, str] = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+}
+for _key, _value in TELEMETRY_OFF.items():
+    os.environ.setdefault(_key, _value)

@@ -1,0 +1,313 @@
+"""``srgan``: the command line of the project. Each sub-command calls one library function and ends with a summary.
+
+Machine-readable output (``--json``) goes to a file or stdout; progress bars and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+from srgan_lib import __version__
+from srgan_lib.config import DEFAULT_PARAMS, ParamsError, load_params
+from srgan_lib.imageio import ImageReadError, read_image, write_json
+from srgan_lib.resize import KERNELS
+
+log = logging.getLogger("srgan")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _named_path(text: str) -> tuple[str, str]:
+    if "=" not in text or not all(text.split("=", 1)):
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH (for example Set5=data/benchmarks/Set5), got {text!r}")
+    name, path = text.split("=", 1)
+    return name, path
+
+
+def _emit_json(obj: object, dest: str) -> None:
+    if dest == "-":
+        json.dump(obj, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_json(dest, obj)
+
+
+# ---------------------------------------------------------------------------------------------------------------- data
+
+
+def cmd_data_embedded(args: argparse.Namespace) -> int:
+    from srgan_lib.data.embedded import write_embedded
+
+    paths = write_embedded(args.out, args.names)
+    print(f"embedded: wrote {len(paths)} scikit-image photographs to {args.out}/")
+    return 0
+
+
+def cmd_data_lists(args: argparse.Namespace) -> int:
+    from srgan_lib.data.lists import build_lists
+
+    test = dict(args.test or [])
+    if len(test) != len(args.test or []):
+        raise CLIError("test set names given to --test must be unique")
+    results = build_lists(args.train or [], test, args.out, min_size=args.min_size, test_min_size=args.test_min_size)
+    print(f"lists: wrote {args.out}/")
+    for name, res in results.items():
+        reasons: dict[str, int] = {}
+        for r in res.rejected:
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        why = ", ".join(f"{n} {k}" for k, n in sorted(reasons.items())) or "none"
+        print(f"  {name:<10} {len(res.images):5d} kept   rejected: {why}")
+    return 0
+
+
+def cmd_data_degrade(args: argparse.Namespace) -> int:
+    from srgan_lib.data.degrade import degrade, sources_from_folder, sources_from_list
+
+    sources = sources_from_list(args.list) if args.list else sources_from_folder(args.hr)
+    start = time.perf_counter()
+    s = degrade(sources, args.out, scale=args.scale, kernel=args.kernel)
+    print(
+        f"degrade: x{args.scale} {args.kernel} bicubic -> {s.out_dir}/  written {s.written}, "
+        f"up to date {s.up_to_date}, removed {s.removed}  ({time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ evaluate
+
+
+def _fmt(v: float, digits: int) -> str:
+    return "inf" if math.isinf(v) else f"{v:.{digits}f}"
+
+
+def format_eval_table(*evaluations: dict[str, dict]) -> str:
+    """Human-readable table of one or more evaluations (set -> metrics each), rows grouped by set, with the paper's
+    row beside ours where one is known."""
+    from srgan_lib.references import PAPER_ROWS
+
+    lines = [
+        f"{'set':<10} {'model':<9} {'n':>3}  {'PSNR-Y':>7} {'SSIM-Y':>7}  {'PSNR-RGB':>8} {'SSIM-RGB':>8}  {'NIQE':>6}"
+        "   paper PSNR-Y/SSIM-Y"
+    ]
+    rows = [(name, r) for ev in evaluations for name, r in ev.items()]
+    order = list(dict.fromkeys(name for name, _ in rows))
+    for name, r in sorted(rows, key=lambda nr: order.index(nr[0])):
+        ref = PAPER_ROWS.get(r["model"], {}).get("sets", {}).get(name)
+        paper = f"{ref[0]:.2f} / {ref[1]:.4f}" if ref else "-"
+        lines.append(
+            f"{name:<10} {r['model']:<9} {r['n_images']:>3}  {_fmt(r['psnr_y'], 2):>7} {_fmt(r['ssim_y'], 4):>7}  "
+            f"{_fmt(r['psnr_rgb'], 2):>8} {_fmt(r['ssim_rgb'], 4):>8}  {r['niqe']:>6.3f}   {paper}"
+        )
+    lines.append(
+        "PSNR/SSIM-Y: BT.601 Y, shave = scale (the papers' convention); -RGB: RGB, same shave (BasicSR's zoo); "
+        "NIQE: lower is better"
+    )
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from srgan_lib.data.lists import test_lists
+    from srgan_lib.evaluation import BASELINES, evaluate, test_set_from_folder, test_set_from_list
+
+    sets = {}
+    for name, path in args.set or []:
+        sets[name] = test_set_from_folder(path, args.scale)
+    for lists_dir in args.lists or []:
+        for list_file in test_lists(lists_dir):
+            name, images = test_set_from_list(list_file, args.scale)
+            sets[name] = images
+    if not sets:
+        raise CLIError("no test set given: use --set NAME=PATH (repeatable) or --lists DIR")
+    if args.model not in BASELINES:
+        raise CLIError(f"unknown model {args.model!r}; available: {', '.join(BASELINES)}")
+    start = time.perf_counter()
+    results = evaluate(
+        args.model, BASELINES[args.model](args.scale), sets, scale=args.scale, lr_source=args.lr_source,
+        kernel=args.kernel,
+    )
+    elapsed = time.perf_counter() - start
+    if args.json:
+        _emit_json(results, args.json)
+    if args.metrics_json:
+        keys = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "n_images")
+        write_json(args.metrics_json, {args.model: {s: {k: r[k] for k in keys} for s, r in results.items()}})
+    if args.json != "-":
+        print(format_eval_table(results))
+    n = sum(r["n_images"] for r in results.values())
+    print(f"evaluate: {args.model} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)",
+          file=sys.stderr if args.json == "-" else sys.stdout)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------- metrics
+
+
+def cmd_metrics_niqe(args: argparse.Namespace) -> int:
+    from srgan_lib.metrics.niqe import niqe
+
+    values = {}
+    failed = 0
+    for path in args.images:
+        try:
+            values[path] = niqe(read_image(path), shave=args.shave)
+        except (ImageReadError, ValueError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not args.json:
+            print(f"{values[path]:.6f}  {path}")
+    if args.json:
+        _emit_json(values, args.json)
+    if len(args.images) > 1:
+        print(f"niqe: {len(values)} image(s) measured, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_metrics_compare(args: argparse.Namespace) -> int:
+    from srgan_lib.metrics.psnr_ssim import psnr, ssim
+
+    sr, hr = read_image(args.sr), read_image(args.hr)
+    if sr.shape != hr.shape:
+        raise CLIError(f"{args.sr} is {sr.shape[1]}x{sr.shape[0]} but {args.hr} is {hr.shape[1]}x{hr.shape[0]}")
+    out = {
+        "psnr_y": psnr(sr, hr, space="y", shave=args.shave),
+        "ssim_y": ssim(sr, hr, space="y", shave=args.shave),
+        "psnr_rgb": psnr(sr, hr, space="rgb", shave=args.shave),
+        "ssim_rgb": ssim(sr, hr, space="rgb", shave=args.shave),
+    }
+    if args.json:
+        _emit_json(out, args.json)
+    else:
+        print("  ".join(f"{k} {v:.4f}" for k, v in out.items()) + f"  (shave {args.shave})")
+    return 0
+
+
+def cmd_params_check(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    sections = ", ".join(k for k in params if isinstance(params[k], dict))
+    print(f"params: {args.params} is valid (sections: {sections})")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``srgan`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="srgan",
+        description="Train, evaluate and serve SRGAN / ESRGAN 4x super-resolution models.",
+        epilog="Run `srgan COMMAND --help` for each command. Docs: README.md.",
+    )
+    p.add_argument("--version", action="version", version=f"srgan {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="data stages: embedded default set, lists, LR generation")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="STAGE")
+
+    emb = dsub.add_parser("embedded", help="write the scikit-image photographs (the embedded default) as PNG")
+    emb.add_argument("--out", required=True, help="output folder")
+    emb.add_argument("--names", nargs="+", help="subset of images (default: all)")
+    emb.set_defaults(func=cmd_data_embedded)
+
+    lst = dsub.add_parser(
+        "lists",
+        help="validate image folders and write JSON lists per split plus rejects.json",
+        description="Scan training folders and test sets; keep images that decode, convert to RGB and are large "
+        "enough; reject duplicates and training images that repeat a test image. Writes OUT/train.json, "
+        "OUT/<TEST>.json and OUT/rejects.json.",
+    )
+    lst.add_argument("--train", nargs="+", action="extend", metavar="DIR", help="training image folder(s)")
+    lst.add_argument("--test", nargs="+", action="extend", type=_named_path, metavar="NAME=DIR",
+                     help="test set folder(s) (benchmark layout with HR/, or a plain folder)")
+    lst.add_argument("--out", required=True, help="output folder for the lists")
+    lst.add_argument("--min-size", "--min_size", dest="min_size", type=int, default=128,
+                     help="minimum short side of a training image (default 128 = the ESRGAN HR crop)")
+    lst.add_argument("--test-min-size", "--test_min_size", dest="test_min_size", type=int, default=16,
+                     help="minimum short side of a test image (default 16)")
+    lst.set_defaults(func=cmd_data_lists)
+
+    deg = dsub.add_parser(
+        "degrade",
+        help="generate LR images (modcrop + bicubic / scale)",
+        description="Modcrop every HR image to a multiple of the scale and downsample it; MATLAB imresize by "
+        "default (bit-exact with the literature's LR_bicubic files), Pillow bicubic with --kernel pil. "
+        "Incremental: unchanged images are not recomputed.",
+    )
+    src = deg.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hr", metavar="DIR", help="folder of HR images (recursive)")
+    src.add_argument("--list", metavar="FILE", help="a data list written by `srgan data lists`")
+    deg.add_argument("--out", required=True, metavar="DIR", help="output folder for the LR PNGs")
+    deg.add_argument("--scale", type=int, default=4, help="downsampling factor (default 4)")
+    deg.add_argument("--kernel", choices=KERNELS, default="matlab", help="bicubic flavour (default matlab)")
+    deg.set_defaults(func=cmd_data_degrade)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a method on benchmark sets (PSNR/SSIM on Y and RGB, NIQE)",
+        description="Super-resolve every image of each test set and report PSNR-Y, SSIM-Y, PSNR-RGB, SSIM-RGB "
+        "(shave = scale) and NIQE, per set and per image. Without --json a table is printed, with the paper's "
+        "numbers beside ours where known.",
+    )
+    ev.add_argument("--model", required=True, help="bicubic or nearest (trained generators: later releases)")
+    ev.add_argument("--set", nargs="+", action="extend", type=_named_path, metavar="NAME=PATH",
+                    help="test set folder laid out like data/benchmarks/Set5 (HR/, optional LR_bicubic/X4/)")
+    ev.add_argument("--lists", nargs="+", action="extend", metavar="DIR",
+                    help="use every test list in DIR (written by `srgan data lists`)")
+    ev.add_argument("--lr-source", "--lr_source", dest="lr_source", choices=("generate", "folder"),
+                    default="generate", help="generate LR with the project's bicubic, or read LR_bicubic/X<scale>")
+    ev.add_argument("--kernel", choices=KERNELS, default="matlab", help="kernel for generated LR (default matlab)")
+    ev.add_argument("--scale", type=int, default=4, help="scale factor (default 4)")
+    ev.add_argument("--json", metavar="OUT", help="write all results as JSON to OUT ('-' for stdout)")
+    ev.add_argument("--metrics-json", "--metrics_json", dest="metrics_json", metavar="OUT",
+                    help="write per-set means only (for `dvc metrics`)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    met = sub.add_parser("metrics", help="measure images: NIQE, PSNR/SSIM")
+    msub = met.add_subparsers(dest="metrics_command", required=True, metavar="METRIC")
+    nq = msub.add_parser("niqe", help="NIQE of each image (MATLAB-calibrated; lower is better)")
+    nq.add_argument("images", nargs="+", metavar="IMAGE")
+    nq.add_argument("--shave", type=int, default=0, help="border to remove first (PIRM uses the scale; default 0)")
+    nq.add_argument("--json", metavar="OUT", help="write {image: value} as JSON to OUT ('-' for stdout)")
+    nq.set_defaults(func=cmd_metrics_niqe)
+    cmp_ = msub.add_parser("compare", help="PSNR and SSIM (Y and RGB) of an SR image against its HR image")
+    cmp_.add_argument("sr")
+    cmp_.add_argument("hr")
+    cmp_.add_argument("--shave", type=int, default=4, help="border to remove (default 4, the x4 convention)")
+    cmp_.add_argument("--json", metavar="OUT", help="write the values as JSON to OUT ('-' for stdout)")
+    cmp_.set_defaults(func=cmd_metrics_compare)
+
+    par = sub.add_parser("params", help="params.yaml tools")
+    psub = par.add_subparsers(dest="params_command", required=True, metavar="ACTION")
+    chk = psub.add_parser("check", help="validate params.yaml (unknown keys, types, values, folders)")
+    chk.add_argument("params", nargs="?", default=str(DEFAULT_PARAMS))
+    chk.set_defaults(func=cmd_params_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``srgan`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError) as exc:
+        print(f"srgan: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

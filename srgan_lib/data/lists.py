@@ -1,0 +1,172 @@
+"""Data lists stage: scan image folders, validate every file, write one JSON list per split and a rejects report.
+
+An image is kept when it decodes completely, converts to RGB and is at least ``min_size`` pixels on its short side.
+Rejected: undecodable or truncated files, images that are too small, and duplicates (identical decoded RGB pixels)
+within a split; a training image identical to a test image is rejected as test-set leakage. Order is deterministic:
+folders in the order given, files in sorted path order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from srgan_lib.imageio import ImageReadError, iter_image_files, open_image, to_rgb, write_json
+
+log = logging.getLogger(__name__)
+LIST_VERSION = 1
+INDEX = "index.json"
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One accepted image: where it is, its size, its original mode and the md5 of its decoded RGB pixels."""
+
+    path: str
+    name: str
+    width: int
+    height: int
+    mode: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected file and why."""
+
+    path: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class SplitResult:
+    """Accepted entries and rejections of one split."""
+
+    split: str
+    roots: list[str]
+    min_size: int
+    images: list[ImageEntry] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def pixel_md5(rgb: np.ndarray) -> str:
+    """md5 of the decoded RGB uint8 pixels (the convention of the shared benchmark README)."""
+    return hashlib.md5(np.ascontiguousarray(rgb).tobytes()).hexdigest()
+
+
+def hr_folder(root: str | Path) -> Path:
+    """The HR image folder of a data set: ``root/HR`` when it exists (benchmark layout), else ``root`` itself."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder '{root}' does not exist; check the path in params.yaml or the command")
+    return root / "HR" if (root / "HR").is_dir() else root
+
+
+def scan_split(
+    split: str, roots: list[str | Path], min_size: int, forbidden: dict[str, str] | None = None
+) -> SplitResult:
+    """Validate every image under ``roots``; ``forbidden`` maps pixel md5 -> path of images this split must not hold."""
+    result = SplitResult(split=split, roots=[str(r) for r in roots], min_size=min_size)
+    seen: dict[str, str] = {}
+    forbidden = forbidden or {}
+    files = [p for root in roots for p in iter_image_files(hr_folder(root))]
+    for path in tqdm(files, desc=f"lists[{split}]", unit="img", leave=False, disable=None):
+        shown = path.as_posix()
+        try:
+            img = open_image(path)
+            mode = img.mode
+            rgb = np.asarray(to_rgb(img, source=shown))
+        except ImageReadError as exc:
+            result.rejected.append(Rejection(shown, "undecodable", exc.reason))
+            continue
+        h, w = rgb.shape[:2]
+        if min(h, w) < min_size:
+            result.rejected.append(Rejection(shown, "too_small", f"{w}x{h}, short side < min_size {min_size}"))
+            continue
+        digest = pixel_md5(rgb)
+        if digest in seen:
+            result.rejected.append(Rejection(shown, "duplicate", f"same pixels as {seen[digest]}"))
+            continue
+        if digest in forbidden:
+            result.rejected.append(Rejection(shown, "test_leakage", f"same pixels as test image {forbidden[digest]}"))
+            continue
+        seen[digest] = shown
+        result.images.append(ImageEntry(shown, path.stem, w, h, mode, digest))
+    return result
+
+
+def build_lists(
+    train: list[str | Path],
+    test: dict[str, str | Path],
+    out_dir: str | Path,
+    *,
+    min_size: int,
+    test_min_size: int = 16,
+) -> dict[str, SplitResult]:
+    """Write ``out_dir/train.json``, ``out_dir/<TEST>.json`` per test set, ``out_dir/rejects.json`` and
+    ``out_dir/index.json`` (the splits in the order given, which every consumer keeps)."""
+    out = Path(out_dir)
+    results: dict[str, SplitResult] = {}
+    for name, root in test.items():
+        results[name] = scan_split(name, [root], test_min_size)
+    test_md5 = {e.md5: e.path for r in results.values() for e in r.images}
+    if train:
+        results = {"train": scan_split("train", list(train), min_size, forbidden=test_md5), **results}
+    for name, res in results.items():
+        if not res.images:
+            raise ValueError(
+                f"split '{name}' has no usable image under {', '.join(res.roots)} "
+                f"({len(res.rejected)} rejected, see the messages above); check the folder and min_size"
+            )
+        write_json(
+            out / f"{name}.json",
+            {
+                "version": LIST_VERSION,
+                "split": name,
+                "kind": "train" if name == "train" else "test",
+                "roots": res.roots,
+                "min_size": res.min_size,
+                "images": [asdict(e) for e in res.images],
+            },
+        )
+    write_json(
+        out / INDEX,
+        {"version": LIST_VERSION, "splits": list(results), "test": [n for n in results if n != "train"]},
+    )
+    write_json(
+        out / "rejects.json",
+        {name: [asdict(r) for r in res.rejected] for name, res in results.items()},
+    )
+    for res in results.values():
+        for rej in res.rejected:
+            log.warning("rejected %s (%s): %s", rej.path, rej.reason, rej.detail)
+    return results
+
+
+def read_list(path: str | Path) -> dict:
+    """Load a list written by :func:`build_lists`, checking its version."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data list '{path}' not found; run `srgan data lists` or `dvc repro lists`") from None
+    if data.get("version") != LIST_VERSION or "images" not in data:
+        raise ValueError(f"'{path}' is not a data list of version {LIST_VERSION}; re-run `srgan data lists`")
+    return data
+
+
+def test_lists(lists_dir: str | Path) -> list[Path]:
+    """The test-split list files of a lists folder, in the order they were configured."""
+    index = Path(lists_dir) / INDEX
+    try:
+        names = json.loads(index.read_text(encoding="utf-8"))["test"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"'{index}' not found; run `srgan data lists --out {lists_dir}` first") from None
+    return [Path(lists_dir) / f"{name}.json" for name in names]
