@@ -1,0 +1,89 @@
+"""The installed `srgan` command: evaluation reproducing the papers' bicubic row, NIQE, errors, help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from srgan_lib.references import BICUBIC_TOLERANCE, PAPER_ROWS
+from tests.conftest import BENCHMARKS, run_cli
+
+SETS = ("--set", f"Set5={BENCHMARKS / 'Set5'}", "--set", f"Set14={BENCHMARKS / 'Set14'}")
+
+
+@pytest.fixture(scope="module")
+def bicubic_generated() -> dict:
+    return json.loads(run_cli("evaluate", "--model", "bicubic", *SETS, "--lr-source", "generate", "--json", "-").stdout)
+
+
+def test_bicubic_reproduces_the_paper_row(bicubic_generated):
+    for name, (tol_psnr, tol_ssim) in BICUBIC_TOLERANCE.items():
+        paper_psnr, paper_ssim = PAPER_ROWS["bicubic"]["sets"][name]
+        ours = bicubic_generated[name]
+        print(f"{name}: ours {ours['psnr_y']:.3f} / {ours['ssim_y']:.4f}  paper {paper_psnr} / {paper_ssim}")
+        assert ours["psnr_y"] == pytest.approx(paper_psnr, abs=tol_psnr)
+        assert ours["ssim_y"] == pytest.approx(paper_ssim, abs=tol_ssim)
+    assert bicubic_generated["Set5"]["n_images"] == 5
+    assert bicubic_generated["Set14"]["n_images"] == 14
+
+
+def test_evaluate_json_layout(bicubic_generated):
+    set5 = bicubic_generated["Set5"]
+    assert {"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "n_images", "images"} <= set(set5)
+    assert set(set5["images"]) == {"baby", "bird", "butterfly", "head", "woman"}
+    per_image = [v["psnr_y"] for v in set5["images"].values()]
+    assert set5["psnr_y"] == pytest.approx(sum(per_image) / 5)
+    assert set5["psnr_rgb"] < set5["psnr_y"]  # RGB PSNR is the lower number: never mix the two
+    assert 5 < set5["niqe"] < 12
+
+
+def test_folder_lr_equals_generated_lr(bicubic_generated):
+    """Our MATLAB bicubic reproduces the distributed LR files, so both LR sources give identical metrics."""
+    folder = json.loads(run_cli("evaluate", "--model", "bicubic", *SETS, "--lr-source", "folder", "--json", "-").stdout)
+    for name in ("Set5", "Set14"):
+        assert folder[name]["psnr_y"] == bicubic_generated[name]["psnr_y"]
+        assert folder[name]["ssim_y"] == bicubic_generated[name]["ssim_y"]
+
+
+def test_table_prints_paper_values_beside_ours():
+    out = run_cli("evaluate", "--model", "bicubic", "--set", f"Set5={BENCHMARKS / 'Set5'}").stdout
+    assert "28.42 / 0.8104" in out and "28.43" in out
+    assert "evaluate: bicubic on 1 set(s), 5 images" in out
+
+
+def test_nearest_is_worse_than_bicubic(bicubic_generated):
+    near = json.loads(run_cli("evaluate", "--model", "nearest", *SETS, "--json", "-").stdout)
+    assert near["Set5"]["psnr_y"] < bicubic_generated["Set5"]["psnr_y"] - 1
+
+
+def test_metrics_niqe_prints_one_value_per_image(shared_data):
+    baboon = shared_data / "niqe" / "baboon_basicsr.png"
+    out = run_cli("metrics", "niqe", str(baboon), str(BENCHMARKS / "Set14" / "HR" / "zebra.png")).stdout.splitlines()
+    assert len(out) == 2
+    assert float(out[0].split()[0]) == pytest.approx(5.72957338, abs=1e-3)
+
+
+def test_metrics_compare(tmp_path):
+    hr = BENCHMARKS / "Set5" / "HR" / "baby.png"
+    out = json.loads(run_cli("metrics", "compare", str(hr), str(hr), "--json", "-").stdout)
+    assert out["ssim_y"] == pytest.approx(1.0)
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    proc = run_cli("evaluate", "--model", "bicubic", "--set", f"X={tmp_path / 'nowhere'}", check=False)
+    assert proc.returncode == 2
+    assert "nowhere" in proc.stderr and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("evaluate", "--model", "lanczos", "--set", f"Set5={BENCHMARKS / 'Set5'}", check=False)
+    assert proc.returncode == 2 and "unknown model 'lanczos'" in proc.stderr
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    proc = run_cli("metrics", "niqe", str(bad), check=False)
+    assert proc.returncode == 1 and "bad.png" in proc.stderr
+
+
+def test_help_answers_the_question():
+    out = run_cli("--help").stdout
+    for command in ("data", "evaluate", "metrics", "params"):
+        assert command in out
+    assert "bit-exact" in run_cli("data", "degrade", "--help").stdout
