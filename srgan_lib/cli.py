@@ -190,6 +190,38 @@ def cmd_metrics_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_value(text: str) -> tuple[str, int | float | str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (for example num_block=4), got {text!r}")
+    key, raw = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key, cast(raw)
+        except ValueError:
+            continue
+    return key, raw
+
+
+def cmd_models_summary(args: argparse.Namespace) -> int:
+    from srgan_lib.models import MODELS, summarize
+
+    if args.name not in MODELS:
+        raise CLIError(f"unknown model {args.name!r}; available: {', '.join(MODELS)}")
+    try:
+        info = summarize(args.name, **dict(args.option or []))
+    except TypeError as exc:
+        raise CLIError(f"bad option for {args.name}: {exc}") from None
+    if args.json:
+        _emit_json(info, args.json)
+        return 0
+    print(f"{info['name']} ({info['class']}), options {info['options'] or 'paper configuration'}")
+    for child in info["children"]:
+        print(f"  {child['name']:<14} {child['type']:<20} {child['parameters']:>12,d}")
+    paper = f"  (paper: {info['paper_parameters']:,d})" if info["paper_parameters"] else ""
+    print(f"parameters: {info['parameters']:,d}{paper}   input {info['input_shape']} -> output {info['output_shape']}")
+    return 0
+
+
 def cmd_params_check(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     sections = ", ".join(k for k in params if isinstance(params[k], dict))
@@ -285,6 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--shave", type=int, default=4, help="border to remove (default 4, the x4 convention)")
     cmp_.add_argument("--json", metavar="OUT", help="write the values as JSON to OUT ('-' for stdout)")
     cmp_.set_defaults(func=cmd_metrics_compare)
+
+    mod = sub.add_parser("models", help="the papers' networks")
+    modsub = mod.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    summ = modsub.add_parser(
+        "summary",
+        help="architecture summary and parameter count",
+        description="Summarise srresnet, srgan_discriminator, rrdbnet or esrgan_discriminator in the paper "
+        "configuration, or with options such as num_block=4.",
+    )
+    summ.add_argument("name", help="srresnet | srgan_discriminator | rrdbnet | esrgan_discriminator")
+    summ.add_argument("--option", nargs="+", action="extend", type=_option_value, metavar="KEY=VALUE",
+                      help="constructor options, e.g. num_block=4 num_feat=32")
+    summ.add_argument("--json", metavar="OUT", help="write the summary as JSON to OUT ('-' for stdout)")
+    summ.set_defaults(func=cmd_models_summary)
 
     par = sub.add_parser("params", help="params.yaml tools")
     psub = par.add_subparsers(dest="params_command", required=True, metavar="ACTION")

@@ -1,0 +1,88 @@
+"""The papers' networks, registered explicitly by name (paper configurations by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from srgan_lib.models.rrdbnet import RRDBNet, VGGStyleDiscriminator, convert_legacy_state_dict
+from srgan_lib.models.srresnet import SRGANDiscriminator, SRResNet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "srresnet": SRResNet,
+    "srgan_discriminator": SRGANDiscriminator,
+    "rrdbnet": RRDBNet,
+    "esrgan_discriminator": VGGStyleDiscriminator,
+}
+# The paper configurations' parameter counts (DESIGN section 3), asserted in tests.
+PAPER_PARAMETERS: dict[str, int] = {
+    "srresnet": 1_549_462,
+    "srgan_discriminator": 23_565_505,
+    "rrdbnet": 16_697_987,
+}
+INPUT_SIZES: dict[str, tuple[int, int]] = {
+    "srresnet": (24, 24),
+    "srgan_discriminator": (96, 96),
+    "rrdbnet": (32, 32),
+    "esrgan_discriminator": (128, 128),
+}
+
+
+def build_model(name: str, **options: Any) -> nn.Module:
+    """Construct a registered network; ``options`` override the paper configuration (e.g. ``num_block=4``)."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
+    return factory(**options)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; BN running statistics are buffers and not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_generator_state(path: str | Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """A generator state dict from a checkpoint file: ``{'params_ema'|'params': ...}`` (BasicSR, Real-ESRGAN, ours)
+    or a bare state dict, older ESRGAN key layouts converted. Loaded with ``weights_only=True``: never runs code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"'{path}' is not a loadable weights-only PyTorch checkpoint: {exc}") from None
+    if isinstance(obj, dict):
+        order = ("params_ema", "params") if prefer_ema else ("params", "params_ema")
+        for key in order:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"'{path}' holds no generator state dict (expected tensors, 'params' or 'params_ema')")
+    return convert_legacy_state_dict(obj)
+
+
+def summarize(name: str, **options: Any) -> dict[str, Any]:
+    """Architecture summary of a registered network: parameters, output shape for its reference input, layers."""
+    model = build_model(name, **options).eval()
+    h, w = INPUT_SIZES[name]
+    if name == "esrgan_discriminator" and "input_size" in options:
+        h = w = int(options["input_size"])
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, h, w))
+    top = [(child_name, type(child).__name__, count_parameters(child)) for child_name, child in model.named_children()]
+    return {
+        "name": name,
+        "class": type(model).__name__,
+        "parameters": count_parameters(model),
+        "paper_parameters": PAPER_PARAMETERS.get(name),
+        "options": options,
+        "input_shape": [1, 3, h, w],
+        "output_shape": list(out.shape),
+        "children": [{"name": n, "type": t, "parameters": p} for n, t, p in top],
+    }
