@@ -111,19 +111,26 @@ def rgb_to_y_torch(x: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
     return 16.0 + (x * (255.0 / data_range) * w).sum(dim=1, keepdim=True) / 255.0
 
 
-def _prepare_torch(x: torch.Tensor, space: Space, shave: int, data_range: float) -> torch.Tensor:
-    x = x.to(torch.float64)
-    x = rgb_to_y_torch(x, data_range=data_range) if space == "y" else x * (255.0 / data_range)
-    return x[..., shave:-shave, shave:-shave] if shave else x
+def _prepare_pair_torch(
+    sr: torch.Tensor, hr: torch.Tensor, space: Space, shave: int, data_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both batches in float64 on the 0-255 scale (Y or RGB), border shaved."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"batches differ in shape: {tuple(sr.shape)} vs {tuple(hr.shape)}")
+
+    def prep(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        x = rgb_to_y_torch(x, data_range=data_range) if space == "y" else x * (255.0 / data_range)
+        return x[..., shave:-shave, shave:-shave] if shave else x
+
+    return prep(sr), prep(hr)
 
 
 def psnr_torch(
     sr: torch.Tensor, hr: torch.Tensor, *, space: Space = "y", shave: int = 0, data_range: float = 1.0
 ) -> torch.Tensor:
     """Per-image PSNR (dB) of two N x 3 x H x W batches; same definition as :func:`psnr` (values not quantised)."""
-    if sr.shape != hr.shape:
-        raise ValueError(f"batches differ in shape: {tuple(sr.shape)} vs {tuple(hr.shape)}")
-    a, b = _prepare_torch(sr, space, shave, data_range), _prepare_torch(hr, space, shave, data_range)
+    a, b = _prepare_pair_torch(sr, hr, space, shave, data_range)
     mse = ((a - b) ** 2).flatten(1).mean(dim=1)
     return 10.0 * torch.log10(255.0**2 / mse)
 
@@ -132,9 +139,7 @@ def ssim_torch(
     sr: torch.Tensor, hr: torch.Tensor, *, space: Space = "y", shave: int = 0, data_range: float = 1.0
 ) -> torch.Tensor:
     """Per-image SSIM of two N x 3 x H x W batches; same definition as :func:`ssim`."""
-    if sr.shape != hr.shape:
-        raise ValueError(f"batches differ in shape: {tuple(sr.shape)} vs {tuple(hr.shape)}")
-    a, b = _prepare_torch(sr, space, shave, data_range), _prepare_torch(hr, space, shave, data_range)
+    a, b = _prepare_pair_torch(sr, hr, space, shave, data_range)
     c = a.shape[1]
     win = torch.from_numpy(gaussian_window()).to(a).expand(c, 1, SSIM_WIN, SSIM_WIN)
 
