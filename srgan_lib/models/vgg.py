@@ -55,7 +55,7 @@ def _imagenet_state() -> dict[str, torch.Tensor]:
         raise VGGWeightsMissing(
             f"VGG19 ImageNet weights '{filename}' are not cached at {cache} and could not be downloaded "
             f"({type(exc).__name__}: {exc}). Download {weights.url} on a machine with internet and copy it to "
-            f"{cache} (or set TORCH_HOME), or set the VGG weights to a local file path in params.yaml."
+            f"{cache} (or set TORCH_HOME), or pass the path of a local vgg19 state dict file as the weights."
         ) from None
 
 
