@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from srgan_lib import __version__
 from srgan_lib.config import DEFAULT_PARAMS, ParamsError, load_params
 from srgan_lib.imageio import ImageReadError, read_image, write_json
 from srgan_lib.resize import KERNELS
+from srgan_lib.training import TrainingError
 
 log = logging.getLogger("srgan")
 
@@ -332,12 +334,84 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--json", metavar="OUT", help="write the summary as JSON to OUT ('-' for stdout)")
     summ.set_defaults(func=cmd_models_summary)
 
+    tr = sub.add_parser(
+        "train",
+        help="train one stage: srresnet, srgan, rrdbnet or esrgan",
+        description="Train one stage as params.yaml says (its own section plus `train`). Checkpoints go to "
+        "<train.out>/<stage>/checkpoints, the final generator to <train.models>/<stage>.pth as "
+        "{'params', 'params_ema'}; metrics, validation images and the config go to MLflow "
+        "(train.tracking_uri or MLFLOW_TRACKING_URI). Under torchrun the same command trains with DDP: "
+        "torchrun --nproc-per-node N -m srgan_lib.cli train esrgan.",
+    )
+    tr.add_argument("stage", choices=("srresnet", "srgan", "rrdbnet", "esrgan"))
+    tr.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default params.yaml)")
+    tr.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                    help="override parameters for this run, e.g. esrgan.lr=5e-5 train.device=cpu")
+    again = tr.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from the newest checkpoint of this stage (a fresh start if there is none)")
+    again.add_argument("--restart", action="store_true", help="delete this stage's checkpoints and start over")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    tr.add_argument("--stop-after", type=int, metavar="N",
+                    help="stop after N iterations of this invocation, without the final model (timing, smoke)")
+    tr.set_defaults(func=cmd_train)
+
+    it = sub.add_parser(
+        "interpolate",
+        help="ESRGAN network interpolation between a PSNR and a GAN generator",
+        description="Write one generator per alpha: theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN "
+        "(EMA weights when the checkpoints have them). Both must be the same architecture.",
+    )
+    it.add_argument("--psnr", required=True, metavar="CKPT", help="the PSNR-oriented generator (alpha 0)")
+    it.add_argument("--gan", required=True, metavar="CKPT", help="the GAN generator (alpha 1)")
+    it.add_argument("--alpha", required=True, type=float, nargs="+", action="extend", metavar="A",
+                    help="one or more alphas in [0, 1], e.g. --alpha 0 0.2 0.4 0.6 0.8 1")
+    it.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for interp_<alpha>.pth")
+    it.set_defaults(func=cmd_interpolate)
+
     par = sub.add_parser("params", help="params.yaml tools")
     psub = par.add_subparsers(dest="params_command", required=True, metavar="ACTION")
     chk = psub.add_parser("check", help="validate params.yaml (unknown keys, types, values, folders)")
     chk.add_argument("params", nargs="?", default=str(DEFAULT_PARAMS))
     chk.set_defaults(func=cmd_params_check)
     return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from srgan_lib.training.engine import install_sigterm_handler, train_stage
+
+    params = load_params(args.params, args.set or [])
+    install_sigterm_handler()
+    res = train_stage(params, args.stage, resume=args.resume, restart=args.restart,
+                      progress=False if args.no_progress else None, stop_after=args.stop_after)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    losses = "  ".join(f"{k} {v:.4g}" for k, v in res.final_losses.items() if k in ("pixel", "perceptual",
+                       "gan_g", "gan_d", "total_g"))
+    print(f"train {res.stage}: {res.iterations} iterations"
+          + (f" (resumed at {res.resumed_from})" if res.resumed_from else "")
+          + f" in {res.seconds:.1f} s, {res.seconds_per_iteration:.3f} s/iteration")
+    print(f"  final losses: {losses or '-'}")
+    if res.validation:
+        print("  validation: " + "  ".join(f"{k} {v:.4f}" for k, v in res.validation.items()))
+    if res.model_path.name:
+        print(f"  generator: {res.model_path}   run folder: {res.run_dir}/")
+    if res.mlflow_run_id:
+        print(f"  MLflow run: {res.mlflow_run_id}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from srgan_lib.interpolate import interpolate_files
+
+    for a in args.alpha:
+        if not 0 <= a <= 1:
+            raise CLIError(f"--alpha must be in [0, 1], got {a}")
+    paths = interpolate_files(args.psnr, args.gan, args.alpha, args.out)
+    print(f"interpolate: {len(paths)} network(s) between {args.psnr} (alpha 0) and {args.gan} (alpha 1)")
+    for a, path in zip(args.alpha, paths, strict=True):
+        print(f"  alpha {a:.2f} -> {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -350,9 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError) as exc:
+    except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError, TrainingError) as exc:
         print(f"srgan: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("srgan: interrupted; checkpoints written so far are kept (continue with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ before any stage runs: unknown keys (typos), missing keys, wrong types and impos
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,51 @@ def list_of(item: Check, *, non_empty: bool = True) -> Check:
     return check
 
 
+def number(minimum: float | None = None, maximum: float | None = None, *, exclusive_min: bool = False) -> Check:
+    """A real number (int or float, not a bool) within the given bounds; returned as float."""
+
+    def check(value: Any, key: str) -> float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-4 without a dot as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(key, "a number", value)
+        low_ok = minimum is None or (value > minimum if exclusive_min else value >= minimum)
+        if not low_ok or (maximum is not None and value > maximum):
+            lo = "" if minimum is None else f"{'>' if exclusive_min else '>='} {minimum}"
+            hi = "" if maximum is None else f"<= {maximum}"
+            _fail(key, f"a number {' and '.join(b for b in (lo, hi) if b)}", value)
+        return float(value)
+
+    return check
+
+
+def boolean() -> Check:
+    """true or false."""
+
+    def check(value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            _fail(key, "true or false", value)
+        return value
+
+    return check
+
+
+def options() -> Check:
+    """A mapping of option names to scalars (a network's constructor arguments, e.g. ``{num_block: 23}``)."""
+
+    def check(value: Any, key: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int | float | str | bool) for k, v in value.items()
+        ):
+            _fail(key, "a mapping of option names to numbers/strings (e.g. {num_block: 23})", value)
+        return dict(value)
+
+    return check
+
+
 def named_path() -> Check:
     """``NAME=PATH`` (a test set's name and folder)."""
 
@@ -105,6 +151,98 @@ SCHEMA: dict[str, Any] = {
         "baselines": list_of(choice(("bicubic", "nearest"))),
     },
 }
+
+
+TRAIN_STAGES: tuple[str, ...] = ("srresnet", "srgan", "rrdbnet", "esrgan")
+GENERATORS = ("srresnet", "rrdbnet")
+DISCRIMINATORS = ("none", "srgan_discriminator", "esrgan_discriminator")
+VGG_LAYER_PATTERN = r"(conv|relu)[1-5]_[1-4]|pool[1-5]"
+
+
+def _stage_schema() -> dict[str, Any]:
+    """One training stage (the same keys for all four recipes: one engine, configured)."""
+    return {
+        "generator": choice(GENERATORS),
+        "generator_options": options(),
+        "discriminator": choice(DISCRIMINATORS),
+        "discriminator_options": options(),
+        "init_from": string(),
+        "batch_size": integer(minimum=1),
+        "hr_size": integer(minimum=8),
+        "augment": boolean(),
+        "iterations": integer(minimum=1),
+        "lr": number(0, exclusive_min=True),
+        "d_lr": number(0, exclusive_min=True),
+        "betas": list_of(number(0, 1)),
+        "milestones": list_of(integer(minimum=1), non_empty=False),
+        "gamma": number(0, exclusive_min=True),
+        "d_steps": integer(minimum=1),
+        "ema_decay": number(0, 1),
+        "pixel": {"type": choice(("none", "mse", "l1")), "weight": number(0)},
+        "perceptual": {
+            "type": choice(("none", "mse", "l1")),
+            "layer": string(),
+            "weight": number(0),
+            "feature_scale": number(0, exclusive_min=True),
+        },
+        "gan": {"type": choice(("none", "vanilla", "ragan")), "weight": number(0)},
+        "val_every": integer(minimum=0),
+        "ckpt_every": integer(minimum=1),
+        "log_every": integer(minimum=1),
+    }
+
+
+SCHEMA["train"] = {
+    "device": string(),
+    "seed": integer(minimum=0),
+    "threads": integer(minimum=0),
+    "amp": choice(("none", "bf16", "fp16")),
+    "channels_last": boolean(),
+    "vgg_weights": string(),
+    "train_list": string(),
+    "lr_dir": string(),
+    "val_list": string(),
+    "val_images": integer(minimum=0),
+    "val_crop": integer(minimum=0),
+    "out": string(),
+    "models": string(),
+    "keep_checkpoints": integer(minimum=1),
+    "tracking_uri": string(),
+    "experiment": string(),
+}
+for _stage in TRAIN_STAGES:
+    SCHEMA[_stage] = _stage_schema()
+
+
+def _check_stage(name: str, st: dict[str, Any], scale: int) -> None:
+    import re
+
+    def bad(key: str, msg: str) -> ParamsError:
+        return ParamsError(f"'{name}.{key}': {msg}")
+
+    if st["hr_size"] % scale:
+        raise bad("hr_size", f"the HR crop must be divisible by the scale {scale}, got {st['hr_size']}")
+    if len(st["betas"]) != 2 or not all(0 <= b < 1 for b in st["betas"]):
+        raise bad("betas", f"Adam needs two betas in [0, 1), got {st['betas']}")
+    if st["milestones"] != sorted(set(st["milestones"])):
+        raise bad("milestones", f"must be strictly increasing iterations, got {st['milestones']}")
+    if st["ema_decay"] >= 1:
+        raise bad("ema_decay", f"must be in [0, 1) (0 turns EMA off), got {st['ema_decay']}")
+    if all(st[k]["type"] == "none" for k in ("pixel", "perceptual", "gan")):
+        raise bad("pixel", "every loss is 'none': set at least one of pixel/perceptual/gan.type")
+    if st["gan"]["type"] != "none" and st["discriminator"] == "none":
+        raise bad("discriminator", f"gan.type is {st['gan']['type']!r}, so a discriminator is needed")
+    if st["perceptual"]["type"] != "none" and not re.fullmatch(VGG_LAYER_PATTERN, st["perceptual"]["layer"]):
+        layer = st["perceptual"]["layer"]
+        raise bad("perceptual.layer", f"must be a VGG19 layer such as relu5_4 or conv5_4, got {layer!r}")
+    if st["discriminator"] == "esrgan_discriminator":
+        size = st["discriminator_options"].get("input_size", 128)
+        if size != st["hr_size"]:
+            raise bad("discriminator_options", f"input_size {size} must equal hr_size {st['hr_size']} (the VGG-style "
+                      "discriminator has a fixed input size)")
+    if st["val_every"] and st["val_every"] > st["iterations"]:
+        raise bad("val_every", f"{st['val_every']} is beyond iterations ({st['iterations']}); "
+                  "use 0 to validate only at the end")
 
 
 def _validate(node: Any, schema: Any, key: str) -> Any:
@@ -140,6 +278,8 @@ def _check_semantics(params: dict[str, Any], base: Path) -> None:
         raise ParamsError(f"'lists.test' names must be unique, got {', '.join(names)}")
     if "train" in names:
         raise ParamsError("'lists.test': 'train' is reserved for the training split; rename that test set")
+    for stage in TRAIN_STAGES:
+        _check_stage(stage, params[stage], params["scale"])
 
 
 def validate(params: Any, *, base: str | Path = ".") -> dict[str, Any]:
@@ -149,8 +289,38 @@ def validate(params: Any, *, base: str | Path = ".") -> dict[str, Any]:
     return validated
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read and validate ``params.yaml``; errors name the file and the key."""
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a dotted key (``esrgan.lr=5e-5``) and a YAML value (numbers, lists, strings)."""
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise ParamsError(f"override {text!r} must look like section.key=value (for example esrgan.lr=5e-5)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``section.key=value`` set; an unknown section or key is an error naming it."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        node, parts = out, key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ParamsError(f"override {text!r}: '{'.'.join(parts[: i + 1])}' is not a section of params.yaml")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ParamsError(f"override {text!r}: unknown key '{key}'; allowed here: {', '.join(node)}")
+        node[parts[-1]] = value
+    return out
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read and validate ``params.yaml`` (with optional ``section.key=value`` overrides); errors name file and key."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -159,6 +329,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return validate(raw, base=path.parent)
+        if overrides:
+            raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
+        return validate(raw, base=Path.cwd())  # paths in params are relative to where stages run
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None

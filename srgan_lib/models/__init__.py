@@ -24,6 +24,9 @@ PAPER_PARAMETERS: dict[str, int] = {
     "srgan_discriminator": 23_565_505,
     "rrdbnet": 16_697_987,
 }
+# The value range of each generator's output (and therefore of its pixel loss and its discriminator's input): the
+# SRGAN paper trains on HR in [-1, 1] through tanh, ESRGAN/BasicSR on [0, 1]. Inputs are always LR in [0, 1].
+OUTPUT_RANGES: dict[str, tuple[float, float]] = {"srresnet": (-1.0, 1.0), "rrdbnet": (0.0, 1.0)}
 INPUT_SIZES: dict[str, tuple[int, int]] = {
     "srresnet": (24, 24),
     "srgan_discriminator": (96, 96),
@@ -39,6 +42,18 @@ def build_model(name: str, **options: Any) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
     return factory(**options)
+
+
+def to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Map a tensor from ``value_range`` to [0, 1] (no clamping)."""
+    lo, hi = value_range
+    return x if (lo, hi) == (0.0, 1.0) else (x - lo) / (hi - lo)
+
+
+def from_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Map a tensor from [0, 1] to ``value_range``."""
+    lo, hi = value_range
+    return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,170 @@
+"""MLflow tracking: one run per stage, nested under a pipeline's parent run, in a local SQLite store by default.
+
+The tracking URI comes from ``MLFLOW_TRACKING_URI`` or ``params.yaml`` (``train.tracking_uri``); ``none`` turns tracking
+off. A ``sqlite:///path/mlflow.db`` store keeps its artifacts beside the database (``path/artifacts``), never in a bare
+``mlruns/`` folder. A pipeline (``make run``, a Prefect flow) exports ``SRGAN_PARENT_RUN_ID`` and every stage run
+becomes its child. Everything goes through :class:`mlflow.tracking.MlflowClient`: no global "active run" state, so a
+resumed training run reopens its own run by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+PARENT_ENV = "SRGAN_PARENT_RUN_ID"
+_MAX_PARAM = 6000
+
+
+def resolve_uri(configured: str) -> str | None:
+    """The tracking URI to use (env first), with a relative SQLite path made absolute and its folder created."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri.strip().lower() == "none":
+        return None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db = db if db.is_absolute() else Path.cwd() / db
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{db}"
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifact folder for experiments created in a SQLite store: ``<db folder>/artifacts`` as a file URI."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{'esrgan': {'gan': {'weight': 5e-3}}}`` -> ``{'esrgan.gan.weight': '0.005'}`` (MLflow params are strings)."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name))
+        else:
+            out[name] = str(value)[:_MAX_PARAM]
+    return out
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """The checked-out commit (``+dirty`` when the tree has changes), or ``unknown`` outside a git repository."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def dvc_lock_hash(stage: str, lock_file: str | Path = "dvc.lock") -> str:
+    """SHA-256 of a stage's entry in ``dvc.lock`` (its recorded deps, params and outs), or ``none``."""
+    import yaml
+
+    path = Path(lock_file)
+    if not path.is_file():
+        return "none"
+    try:
+        entry = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {}).get(stage)
+    except yaml.YAMLError:
+        return "unreadable"
+    if entry is None:
+        return "none"
+    return hashlib.sha256(yaml.safe_dump(entry, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Tracker:
+    """One MLflow run (a stage), or a no-op when tracking is off. Metrics are buffered and sent in batches."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str, *, run_id: str | None = None,
+                 tags: Mapping[str, str] | None = None) -> None:
+        self.uri = uri
+        self.run_id: str | None = None
+        self._pending: list[Any] = []
+        if uri is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri)
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            self.run_id = run_id
+            return
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_root(uri))
+        all_tags = dict(tags or {})
+        parent = os.environ.get(PARENT_ENV)
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        self.run_id = self.client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int, flush: bool = False) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if flush or len(self._pending) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.active and self._pending:
+            for i in range(0, len(self._pending), 1000):
+                self.client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
+            self._pending = []
+
+    def log_artifacts(self, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+        if not self.active:
+            return
+        for p in paths:
+            if Path(p).is_file():
+                self.client.log_artifact(self.run_id, str(p), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Flush and close the run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        if self.active:
+            self.flush()
+            self.client.set_terminated(self.run_id, status)
+
+
+def start_pipeline_run(
+    uri: str | None, experiment: str, name: str, tags: Mapping[str, str] | None = None
+) -> str | None:
+    """Create a parent run for a pipeline and return its id (export it as ``SRGAN_PARENT_RUN_ID`` for the stages)."""
+    saved = os.environ.pop(PARENT_ENV, None)
+    try:
+        tracker = Tracker(uri, experiment, name, tags={"srgan.kind": "pipeline", **(tags or {})})
+    finally:
+        if saved is not None:
+            os.environ[PARENT_ENV] = saved
+    return tracker.run_id

@@ -1,0 +1,575 @@
+"""One training engine for the four recipes (SRResNet, SRGAN, RRDBNet, ESRGAN), configured by ``params.yaml``.
+
+A recipe is a stage section: which generator (and discriminator), which losses with which weights, the optimiser
+schedule and the batch. Each iteration is: a generator update on
+``w_pix * pixel + w_perc * perceptual + w_gan * adversarial``, then ``d_steps`` discriminator updates, then the EMA.
+The same code runs single-process or under ``torchrun`` (DDP: NCCL on GPUs, gloo on CPU); a global batch is split
+over the processes, so the result matches a single process on the same batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from srgan_lib import losses
+from srgan_lib.imageio import write_json, write_png, write_text
+from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
+from srgan_lib.models.vgg import VGGFeatureExtractor
+from srgan_lib.training import TrainingError
+from srgan_lib.training import checkpoint as ckpt_io
+from srgan_lib.training.data import PairedPatches, pairs_from_list
+from srgan_lib.training.optim import EMA, multistep_lr, set_lr
+
+log = logging.getLogger("srgan.train")
+# Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values.
+RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every")
+
+
+class NonFiniteLoss(TrainingError):
+    """A loss became NaN/inf; training stopped and the last good checkpoint is kept."""
+
+
+class ResumeError(TrainingError):
+    """The run folder's checkpoints cannot be used for this run (or exist when no resume was asked for)."""
+
+
+@dataclass
+class TrainResult:
+    """What a training stage produced."""
+
+    stage: str
+    iterations: int
+    model_path: Path
+    run_dir: Path
+    seconds: float
+    resumed_from: int = 0
+    final_losses: dict[str, float] = field(default_factory=dict)
+    validation: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    seconds_per_iteration: float = 0.0
+
+
+@dataclass
+class Dist:
+    """This process's place in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the ``torchrun`` job described by the environment (WORLD_SIZE > 1), or run single-process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this process's local GPU under torchrun) when present, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"train.device is {name!r} but no CUDA device is available; use auto or cpu")
+        return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+    return torch.device(name)
+
+
+def config_hash(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int) -> str:
+    """Fingerprint of everything that shapes the optimisation trajectory (resumable keys excluded)."""
+    relevant = {k: v for k, v in stage_cfg.items() if k not in RESUMABLE_KEYS}
+    shared = {k: common[k] for k in ("seed", "amp", "channels_last", "vgg_weights", "train_list", "lr_dir")}
+    blob = json.dumps({"stage": relevant, "train": shared, "scale": scale}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Validator:
+    """PSNR-Y / SSIM-Y (the papers' conventions, shave = scale) on centre crops of a few held-out images."""
+
+    def __init__(self, val_list: str, n_images: int, crop: int, scale: int) -> None:
+        from srgan_lib.evaluation import test_set_from_list
+        from srgan_lib.imageio import read_image
+        from srgan_lib.resize import downsample, modcrop
+
+        self.scale = scale
+        self.pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
+        if n_images == 0:
+            return
+        if not Path(val_list).is_file():
+            raise FileNotFoundError(f"validation list '{val_list}' not found (train.val_list); run the lists stage")
+        _, images = test_set_from_list(val_list, scale)
+        for img in images[:n_images]:
+            hr = modcrop(read_image(img.hr), scale)
+            if crop:
+                c = min(crop, *hr.shape[:2]) // scale * scale
+                y, x = (hr.shape[0] - c) // 2 // scale * scale, (hr.shape[1] - c) // 2 // scale * scale
+                hr = hr[y : y + c, x : x + c]
+            self.pairs.append((img.name, downsample(hr, scale, "matlab"), hr))
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    @torch.no_grad()
+    def run(self, model: nn.Module, out_range: tuple[float, float], device: torch.device) -> tuple[dict, np.ndarray]:
+        """Mean PSNR-Y/SSIM-Y over the images, and a side-by-side (bicubic | SR | HR) picture of the first one."""
+        from srgan_lib.metrics.psnr_ssim import psnr, ssim
+        from srgan_lib.resize import upsample
+
+        was_training = model.training
+        model.eval()
+        scores: dict[str, list[float]] = {"psnr_y": [], "ssim_y": []}
+        picture = None
+        for i, (_, lr, hr) in enumerate(self.pairs):
+            x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device, torch.float32) / 255
+            sr_t = to_unit(model(x).float(), out_range).clamp_(0, 1)
+            sr = (sr_t[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            scores["psnr_y"].append(psnr(sr, hr, space="y", shave=self.scale))
+            scores["ssim_y"].append(ssim(sr, hr, space="y", shave=self.scale))
+            if i == 0:
+                gap = np.full((hr.shape[0], 4, 3), 255, np.uint8)
+                picture = np.concatenate([upsample(lr, self.scale, "bicubic"), gap, sr, gap, hr], axis=1)
+        model.train(was_training)
+        return {k: float(np.mean(v)) for k, v in scores.items()}, picture
+
+
+class Trainer:
+    """The models, losses and optimisers of one stage, and the step that updates them."""
+
+    def __init__(self, stage: str, params: dict[str, Any], device: torch.device, ddp: Dist) -> None:
+        self.stage, self.cfg, self.common = stage, params[stage], params["train"]
+        self.scale, self.device, self.ddp = params["scale"], device, ddp
+        cfg, common = self.cfg, self.common
+        self.out_range = OUTPUT_RANGES[cfg["generator"]]
+        self.cuda = device.type == "cuda"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(common["amp"]) if self.cuda else None
+        self.memory_format = torch.channels_last if self.cuda and common["channels_last"] else torch.contiguous_format
+
+        _seed_everything(common["seed"])
+        self.net_g = build_model(cfg["generator"], scale=self.scale, **cfg["generator_options"])
+        self.init_from = None
+        if cfg["init_from"] != "none":
+            self._init_generator(Path(cfg["init_from"]))
+        self.net_d = (None if cfg["discriminator"] == "none"
+                      else build_model(cfg["discriminator"], **cfg["discriminator_options"]))
+        self.ema = EMA(self.net_g, cfg["ema_decay"]) if cfg["ema_decay"] > 0 else None
+        for net in (self.net_g, self.net_d, self.ema.model if self.ema else None):
+            if net is not None:
+                net.to(device, memory_format=self.memory_format)
+
+        self.pixel = losses.PixelLoss(cfg["pixel"]["type"]) if cfg["pixel"]["type"] != "none" else None
+        self.perceptual = None
+        self.vgg_weights = "unused"
+        if cfg["perceptual"]["type"] != "none":
+            self.vgg_weights = common["vgg_weights"]
+            extractor = VGGFeatureExtractor(cfg["perceptual"]["layer"], weights=common["vgg_weights"])
+            self.perceptual = losses.PerceptualLoss(
+                extractor, cfg["perceptual"]["type"], cfg["perceptual"]["feature_scale"]
+            ).to(device, memory_format=self.memory_format)
+        self.gan_type = cfg["gan"]["type"]
+
+        betas = tuple(cfg["betas"])
+        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=cfg["lr"], betas=betas)
+        self.opt_d = (torch.optim.Adam(self.net_d.parameters(), lr=cfg["d_lr"], betas=betas)
+                      if self.net_d is not None else None)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.g_train, self.d_train = self.net_g, self.net_d
+        if ddp.world_size > 1:
+            ids = [device.index] if self.cuda else None
+            self.g_train = nn.parallel.DistributedDataParallel(self.net_g, device_ids=ids)
+            if self.net_d is not None:
+                self.d_train = nn.parallel.DistributedDataParallel(self.net_d, device_ids=ids)
+
+    def _init_generator(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"'{self.stage}.init_from': generator checkpoint '{path}' not found; train the PSNR stage first "
+                f"(`srgan train {'srresnet' if self.cfg['generator'] == 'srresnet' else 'rrdbnet'}`) or point "
+                "init_from at a checkpoint"
+            )
+        state = load_generator_state(path, prefer_ema=True)
+        try:
+            self.net_g.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"'{path}' does not fit {self.cfg['generator']} with options {self.cfg['generator_options']}: "
+                f"{str(exc).splitlines()[0]} (generator_options must match the PSNR stage's)"
+            ) from None
+        self.init_from = str(path)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One generator update and ``d_steps`` discriminator updates; returns the (detached) loss terms."""
+        cfg = self.cfg
+        nb = self.cuda
+        lr = (lr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
+        hr01 = (hr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
+        lo, hi = self.out_range
+        hr = hr01 if (lo, hi) == (0.0, 1.0) else hr01 * (hi - lo) + lo  # the generator's native range
+        terms: dict[str, torch.Tensor] = {}
+
+        # generator
+        if self.net_d is not None:
+            self.net_d.requires_grad_(False)
+        with self._autocast():
+            sr = self.g_train(lr)
+            total = sr.new_zeros(())
+            if self.pixel is not None:
+                terms["pixel"] = self.pixel(sr.float(), hr)
+                total = total + cfg["pixel"]["weight"] * terms["pixel"]
+            if self.perceptual is not None:
+                terms["perceptual"] = self.perceptual(to_unit(sr, self.out_range), hr01).float()
+                total = total + cfg["perceptual"]["weight"] * terms["perceptual"]
+            if self.net_d is not None and self.gan_type != "none":
+                # the generator's gradient flows through D, whose weights are frozen here (the unwrapped module,
+                # so DDP does not wait for D gradients that never come)
+                fake_logits = self.net_d(sr).float()
+                real_logits = self.net_d(hr).float() if self.gan_type == "ragan" else None
+                terms["gan_g"] = losses.generator_adversarial_loss(self.gan_type, fake_logits, real_logits)
+                total = total + cfg["gan"]["weight"] * terms["gan_g"]
+        terms["total_g"] = total.float()
+        self._check_finite(terms)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt_g)
+
+        # discriminator
+        if self.net_d is not None and self.gan_type != "none":
+            self.net_d.requires_grad_(True)
+            fake = sr.detach()
+            for _ in range(cfg["d_steps"]):
+                with self._autocast():
+                    real_logits = self.d_train(hr).float()
+                    fake_logits = self.d_train(fake).float()
+                    loss_d = losses.discriminator_loss(self.gan_type, real_logits, fake_logits)
+                terms["gan_d"] = loss_d.detach()
+                terms["d_real"] = real_logits.detach().mean()
+                terms["d_fake"] = fake_logits.detach().mean()
+                self._check_finite({"gan_d": terms["gan_d"]})
+                self.opt_d.zero_grad(set_to_none=True)
+                self.scaler.scale(loss_d).backward()
+                self.scaler.step(self.opt_d)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.net_g)
+        return {k: v.detach() for k, v in terms.items()}
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if not bool(torch.isfinite(values).all()):
+            bad = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
+            raise NonFiniteLoss(f"non-finite loss {bad}")
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.net_g.parameters())
+
+    def set_lr(self, iteration: int) -> float:
+        cfg = self.cfg
+        lr_g = multistep_lr(cfg["lr"], cfg["milestones"], cfg["gamma"], iteration)
+        set_lr(self.opt_g, lr_g)
+        if self.opt_d is not None:
+            set_lr(self.opt_d, multistep_lr(cfg["d_lr"], cfg["milestones"], cfg["gamma"], iteration))
+        return lr_g
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the iteration, RNG and bookkeeping: the models, optimisers, EMA and AMP scaler."""
+        return {
+            "generator": self.net_g.state_dict(),
+            "discriminator": self.net_d.state_dict() if self.net_d is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.net_g.load_state_dict(state["generator"])
+        if self.net_d is not None:
+            self.net_d.load_state_dict(state["discriminator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler.load_state_dict(state["scaler"])
+
+    def generator_checkpoint(self) -> dict[str, Any]:
+        """The deliverable: ``{'params': G, 'params_ema': EMA(G)}`` (BasicSR/Real-ESRGAN layout)."""
+        params = {k: v.detach().cpu().contiguous() for k, v in self.net_g.state_dict().items()}
+        ema = ({k: v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()}
+               if self.ema is not None else params)
+        return {"params": params, "params_ema": ema}
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    fields: list[str] = []
+    for r in rows:
+        fields.extend(k for k in r if k not in fields)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, restart: bool, cfg_hash: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from (or None), enforcing: never silently mix two runs in one folder."""
+    existing = ckpt_io.list_checkpoints(run_dir)
+    if restart:
+        for _, p in existing:
+            p.unlink()
+        return None
+    if not existing:
+        return None
+    if not resume:
+        raise ResumeError(
+            f"'{run_dir}' already holds checkpoints up to iteration {existing[-1][0]}; pass --resume to continue "
+            "that run or --restart to delete them and start over"
+        )
+    ckpt = ckpt_io.latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise ResumeError(f"no readable checkpoint in '{run_dir}/checkpoints'; pass --restart to start over")
+    if ckpt["config_hash"] != cfg_hash:
+        raise ResumeError(
+            f"checkpoint '{ckpt['path']}' was made with different parameters (config {ckpt['config_hash']}, now "
+            f"{cfg_hash}; it recorded {json.dumps(ckpt['config'], sort_keys=True)[:300]}...); pass --restart to "
+            "start over with the current params, or restore the old ones to resume"
+        )
+    return ckpt
+
+
+def train_stage(
+    params: dict[str, Any],
+    stage: str,
+    *,
+    resume: bool = False,
+    restart: bool = False,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train one stage (``srresnet``, ``srgan``, ``rrdbnet``, ``esrgan``) as ``params`` says; see the module docstring.
+
+    ``resume`` continues from the newest compatible checkpoint in ``<train.out>/<stage>`` (a fresh start when there is
+    none); ``restart`` deletes that stage's checkpoints first. ``stop_after`` ends the process after that many
+    iterations of this invocation without a final checkpoint (for timing and smoke runs).
+    """
+    from srgan_lib import tracking
+
+    t_start = time.perf_counter()
+    cfg, common, scale = params[stage], params["train"], params["scale"]
+    if common["threads"]:
+        torch.set_num_threads(common["threads"])
+    ddp = init_distributed(resolve_device(common["device"]).type)
+    device = resolve_device(common["device"], ddp.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run_dir = Path(common["out"]) / stage
+    cfg_hash = config_hash(cfg, common, scale)
+    ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash) if ddp.main else None
+    ddp.barrier()
+    if not ddp.main:
+        ckpt = ckpt_io.latest_checkpoint(run_dir) if resume else None
+
+    trainer = Trainer(stage, params, device, ddp)
+    if trainer.vgg_weights == "random":
+        log.warning("%s: perceptual loss on a RANDOMLY initialised VGG19 (train.vgg_weights: random) - not the "
+                    "paper's loss; tagged vgg_weights=random in MLflow", stage)
+    data = PairedPatches(pairs_from_list(common["train_list"], Path(common["lr_dir"]) / f"X{scale}"),
+                         scale=scale, hr_size=cfg["hr_size"], augment=cfg["augment"], seed=common["seed"])
+    validator = Validator(common["val_list"], common["val_images"], common["val_crop"], scale) if ddp.main else None
+
+    start_iter, history, val_history, run_id = 0, [], [], None
+    if ckpt is not None:
+        trainer.load_state(ckpt)
+        ckpt_io.set_rng_state(ckpt["rng"])
+        start_iter, history, val_history = ckpt["iteration"], list(ckpt["history"]), list(ckpt["val_history"])
+        run_id = ckpt.get("mlflow_run_id")
+        if ddp.main:
+            log.info("%s: resuming from %s at iteration %d", stage, ckpt["path"], start_iter)
+
+    tracker = tracking.Tracker(None, "", "")
+    if ddp.main:
+        tracker = tracking.Tracker(
+            tracking.resolve_uri(common["tracking_uri"]), common["experiment"], stage, run_id=run_id,
+            tags={"srgan.stage": stage, "srgan.kind": "train"},
+        )
+        if run_id is None:
+            tracker.log_params(tracking.flatten({"scale": scale, "train": common, stage: cfg}))
+        device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                       else f"cpu ({torch.get_num_threads()} threads)")
+        tracker.set_tags({
+            "git_commit": tracking.git_commit(), "dvc_lock_stage_hash": tracking.dvc_lock_hash(stage),
+            "device": device_name,
+            "torch_version": torch.__version__, "vgg_weights": trainer.vgg_weights, "config_hash": cfg_hash,
+            "world_size": str(ddp.world_size), "init_from": trainer.init_from or "none",
+            "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "fp32",
+            "generator_parameters": str(count_parameters(trainer.net_g)),
+            "train_images": str(len(data)),
+        })
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {"stage": stage, "scale": scale, "train": common, stage: cfg,
+                                             "config_hash": cfg_hash})
+        tracker.log_artifacts([run_dir / "config.json"])
+
+    def save(iteration: int) -> None:
+        if not ddp.main:
+            return
+        if not trainer.weights_finite():
+            raise NonFiniteLoss(f"generator weights are not finite at iteration {iteration}; checkpoint not written")
+        state = {**trainer.state(), "rng": ckpt_io.rng_state(), "config": {stage: cfg, "train": common},
+                 "config_hash": cfg_hash, "stage": stage, "history": history, "val_history": val_history,
+                 "mlflow_run_id": tracker.run_id, "sampler": {"seed": common["seed"], "next_iteration": iteration + 1}}
+        ckpt_io.save_checkpoint(run_dir, iteration, state, common["keep_checkpoints"])
+
+    def validate(iteration: int) -> dict[str, float]:
+        if not validator:
+            return {}
+        scores, picture = validator.run(trainer.net_g, trainer.out_range, device)
+        row = {"iteration": iteration, **scores}
+        if trainer.ema is not None:
+            ema_scores, ema_picture = validator.run(trainer.ema.model, trainer.out_range, device)
+            row.update({f"ema_{k}": v for k, v in ema_scores.items()})
+            picture = np.concatenate([picture, np.full((4, picture.shape[1], 3), 255, np.uint8), ema_picture])
+        val_history.append(row)
+        image = write_png(run_dir / "val" / f"iter_{iteration:08d}.png", picture)
+        tracker.log_metrics({f"val_{k}": v for k, v in row.items() if k != "iteration"}, iteration, flush=True)
+        tracker.log_artifacts([image], "validation")
+        _write_csv(run_dir / "validation.csv", val_history)
+        return row
+
+    total = cfg["iterations"]
+    end_iter = total if stop_after is None else min(total, start_iter + stop_after)
+    bar = tqdm(total=total, initial=start_iter, desc=stage, unit="it", disable=(not ddp.main) or progress is False
+               or (progress is None and not sys.stderr.isatty()), dynamic_ncols=True)
+    status, last_terms, t_loop, it = "FAILED", {}, time.perf_counter(), start_iter
+    window_t, window_n = time.perf_counter(), 0
+    try:
+        for it in range(start_iter + 1, end_iter + 1):
+            lr_now = trainer.set_lr(it)
+            lr_u8, hr_u8 = data.batch(it, cfg["batch_size"], ddp.rank, ddp.world_size)
+            try:
+                terms = trainer.step(lr_u8, hr_u8)
+            except NonFiniteLoss as exc:
+                last = ckpt_io.list_checkpoints(run_dir)
+                keep = f"the last good checkpoint is '{last[-1][1]}'" if last else "no checkpoint was written yet"
+                raise NonFiniteLoss(
+                    f"{stage}: {exc} at iteration {it} (lr {lr_now:.3g}); training stopped, {keep}. Lower "
+                    f"{stage}.lr or check the data, then --resume"
+                ) from None
+            window_n += 1
+            if it % cfg["log_every"] == 0 or it == end_iter:
+                now = time.perf_counter()
+                ips = window_n / max(now - window_t, 1e-9)
+                window_t, window_n = now, 0
+                last_terms = {k: float(v) for k, v in terms.items()}
+                history.append({"iteration": it, "lr": lr_now, **last_terms, "it_per_s": ips})
+                tracker.log_metrics({**{f"loss_{k}": v for k, v in last_terms.items()}, "lr": lr_now,
+                                     "it_per_s": ips}, it)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in last_terms.items() if k in ("pixel", "perceptual",
+                                 "gan_g", "gan_d", "total_g")} | {"lr": f"{lr_now:.1e}"}, refresh=False)
+            bar.update(1)
+            if ddp.main and cfg["val_every"] and it % cfg["val_every"] == 0 and it != total:
+                validate(it)
+            if it % cfg["ckpt_every"] == 0 and it != total:
+                save(it)
+                if ddp.main:
+                    _write_csv(run_dir / "history.csv", history)
+                ddp.barrier()
+        if stop_after is not None and end_iter < total:
+            status = "KILLED"
+            if ddp.main:
+                _write_csv(run_dir / "history.csv", history)
+            return TrainResult(stage, end_iter, Path(), run_dir, time.perf_counter() - t_start, start_iter,
+                               last_terms, {}, tracker.run_id,
+                               (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1))
+        seconds_per_it = (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1)
+        model_path = Path(common["models"]) / f"{stage}.pth"
+        val_row: dict[str, float] = {}
+        if ddp.main:
+            val_row = validate(total) if validator else {}
+            save(total)
+            _write_csv(run_dir / "history.csv", history)
+            from srgan_lib.imageio import atomic_path
+
+            with atomic_path(model_path) as tmp:
+                torch.save(trainer.generator_checkpoint(), tmp)
+            summary = {"stage": stage, "iterations": total, "resumed_from": start_iter, "model": str(model_path),
+                       "final_losses": last_terms, "validation": val_row, "seconds_per_iteration": seconds_per_it,
+                       "generator_parameters": count_parameters(trainer.net_g), "mlflow_run_id": tracker.run_id}
+            write_json(run_dir / "summary.json", summary)
+            tracker.log_metrics({"seconds_per_iteration": seconds_per_it}, total)
+            tracker.log_artifacts([model_path], "model")
+            tracker.log_artifacts([run_dir / "history.csv", run_dir / "validation.csv", run_dir / "summary.json"])
+        ddp.barrier()
+        status = "FINISHED"
+        return TrainResult(stage, total, model_path, run_dir, time.perf_counter() - t_start, start_iter, last_terms,
+                           {k: v for k, v in val_row.items() if k != "iteration"}, tracker.run_id, seconds_per_it)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        bar.close()
+        tracker.end(status)
+        if ddp.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM (a scheduler stopping the job) into KeyboardInterrupt so the MLflow run is closed as KILLED."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    with contextlib.suppress(ValueError):  # not in the main thread
+        signal.signal(signal.SIGTERM, handler)

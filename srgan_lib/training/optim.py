@@ -1,0 +1,51 @@
+"""Learning-rate schedules and the EMA of generator weights: small, stateless where possible, so resume is exact."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def multistep_lr(base_lr: float, milestones: Sequence[int], gamma: float, iteration: int) -> float:
+    """The learning rate of update number ``iteration`` (1-based): ``base * gamma^k``, k = milestones passed.
+
+    SRGAN: 1e-4 for iterations 1..1e5, 1e-5 after (milestones [1e5], gamma 0.1). A pure function of the iteration,
+    so a resumed run needs no scheduler state.
+    """
+    return base_lr * gamma ** sum(1 for m in milestones if iteration > m)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: ``ema = decay * ema + (1 - decay) * param``.
+
+    Buffers (BatchNorm statistics) are copied, not averaged. One fused ``torch._foreach_lerp_`` per update.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_params = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state, strict=True)

@@ -1,0 +1,107 @@
+"""Losses against hand-computed values (-log(sigmoid) written out with math), schedules and EMA against arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from srgan_lib import losses
+from srgan_lib.models.vgg import VGGFeatureExtractor
+from srgan_lib.training.optim import EMA, multistep_lr
+
+
+def softplus(x: float) -> float:
+    """-log(sigmoid(-x)) = log(1 + e^x): BCE of logit x against label 0; BCE against 1 is softplus(-x)."""
+    return math.log1p(math.exp(x))
+
+
+def t(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64).view(-1, 1)
+
+
+def test_pixel_losses():
+    sr, hr = torch.tensor([0.0, 1.0, 0.5, 0.5]), torch.tensor([1.0, 1.0, 0.0, 0.5])
+    assert losses.PixelLoss("mse")(sr, hr).item() == pytest.approx((1 + 0 + 0.25 + 0) / 4)
+    assert losses.PixelLoss("l1")(sr, hr).item() == pytest.approx((1 + 0 + 0.5 + 0) / 4)
+    with pytest.raises(ValueError, match="choose one of mse, l1"):
+        losses.PixelLoss("huber")
+
+
+def test_standard_gan_losses_equal_hand_computed_values():
+    fake, real = t(0.0, 2.0), t(1.0, -3.0)
+    # SRGAN generator: -log D(G(x)) = BCE(C(G(x)), 1)
+    expected_g = (softplus(-0.0) + softplus(-2.0)) / 2
+    assert losses.generator_adversarial_loss("vanilla", fake).item() == pytest.approx(expected_g)
+    # discriminator: -log D(y) - log(1 - D(G(x)))
+    expected_d = (softplus(-1.0) + softplus(3.0)) / 2 + (softplus(0.0) + softplus(2.0)) / 2
+    assert losses.discriminator_loss("vanilla", real, fake).item() == pytest.approx(expected_d)
+
+
+def test_ragan_losses_equal_hand_computed_values():
+    real, fake = t(1.0, 3.0), t(0.0, -2.0)  # E[C(xr)] = 2, E[C(xf)] = -1
+    rel_real = [1.0 - (-1.0), 3.0 - (-1.0)]  # C(xr) - E[C(xf)]
+    rel_fake = [0.0 - 2.0, -2.0 - 2.0]  # C(xf) - E[C(xr)]
+    # ESRGAN eq. 2: L_D = -E[log D_Ra(xr, xf)] - E[log(1 - D_Ra(xf, xr))]
+    expected_d = sum(softplus(-v) for v in rel_real) / 2 + sum(softplus(v) for v in rel_fake) / 2
+    assert losses.discriminator_loss("ragan", real, fake).item() == pytest.approx(expected_d)
+    # ESRGAN eq. 3 (symmetric): L_G = -E[log(1 - D_Ra(xr, xf))] - E[log D_Ra(xf, xr)]
+    expected_g = sum(softplus(v) for v in rel_real) / 2 + sum(softplus(-v) for v in rel_fake) / 2
+    assert losses.generator_adversarial_loss("ragan", fake, real).item() == pytest.approx(expected_g)
+    assert expected_d == pytest.approx(0.1450779, abs=1e-6) and expected_g == pytest.approx(6.1450779, abs=1e-6)
+
+
+def test_ragan_generator_loss_does_not_train_through_real_logits():
+    real = t(1.0, 3.0).requires_grad_()
+    fake = t(0.0, -2.0).requires_grad_()
+    losses.generator_adversarial_loss("ragan", fake, real).backward()
+    assert real.grad is None and fake.grad is not None and fake.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs the discriminator's logits on real"):
+        losses.generator_adversarial_loss("ragan", fake)
+
+
+def test_perceptual_feature_scale_is_the_papers_1_over_12_75():
+    sr, hr = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    plain = losses.PerceptualLoss(nn.Identity(), "mse")(sr, hr)
+    scaled = losses.PerceptualLoss(nn.Identity(), "mse", losses.SRGAN_FEATURE_SCALE)(sr, hr)
+    assert scaled.item() == pytest.approx(plain.item() / 12.75**2)  # ~0.006 x, the paper's "rescaling factor"
+    assert losses.PerceptualLoss(nn.Identity(), "l1")(sr, hr).item() == pytest.approx((sr - hr).abs().mean().item())
+
+
+def test_perceptual_loss_on_vgg_equals_feature_mse_and_only_differentiates_sr():
+    torch.manual_seed(0)
+    ext = VGGFeatureExtractor("conv5_4", weights="random")
+    sr = torch.rand(1, 3, 32, 32, requires_grad=True)
+    hr = torch.rand(1, 3, 32, 32, requires_grad=True)
+    loss = losses.PerceptualLoss(ext, "l1")(sr, hr)
+    with torch.no_grad():
+        expected = (ext(sr) - ext(hr)).abs().mean()
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.backward()
+    assert sr.grad is not None and hr.grad is None
+
+
+def test_multistep_schedules_of_the_papers():
+    # SRGAN: 1e-4 for 1e5 updates then 1e-5
+    assert multistep_lr(1e-4, [100_000], 0.1, 100_000) == 1e-4
+    assert multistep_lr(1e-4, [100_000], 0.1, 100_001) == pytest.approx(1e-5)
+    # ESRGAN: halved at 50k, 100k, 200k, 300k
+    ms = [50_000, 100_000, 200_000, 300_000]
+    assert [multistep_lr(1e-4, ms, 0.5, i) for i in (1, 50_001, 150_000, 250_000, 400_000)] == pytest.approx(
+        [1e-4, 5e-5, 2.5e-5, 1.25e-5, 6.25e-6]
+    )
+
+
+def test_ema_is_the_running_average():
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    assert ema.model.weight.item() == pytest.approx(0.1)
+    ema.update(model)
+    assert ema.model.weight.item() == pytest.approx(0.19)  # 0.9 * 0.1 + 0.1 * 1
+    assert not ema.model.weight.requires_grad

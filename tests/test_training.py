@@ -1,0 +1,290 @@
+"""The training engine: the four recipes on CPU (micro profile and the papers' configuration), exact resume after
+SIGKILL, the NaN guard, DDP with gloo against a single process, MLflow tracking read back, network interpolation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from srgan_lib.config import ParamsError, apply_overrides, load_params, validate
+from srgan_lib.data.degrade import degrade, sources_from_list
+from srgan_lib.data.embedded import write_embedded
+from srgan_lib.data.lists import build_lists
+from srgan_lib.models import build_model, load_generator_state
+from srgan_lib.training.checkpoint import list_checkpoints
+from srgan_lib.training.engine import NonFiniteLoss, ResumeError, train_stage
+from tests.conftest import BENCHMARKS, REPO, SRGAN, run_cli
+
+STAGES = ("srresnet", "srgan", "rrdbnet", "esrgan")
+TINY = {
+    "srresnet": {"generator_options": "{num_block: 2, num_feat: 16}"},
+    "srgan": {"generator_options": "{num_block: 2, num_feat: 16}", "discriminator_options": "{num_feat: 8}"},
+    "rrdbnet": {"generator_options": "{num_block: 1, num_feat: 16, num_grow_ch: 8}"},
+    "esrgan": {"generator_options": "{num_block: 1, num_feat: 16, num_grow_ch: 8}",
+               "discriminator_options": "{num_feat: 8, input_size: 32}"},
+}
+
+
+@pytest.fixture(scope="session")
+def micro_data(tmp_path_factory) -> Path:
+    """Three embedded photographs, their lists (Set5 as the validation set) and their MATLAB-bicubic LR."""
+    root = tmp_path_factory.mktemp("micro")
+    write_embedded(root / "raw", ["astronaut", "chelsea", "coffee"])
+    build_lists([root / "raw"], {"Set5": BENCHMARKS / "Set5"}, root / "lists", min_size=64, test_min_size=16)
+    degrade(sources_from_list(root / "lists" / "train.json"), root / "lr" / "X4", scale=4)
+    return root
+
+
+def micro_overrides(data: Path, out: Path, stage: str, **extra: object) -> list[str]:
+    """Overrides turning params.yaml into the micro profile: tiny networks, batch 4, HR 32, a few iterations."""
+    sets = [
+        f"lists.train=[{data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
+        f"train.train_list={data / 'lists' / 'train.json'}", f"train.lr_dir={data / 'lr'}",
+        f"train.val_list={data / 'lists' / 'Set5.json'}", "train.val_images=2", "train.val_crop=48",
+        f"train.out={out / 'runs'}", f"train.models={out / 'models'}", "train.tracking_uri=none",
+        f"{stage}.batch_size=4", f"{stage}.hr_size=32", f"{stage}.iterations=6", f"{stage}.val_every=3",
+        f"{stage}.ckpt_every=3", f"{stage}.log_every=1", f"{stage}.milestones=[4]",
+    ]
+    sets += [f"{stage}.{k}={v}" for k, v in TINY[stage].items()]
+    if stage in ("srgan", "esrgan"):
+        sets.append(f"{stage}.init_from=none")
+    sets += [f"{k}={v}" for k, v in extra.items()]
+    return sets
+
+
+def micro_params(data: Path, out: Path, stage: str, **extra: object) -> dict:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    return validate(apply_overrides(raw, micro_overrides(data, out, stage, **extra)))
+
+
+def generator(path: Path, key: str = "params") -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)[key]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_recipe_trains_on_cpu_micro_profile(stage, micro_data, tmp_path):
+    res = train_stage(micro_params(micro_data, tmp_path, stage), stage, progress=False)
+    assert res.iterations == 6 and res.model_path == tmp_path / "models" / f"{stage}.pth"
+    ckpt = torch.load(res.model_path, map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"params", "params_ema"}
+    net = build_model("rrdbnet" if stage in ("rrdbnet", "esrgan") else "srresnet",
+                      **yaml.safe_load(TINY[stage]["generator_options"]))
+    net.load_state_dict(ckpt["params_ema"], strict=True)
+    expected = {"srresnet": {"pixel"}, "srgan": {"perceptual", "gan_g", "gan_d"}, "rrdbnet": {"pixel"},
+                "esrgan": {"pixel", "perceptual", "gan_g", "gan_d"}}[stage]
+    assert expected <= set(res.final_losses) and all(v == v for v in res.final_losses.values())
+    assert 0 < res.validation["psnr_y"] < 60 and 0 < res.validation["ssim_y"] <= 1
+    assert (res.run_dir / "val" / "iter_00000003.png").is_file() and (res.run_dir / "history.csv").is_file()
+    history = (res.run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 7 and history[0].startswith("iteration,lr,")
+    lrs = [float(line.split(",")[1]) for line in history[1:]]
+    gamma = micro_params(micro_data, tmp_path, stage)[stage]["gamma"]
+    assert lrs[3] == lrs[0] and lrs[4] == pytest.approx(lrs[0] * gamma)  # milestone 4: updates 5+ use lr * gamma
+
+
+def test_gan_stage_starts_from_the_psnr_checkpoint_via_cli(micro_data, tmp_path):
+    sets = micro_overrides(micro_data, tmp_path, "srresnet")
+    out = run_cli("train", "srresnet", "--set", *sets, "--no-progress")
+    assert "train srresnet: 6 iterations" in out.stdout and "validation: psnr_y" in out.stdout
+    psnr_ckpt = tmp_path / "models" / "srresnet.pth"
+    sets = micro_overrides(micro_data, tmp_path, "srgan", **{"srgan.init_from": psnr_ckpt, "srgan.iterations": 1,
+                                                              "srgan.val_every": 0, "srgan.milestones": "[]"})
+    sets.remove("srgan.init_from=none")
+    # one GAN update moves the generator away from its initialisation, which must be the PSNR stage's EMA weights
+    params = validate(apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), sets))
+    from srgan_lib.training.engine import Dist, Trainer
+
+    trainer = Trainer("srgan", params, torch.device("cpu"), Dist())
+    for k, v in generator(psnr_ckpt, "params_ema").items():
+        assert torch.equal(trainer.net_g.state_dict()[k], v), k
+    bad = [s for s in sets if not s.startswith("srgan.generator_options")] + [
+        "srgan.generator_options={num_block: 3, num_feat: 16}"]
+    proc = run_cli("train", "srgan", "--set", *bad, "--no-progress", check=False)
+    assert proc.returncode == 2 and "generator_options must match the PSNR stage" in proc.stderr
+
+
+def test_existing_checkpoints_need_resume_or_restart(micro_data, tmp_path):
+    params = micro_params(micro_data, tmp_path, "rrdbnet")
+    train_stage(params, "rrdbnet", progress=False)
+    with pytest.raises(ResumeError, match="pass --resume to continue"):
+        train_stage(params, "rrdbnet", progress=False)
+    changed = micro_params(micro_data, tmp_path, "rrdbnet", **{"rrdbnet.lr": 1e-3})
+    with pytest.raises(ResumeError, match="different parameters"):
+        train_stage(changed, "rrdbnet", resume=True, progress=False)
+    res = train_stage(changed, "rrdbnet", restart=True, progress=False)
+    assert res.resumed_from == 0
+
+
+def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
+    """A run killed with SIGKILL mid-way and resumed ends with exactly the weights of an uninterrupted run."""
+    common = {"esrgan.iterations": 16, "esrgan.ckpt_every": 4, "esrgan.val_every": 0, "esrgan.log_every": 2,
+              "esrgan.milestones": "[6, 12]"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    ref = tmp_path / "ref"
+    run_cli("train", "esrgan", "--no-progress", "--set", *micro_overrides(micro_data, ref, "esrgan", **common))
+
+    killed = tmp_path / "killed"
+    args = [SRGAN, "train", "esrgan", "--no-progress", "--set",
+            *micro_overrides(micro_data, killed, "esrgan", **common)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list_checkpoints(killed / "runs" / "esrgan") and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "models" / "esrgan.pth").exists()
+    done = [i for i, _ in list_checkpoints(killed / "runs" / "esrgan")]
+    assert done and done[-1] < 16
+
+    out = run_cli("train", "esrgan", "--no-progress", "--resume", "--set",
+                  *micro_overrides(micro_data, killed, "esrgan", **common))
+    assert f"(resumed at {done[-1]})" in out.stdout
+    for key in ("params", "params_ema"):
+        a, b = generator(ref / "models" / "esrgan.pth", key), generator(killed / "models" / "esrgan.pth", key)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{key} differ after resume"
+    # the discriminator and the optimiser moments too: compare the last full checkpoints
+    ca = torch.load(ref / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
+    cb = torch.load(killed / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
+    assert all(torch.equal(ca["discriminator"][k], cb["discriminator"][k]) for k in ca["discriminator"])
+    assert [h["total_g"] for h in ca["history"]] == [h["total_g"] for h in cb["history"]]
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(micro_data, tmp_path):
+    # the learning rate is multiplied by 1e30 after update 4: the weights explode and the loss becomes inf/NaN
+    params = micro_params(micro_data, tmp_path, "rrdbnet", **{"rrdbnet.iterations": 12, "rrdbnet.ckpt_every": 2,
+                                                              "rrdbnet.gamma": 1e30, "rrdbnet.val_every": 0})
+    expected = r"non-finite .* at iteration [5-9].*last good checkpoint is .*iter_0000000[24]"
+    with pytest.raises(NonFiniteLoss, match=expected):
+        train_stage(params, "rrdbnet", progress=False)
+    kept = list_checkpoints(tmp_path / "runs" / "rrdbnet")
+    assert kept and kept[-1][0] == 4
+    last = torch.load(kept[-1][1], weights_only=True)["generator"]
+    assert all(torch.isfinite(v).all() for v in last.values() if v.is_floating_point())
+    assert not (tmp_path / "models" / "rrdbnet.pth").exists()
+
+
+def test_ddp_two_gloo_processes_match_one_process(micro_data, tmp_path):
+    """torchrun with 2 CPU processes (gloo), each on half of the global batch, matches one process on all of it."""
+    common = {"rrdbnet.iterations": 4, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "rrdbnet.ema_decay": 0.5}
+    single = tmp_path / "single"
+    run_cli("train", "rrdbnet", "--no-progress", "--set", *micro_overrides(micro_data, single, "rrdbnet", **common))
+    ddp = tmp_path / "ddp"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "srgan_lib.cli", "train", "rrdbnet", "--no-progress", "--set",
+           *micro_overrides(micro_data, ddp, "rrdbnet", **common)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("train rrdbnet: 4 iterations") == 1  # only rank 0 reports
+    for key in ("params", "params_ema"):
+        a, b = generator(single / "models" / "rrdbnet.pth", key), generator(ddp / "models" / "rrdbnet.pth", key)
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
+    init = build_model("rrdbnet", **yaml.safe_load(TINY["rrdbnet"]["generator_options"]))
+    moved = max((a[k] - init.state_dict()[k]).abs().max().item() for k in a if k.endswith("weight"))
+    assert moved > 1e-4  # the comparison is between trained weights, not two copies of the initialisation
+
+
+def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from srgan_lib import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    parent = tracking.start_pipeline_run(uri, "micro", "pipeline")
+    monkeypatch.setenv(tracking.PARENT_ENV, parent)
+    params = micro_params(micro_data, tmp_path, "esrgan", **{"train.tracking_uri": uri, "train.experiment": "micro"})
+    res = train_stage(params, "esrgan", progress=False)
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(res.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "esrgan"
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.params["esrgan.gan.type"] == "ragan" and float(run.data.params["esrgan.gan.weight"]) == 5e-3
+    assert run.data.params["esrgan.perceptual.layer"] == "conv5_4" and run.data.params["scale"] == "4"
+    tags = run.data.tags
+    assert tags["vgg_weights"] == "random" and tags["torch_version"] == torch.__version__
+    assert tags["device"].startswith("cpu") and len(tags["git_commit"]) >= 40 and "dvc_lock_stage_hash" in tags
+    history = client.get_metric_history(run.info.run_id, "loss_gan_d")
+    assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
+    lr = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "lr")}
+    assert lr[4] == pytest.approx(1e-4) and lr[5] == pytest.approx(5e-5)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_psnr_y")] == [3, 6]
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "history.csv", "summary.json", "model", "validation"} <= artifacts
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "model")] == ["model/esrgan.pth"]
+    assert len(client.list_artifacts(run.info.run_id, "validation")) == 2
+    assert (tmp_path / "mlflow" / "artifacts").is_dir() and not (tmp_path / "mlruns").exists()
+
+
+def test_interpolation_cli(tmp_path):
+    torch.manual_seed(0)
+    a, b = build_model("rrdbnet", num_block=1).state_dict(), build_model("rrdbnet", num_block=1).state_dict()
+    torch.save({"params": a}, tmp_path / "psnr.pth")
+    torch.save({"params_ema": b, "params": a}, tmp_path / "gan.pth")
+    out = run_cli("interpolate", "--psnr", str(tmp_path / "psnr.pth"), "--gan", str(tmp_path / "gan.pth"),
+                  "--alpha", "0", "0.25", "1", "-o", str(tmp_path / "interp"))
+    assert "alpha 0.25" in out.stdout
+    for alpha in (0.0, 0.25, 1.0):
+        got = load_generator_state(tmp_path / "interp" / f"interp_{alpha:.2f}.pth")
+        for k in a:
+            torch.testing.assert_close(got[k], (1 - alpha) * a[k] + alpha * b[k])  # the GAN side is its EMA
+    torch.save({"params": build_model("rrdbnet", num_block=2).state_dict()}, tmp_path / "other.pth")
+    bad = run_cli("interpolate", "--psnr", str(tmp_path / "psnr.pth"), "--gan", str(tmp_path / "other.pth"),
+                  "--alpha", "0.5", "-o", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "different networks" in bad.stderr and "body.1" in bad.stderr
+    bad = run_cli("interpolate", "--psnr", str(tmp_path / "psnr.pth"), "--gan", str(tmp_path / "gan.pth"),
+                  "--alpha", "1.5", "-o", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "[0, 1]" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("esrgan.hr_size=130", "divisible by the scale"),
+        ("srgan.discriminator=none", "a discriminator is needed"),
+        ("rrdbnet.milestones=[200, 100]", "strictly increasing"),
+        ("esrgan.discriminator_options={input_size: 96}", "must equal hr_size"),
+        ("esrgan.lr=-1", "'esrgan.lr' must be a number > 0"),
+        ("esrgan.learning_rate=1", "unknown key 'esrgan.learning_rate'"),
+        ("srgan.perceptual.layer=relu9_9", "VGG19 layer"),
+        ("esrgan.ema_decay=1", "[0, 1)"),
+    ],
+)
+def test_bad_training_params_name_the_key(override, message):
+    with pytest.raises(ParamsError) as err:
+        load_params(REPO / "params.yaml", [override])
+    assert message in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_paper_configuration_smoke(stage, micro_data, tmp_path):
+    """Two iterations of each recipe exactly as configs/paper.yaml sets it (batch 16, HR 96/128, full networks)."""
+    params = load_params(REPO / "configs" / "paper.yaml", [
+        f"lists.train=[{micro_data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
+        f"train.train_list={micro_data / 'lists' / 'train.json'}", f"train.lr_dir={micro_data / 'lr'}",
+        "train.vgg_weights=random", "train.val_images=0", "train.tracking_uri=none",
+        f"train.out={tmp_path / 'runs'}", f"train.models={tmp_path / 'models'}",
+        f"{stage}.iterations=2", f"{stage}.val_every=0", f"{stage}.init_from=none", f"{stage}.log_every=1",
+    ])
+    cfg = params[stage]
+    assert cfg["batch_size"] == 16 and cfg["hr_size"] == (96 if stage.startswith("sr") else 128)
+    res = train_stage(params, stage, progress=False)
+    assert res.iterations == 2 and all(v == v for v in res.final_losses.values())
+    n = sum(v.numel() for k, v in generator(res.model_path).items() if "running" not in k and "num_batches" not in k)
+    assert n == {"srresnet": 1_549_462, "srgan": 1_549_462, "rrdbnet": 16_697_987, "esrgan": 16_697_987}[stage]
+    print(f"{stage}: {res.seconds_per_iteration:.2f} s/iteration at the paper configuration on CPU")
