@@ -417,8 +417,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``srgan`` console script."""
     args = build_parser().parse_args(argv)
+    quiet_rank = int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 talks
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.ERROR if quiet_rank else logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from srgan_lib import losses
 from srgan_lib.imageio import write_json, write_png, write_text
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
-from srgan_lib.models.vgg import VGGFeatureExtractor
+from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, pairs_from_list
@@ -207,7 +207,10 @@ class Trainer:
         self.vgg_weights = "unused"
         if cfg["perceptual"]["type"] != "none":
             self.vgg_weights = common["vgg_weights"]
-            extractor = VGGFeatureExtractor(cfg["perceptual"]["layer"], weights=common["vgg_weights"])
+            try:
+                extractor = VGGFeatureExtractor(cfg["perceptual"]["layer"], weights=common["vgg_weights"])
+            except VGGWeightsMissing as exc:
+                raise VGGWeightsMissing(f"{exc} (params: train.vgg_weights)") from None
             self.perceptual = losses.PerceptualLoss(
                 extractor, cfg["perceptual"]["type"], cfg["perceptual"]["feature_scale"]
             ).to(device, memory_format=self.memory_format)
@@ -494,7 +497,10 @@ def train_stage(
     bar = tqdm(total=total, initial=start_iter, desc=stage, unit="it", disable=(not ddp.main) or progress is False
                or (progress is None and not sys.stderr.isatty()), dynamic_ncols=True)
     status, last_terms, t_loop, it = "FAILED", {}, time.perf_counter(), start_iter
-    window_t, window_n = time.perf_counter(), 0
+    window_t, window_n, last_line = time.perf_counter(), 0, time.perf_counter()
+    if ddp.main:
+        log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s", stage,
+                 start_iter + 1, end_iter, total, cfg["batch_size"], cfg["hr_size"], len(data), device)
     try:
         for it in range(start_iter + 1, end_iter + 1):
             lr_now = trainer.set_lr(it)
@@ -517,8 +523,13 @@ def train_stage(
                 history.append({"iteration": it, "lr": lr_now, **last_terms, "it_per_s": ips})
                 tracker.log_metrics({**{f"loss_{k}": v for k, v in last_terms.items()}, "lr": lr_now,
                                      "it_per_s": ips}, it)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in last_terms.items() if k in ("pixel", "perceptual",
-                                 "gan_g", "gan_d", "total_g")} | {"lr": f"{lr_now:.1e}"}, refresh=False)
+                shown = {k: f"{v:.4g}" for k, v in last_terms.items()
+                         if k in ("pixel", "perceptual", "gan_g", "gan_d", "total_g")} | {"lr": f"{lr_now:.1e}"}
+                bar.set_postfix(shown, refresh=False)
+                if bar.disable and ddp.main and (now - last_line > 30 or it == end_iter):
+                    last_line = now  # no progress bar (not a terminal): a concise line every 30 s instead
+                    log.info("%s: iteration %d/%d  %s  %.2f it/s", stage, it, total,
+                             "  ".join(f"{k} {v}" for k, v in shown.items()), ips)
             bar.update(1)
             if ddp.main and cfg["val_every"] and it % cfg["val_every"] == 0 and it != total:
                 validate(it)
