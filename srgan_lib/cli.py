@@ -128,13 +128,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sets[name] = images
     if not sets:
         raise CLIError("no test set given: use --set NAME=PATH (repeatable) or --lists DIR")
-    if args.model not in BASELINES:
-        raise CLIError(f"unknown model {args.model!r}; available: {', '.join(BASELINES)}")
+    from pathlib import Path
+
+    if args.model in BASELINES:
+        label, method = args.name or args.model, BASELINES[args.model](args.scale)
+    elif Path(args.model).suffix in (".pth", ".pt") or Path(args.model).is_file():
+        from srgan_lib.inference import GeneratorMethod, load_generator
+
+        model = load_generator(args.model, prefer_ema=not args.no_ema)
+        if model.scale != args.scale:
+            raise CLIError(f"'{args.model}' is a x{model.scale} generator but --scale is {args.scale}")
+        label, method = args.name or Path(args.model).stem, GeneratorMethod(model)
+    else:
+        raise CLIError(f"unknown model {args.model!r}: give {', '.join(BASELINES)} or a generator checkpoint (.pth)")
+    args.model = label
     start = time.perf_counter()
-    results = evaluate(
-        args.model, BASELINES[args.model](args.scale), sets, scale=args.scale, lr_source=args.lr_source,
-        kernel=args.kernel,
-    )
+    results = evaluate(label, method, sets, scale=args.scale, lr_source=args.lr_source, kernel=args.kernel)
     elapsed = time.perf_counter() - start
     if args.json:
         _emit_json(results, args.json)
@@ -292,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(shave = scale) and NIQE, per set and per image. Without --json a table is printed, with the paper's "
         "numbers beside ours where known.",
     )
-    ev.add_argument("--model", required=True, help="bicubic or nearest (trained generators: later releases)")
+    ev.add_argument("--model", required=True,
+                    help="bicubic, nearest, or a generator checkpoint (models/esrgan.pth, BasicSR/Real-ESRGAN x4 RRDB)")
+    ev.add_argument("--name", help="label for the results (default: the baseline's name or the checkpoint's stem)")
+    ev.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema' from a checkpoint")
     ev.add_argument("--set", nargs="+", action="extend", type=_named_path, metavar="NAME=PATH",
                     help="test set folder laid out like data/benchmarks/Set5 (HR/, optional LR_bicubic/X4/)")
     ev.add_argument("--lists", nargs="+", action="extend", metavar="DIR",

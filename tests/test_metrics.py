@@ -114,3 +114,11 @@ def test_niqe_orders_quality_and_needs_two_blocks():
     assert niqe(blurry) > niqe(hr) + 2  # pixelated replicas are far from natural-scene statistics
     with pytest.raises(ValueError, match="two 96x96 blocks"):
         niqe(hr[:100, :150])
+
+
+def test_niqe_of_a_flat_image_is_nan_not_a_crash():
+    import math
+
+    from srgan_lib.metrics.niqe import niqe
+
+    assert math.isnan(niqe(np.full((200, 200, 3), 128, np.uint8)))

@@ -9,6 +9,7 @@ MATLAB R2021a (5.72957338 on BasicSR's ``baboon.png``, see ``tests/test_niqe.py`
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from importlib import resources
 
@@ -18,6 +19,8 @@ from scipy.special import gamma as gamma_fn
 
 from srgan_lib.metrics.psnr_ssim import rgb_to_y
 from srgan_lib.resize import imresize
+
+log = logging.getLogger(__name__)
 
 BLOCK = 96
 CALIBRATION = {"image": "baboon_basicsr.png", "matlab_r2021a": 5.72957338}
@@ -102,6 +105,10 @@ def niqe_luma(y: np.ndarray) -> float:
     dist = np.concatenate(feats, axis=1)
     mu = np.nanmean(dist, axis=0)
     complete = dist[~np.isnan(dist).any(axis=1)]
+    if len(complete) < 2 or not np.isfinite(mu).all():
+        # flat (textureless) images have undefined block statistics: NIQE is undefined, not an error
+        log.warning("NIQE is undefined for this %dx%d image (too few textured blocks); reporting NaN", w, h)
+        return float("nan")
     cov = np.cov(complete, rowvar=False)
     d = model["mu"] - mu
     return float(np.sqrt(d @ np.linalg.pinv((model["cov"] + cov) / 2.0) @ d))
