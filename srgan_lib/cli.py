@@ -363,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint of this stage (a fresh start if there is none)")
     again.add_argument("--restart", action="store_true", help="delete this stage's checkpoints and start over")
+    again.add_argument("--auto-resume", action="store_true",
+                       help="resume a run made with the same parameters, else start over (what dvc.yaml uses)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     tr.add_argument("--stop-after", type=int, metavar="N",
                     help="stop after N iterations of this invocation, without the final model (timing, smoke)")
@@ -394,7 +396,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, args.set or [])
     install_sigterm_handler()
-    res = train_stage(params, args.stage, resume=args.resume, restart=args.restart,
+    res = train_stage(params, args.stage, resume=args.resume, restart=args.restart, auto_resume=args.auto_resume,
                       progress=False if args.no_progress else None, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

@@ -149,6 +149,7 @@ SCHEMA: dict[str, Any] = {
         "lr_source": choice(("generate", "folder")),
         "kernel": choice(KERNELS),
         "baselines": list_of(choice(("bicubic", "nearest"))),
+        "models": list_of(choice(("srresnet", "srgan", "rrdbnet", "esrgan")), non_empty=False),
     },
 }
 
@@ -192,6 +193,12 @@ def _stage_schema() -> dict[str, Any]:
     }
 
 
+SCHEMA["interpolate"] = {
+    "psnr": string(),
+    "gan": string(),
+    "alpha": list_of(number(0, 1)),
+    "out": string(),
+}
 SCHEMA["train"] = {
     "device": string(),
     "seed": integer(minimum=0),

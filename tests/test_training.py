@@ -121,6 +121,9 @@ def test_existing_checkpoints_need_resume_or_restart(micro_data, tmp_path):
         train_stage(changed, "rrdbnet", resume=True, progress=False)
     res = train_stage(changed, "rrdbnet", restart=True, progress=False)
     assert res.resumed_from == 0
+    # auto (dvc.yaml): the same parameters resume, changed ones start over
+    assert train_stage(changed, "rrdbnet", auto_resume=True, progress=False).resumed_from == 6
+    assert train_stage(params, "rrdbnet", auto_resume=True, progress=False).resumed_from == 0
 
 
 def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):

@@ -367,9 +367,19 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, restart: bool, cfg_hash: str) -> dict[str, Any] | None:
-    """The checkpoint to resume from (or None), enforcing: never silently mix two runs in one folder."""
+def _prepare_run_dir(run_dir: Path, resume: bool, restart: bool, cfg_hash: str,
+                     auto: bool = False) -> dict[str, Any] | None:
+    """The checkpoint to resume from (or None), enforcing: never silently mix two runs in one folder.
+
+    ``auto`` (what ``dvc.yaml`` uses): resume a compatible run, and start over when the parameters changed.
+    """
     existing = ckpt_io.list_checkpoints(run_dir)
+    if auto and existing:
+        ckpt = ckpt_io.latest_checkpoint(run_dir)
+        if ckpt is not None and ckpt["config_hash"] == cfg_hash:
+            return ckpt
+        log.warning("%s: checkpoints were made with other parameters (or are unreadable); starting over", run_dir)
+        restart = True
     if restart:
         for _, p in existing:
             p.unlink()
@@ -399,13 +409,15 @@ def train_stage(
     *,
     resume: bool = False,
     restart: bool = False,
+    auto_resume: bool = False,
     progress: bool | None = None,
     stop_after: int | None = None,
 ) -> TrainResult:
     """Train one stage (``srresnet``, ``srgan``, ``rrdbnet``, ``esrgan``) as ``params`` says; see the module docstring.
 
     ``resume`` continues from the newest compatible checkpoint in ``<train.out>/<stage>`` (a fresh start when there is
-    none); ``restart`` deletes that stage's checkpoints first. ``stop_after`` ends the process after that many
+    none); ``restart`` deletes that stage's checkpoints first; ``auto_resume`` resumes a compatible run and starts
+    over otherwise. ``stop_after`` ends the process after that many
     iterations of this invocation without a final checkpoint (for timing and smoke runs).
     """
     from srgan_lib import tracking
@@ -420,10 +432,10 @@ def train_stage(
         torch.cuda.set_device(device)
     run_dir = Path(common["out"]) / stage
     cfg_hash = config_hash(cfg, common, scale)
-    ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash) if ddp.main else None
+    ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
     ddp.barrier()
     if not ddp.main:
-        ckpt = ckpt_io.latest_checkpoint(run_dir) if resume else None
+        ckpt = ckpt_io.latest_checkpoint(run_dir) if (resume or auto_resume) else None
 
     trainer = Trainer(stage, params, device, ddp)
     if trainer.vgg_weights == "random":
