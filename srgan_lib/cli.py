@@ -141,7 +141,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         label, method = args.name or Path(args.model).stem, GeneratorMethod(model)
     else:
         raise CLIError(f"unknown model {args.model!r}: give {', '.join(BASELINES)} or a generator checkpoint (.pth)")
-    args.model = label
     start = time.perf_counter()
     results = evaluate(label, method, sets, scale=args.scale, lr_source=args.lr_source, kernel=args.kernel)
     elapsed = time.perf_counter() - start
@@ -149,11 +148,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _emit_json(results, args.json)
     if args.metrics_json:
         keys = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "n_images")
-        write_json(args.metrics_json, {args.model: {s: {k: r[k] for k in keys} for s, r in results.items()}})
+        write_json(args.metrics_json, {label: {s: {k: r[k] for k in keys} for s, r in results.items()}})
     if args.json != "-":
         print(format_eval_table(results))
     n = sum(r["n_images"] for r in results.values())
-    print(f"evaluate: {args.model} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)",
+    print(f"evaluate: {label} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)",
           file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 

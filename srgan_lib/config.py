@@ -8,6 +8,7 @@ before any stage runs: unknown keys (typos), missing keys, wrong types and impos
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,6 @@ for _stage in TRAIN_STAGES:
 
 
 def _check_stage(name: str, st: dict[str, Any], scale: int) -> None:
-    import re
-
     def bad(key: str, msg: str) -> ParamsError:
         return ParamsError(f"'{name}.{key}': {msg}")
 

@@ -49,14 +49,19 @@ def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | t
 
 
 class GeneratorMethod:
-    """An :data:`srgan_lib.evaluation.SRMethod` backed by a trained generator: uint8 LR -> uint8 SR (rounded)."""
+    """An :data:`srgan_lib.evaluation.SRMethod` backed by a generator: uint8 LR -> uint8 SR (clamped, rounded).
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu") -> None:
+    ``value_range`` is the generator's output range; by default the one :func:`load_generator` recorded.
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
+                 value_range: tuple[float, float] | None = None) -> None:
         self.model, self.device = model, torch.device(device)
+        self.value_range = value_range or model.value_range
         self.scale = getattr(model, "scale", 4)
 
     @torch.no_grad()
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255
-        y = to_unit(self.model(x).float(), self.model.value_range).clamp_(0, 1)
+        y = to_unit(self.model(x).float(), self.value_range).clamp_(0, 1)
         return (y[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)

@@ -32,7 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 from srgan_lib import losses
-from srgan_lib.imageio import write_json, write_png, write_text
+from srgan_lib.imageio import atomic_path, write_json, write_png, write_text
+from srgan_lib.inference import GeneratorMethod
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import TrainingError
@@ -121,14 +122,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Validator:
     """PSNR-Y / SSIM-Y (the papers' conventions, shave = scale) on centre crops of a few held-out images."""
 
@@ -163,12 +156,11 @@ class Validator:
 
         was_training = model.training
         model.eval()
+        method = GeneratorMethod(model, device, value_range=out_range)
         scores: dict[str, list[float]] = {"psnr_y": [], "ssim_y": []}
         picture = None
         for i, (_, lr, hr) in enumerate(self.pairs):
-            x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device, torch.float32) / 255
-            sr_t = to_unit(model(x).float(), out_range).clamp_(0, 1)
-            sr = (sr_t[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            sr = method(lr)
             scores["psnr_y"].append(psnr(sr, hr, space="y", shave=self.scale))
             scores["ssim_y"].append(ssim(sr, hr, space="y", shave=self.scale))
             if i == 0:
@@ -277,7 +269,10 @@ class Trainer:
                 # the generator's gradient flows through D, whose weights are frozen here (the unwrapped module,
                 # so DDP does not wait for D gradients that never come)
                 fake_logits = self.net_d(sr).float()
-                real_logits = self.net_d(hr).float() if self.gan_type == "ragan" else None
+                real_logits = None
+                if self.gan_type == "ragan":  # a constant for G (detached in the loss): no graph to keep
+                    with torch.no_grad():
+                        real_logits = self.net_d(hr).float()
                 terms["gan_g"] = losses.generator_adversarial_loss(self.gan_type, fake_logits, real_logits)
                 total = total + cfg["gan"]["weight"] * terms["gan_g"]
         terms["total_g"] = total.float()
@@ -564,8 +559,6 @@ def train_stage(
             val_row = validate(total) if validator else {}
             save(total)
             _write_csv(run_dir / "history.csv", history)
-            from srgan_lib.imageio import atomic_path
-
             with atomic_path(model_path) as tmp:
                 torch.save(trainer.generator_checkpoint(), tmp)
             summary = {"stage": stage, "iterations": total, "resumed_from": start_iter, "model": str(model_path),
