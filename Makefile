@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv run test lint clean-venv
+.PHONY: venv run test lint clean-venv prefect-up prefect-down mlflow-ui
 
 venv: $(STAMP)
 
@@ -24,11 +24,20 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# `srgan repro`: validate params.yaml, open an MLflow parent run, `dvc repro`, print the evaluation table.
 run: venv
-	$(BIN)/srgan params check params.yaml
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	@echo
-	@$(BIN)/python -m srgan_lib.summary
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/srgan repro
+
+# Local Prefect server (127.0.0.1:4200, SQLite in .prefect/), the deployments of prefect.yaml and a process worker.
+prefect-up: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pipelines.services up
+
+prefect-down:
+	$(BIN)/python -m pipelines.services down
+
+# The MLflow UI on the project's tracking store (127.0.0.1:5000, one worker); Ctrl-C stops it.
+mlflow-ui: venv
+	$(BIN)/python -m pipelines.services mlflow-ui
 
 test: venv
 	$(BIN)/ruff check .

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from srgan_lib import __version__
 from srgan_lib.config import DEFAULT_PARAMS, ParamsError, load_params
 from srgan_lib.imageio import ImageReadError, read_image, write_json
+from srgan_lib.pipeline import PipelineError
 from srgan_lib.resize import KERNELS
 from srgan_lib.training import TrainingError
 
@@ -149,11 +150,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.metrics_json:
         keys = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "n_images")
         write_json(args.metrics_json, {label: {s: {k: r[k] for k in keys} for s, r in results.items()}})
+    from srgan_lib import tracking
+    from srgan_lib.evaluation import METRICS, UNAVAILABLE
+
+    uri = tracking.resolve_uri(args.tracking_uri or "none")
+    settings = {"checkpoint": args.model if args.model not in BASELINES else "none", "scale": args.scale,
+                "lr_source": args.lr_source, "lr_kernel": args.kernel, "ema": not args.no_ema}
+    run_id = tracking.log_evaluation(uri, args.experiment, label, results, settings=settings, metrics=METRICS,
+                                     unavailable=UNAVAILABLE, artifacts=[a for a in (args.json, args.metrics_json)
+                                                                         if a and a != "-"])
     if args.json != "-":
         print(format_eval_table(results))
     n = sum(r["n_images"] for r in results.values())
-    print(f"evaluate: {label} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)",
-          file=sys.stderr if args.json == "-" else sys.stdout)
+    print(f"evaluate: {label} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)"
+          + (f"; MLflow run {run_id}" if run_id else ""), file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
 
@@ -315,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="OUT", help="write all results as JSON to OUT ('-' for stdout)")
     ev.add_argument("--metrics-json", "--metrics_json", dest="metrics_json", metavar="OUT",
                     help="write per-set means only (for `dvc metrics`)")
+    ev.add_argument("--tracking-uri", default=None, metavar="URI",
+                    help="log the per-set means to this MLflow store as one run (default: $MLFLOW_TRACKING_URI, "
+                    "else no tracking); dvc.yaml passes params.yaml's tracking.uri")
+    ev.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
     ev.set_defaults(func=cmd_evaluate)
 
     met = sub.add_parser("metrics", help="measure images: NIQE, PSNR/SSIM")
@@ -382,6 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for interp_<alpha>.pth")
     it.set_defaults(func=cmd_interpolate)
 
+    rp = sub.add_parser(
+        "repro",
+        help="run the DVC pipeline (what `make run` does) under one MLflow parent run, then print the summary",
+        description="Validate params.yaml (with --set overrides) before any stage runs, open a parent MLflow run, "
+        "run `dvc repro [TARGET...]` with every stage's run nested under it, and print the evaluation table. With "
+        "--set, the run is `dvc exp run --temp -S ...`: params.yaml is not edited and DVC records the experiment "
+        "(`dvc exp show`). Interrupted (Ctrl-C)? Run the same command again: completed stages are skipped and "
+        "training resumes from its last checkpoint.",
+    )
+    rp.add_argument("targets", nargs="*", metavar="TARGET", help="stages to reproduce (default: all)")
+    rp.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                    help="override params for this run only, e.g. esrgan.gan.weight=1e-2 (recorded in MLflow + DVC)")
+    rp.add_argument("--name", default="repro", help="name of the MLflow parent run (default repro)")
+    rp.add_argument("--exp-name", help="name of the DVC experiment (with --set; default: DVC picks one)")
+    rp.add_argument("--force", action="store_true", help="run the stages even if nothing changed")
+    rp.set_defaults(func=cmd_repro)
+
     par = sub.add_parser("params", help="params.yaml tools")
     psub = par.add_subparsers(dest="params_command", required=True, metavar="ACTION")
     chk = psub.add_parser("check", help="validate params.yaml (unknown keys, types, values, folders)")
@@ -414,6 +445,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repro(args: argparse.Namespace) -> int:
+    from srgan_lib.pipeline import dvc_command, pipeline_run, run_dvc
+    from srgan_lib.summary import summarize
+
+    overrides = args.set or []
+    start = time.perf_counter()
+    try:
+        with pipeline_run(args.name, overrides) as run:
+            print(f"params: {DEFAULT_PARAMS} is valid" + (f" with {' '.join(overrides)}" if overrides else "")
+                  + (f"; MLflow parent run {run.run_id}" if run.run_id else ""), flush=True)
+            run_dvc(dvc_command(args.targets, overrides, experiment=args.exp_name, force=args.force), run.env)
+    except KeyboardInterrupt:
+        print("\nsrgan repro: interrupted. Stages that completed are recorded in dvc.lock and an interrupted "
+              "training stage keeps its checkpoints: run the same command again to continue.", file=sys.stderr)
+        return 130
+    print(f"\nrepro: done in {time.perf_counter() - start:.0f} s\n")
+    if overrides:
+        print("the experiment ran in a temporary copy (params.yaml untouched): `dvc exp show` compares it, "
+              "`dvc exp apply NAME` brings its results into the workspace")
+        print(summarize(table=False))
+    else:
+        print(summarize())
+    return 0
+
+
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from srgan_lib.interpolate import interpolate_files
 
@@ -438,7 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError, TrainingError) as exc:
+    except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError, TrainingError,
+            PipelineError) as exc:
         print(f"srgan: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

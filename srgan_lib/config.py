@@ -215,9 +215,8 @@ SCHEMA["train"] = {
     "out": string(),
     "models": string(),
     "keep_checkpoints": integer(minimum=1),
-    "tracking_uri": string(),
-    "experiment": string(),
 }
+SCHEMA["tracking"] = {"uri": string(), "experiment": string()}
 for _stage in TRAIN_STAGES:
     SCHEMA[_stage] = _stage_schema()
 

@@ -35,6 +35,11 @@ CONVENTIONS = {
     "ssim_rgb": "SSIM averaged over R, G, B, shave = scale",
     "niqe": "NIQE (MATLAB R2021a-calibrated) on the SR image's Y, shave = scale (PIRM 2018); lower is better",
 }
+# Metrics the papers report that this release cannot compute yet, with the reason (recorded, never estimated).
+UNAVAILABLE: dict[str, str] = {
+    "ma": "Ma et al. (2017) no-reference score not implemented in this release (needs the authors' trained model)",
+    "pi": "perceptual index ((10 - Ma) + NIQE) / 2 needs Ma's score, which is not implemented in this release",
+}
 
 
 def bicubic_method(scale: int) -> SRMethod:

@@ -1,4 +1,5 @@
-"""End-of-run summary printed by `make run`: the evaluation table of every method the pipeline evaluated."""
+"""End-of-run summary printed by `srgan repro` (`make run`): the evaluation table of every method the pipeline
+evaluated, and where to look next (DVC metrics, the MLflow UI, the Prefect UI)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,25 @@ from pathlib import Path
 
 from srgan_lib.cli import format_eval_table
 
+NEXT_STEPS = """\
+per-image results: {report_dir}/<method>.json    metrics: `dvc metrics show`    curves: `dvc plots show`
+MLflow UI:  make mlflow-ui    -> http://127.0.0.1:5000 (experiment 'srgan': select runs, Compare)
+Prefect UI: make prefect-up   -> http://127.0.0.1:4200, then `prefect deployment run 'train-esrgan/local'`; \
+`make prefect-down` stops it"""
 
-def summarize(report_dir: str | Path = "reports/eval") -> str:
-    """The evaluation tables of every ``reports/eval/*.json`` (one per method), ready to print."""
-    files = sorted(Path(report_dir).glob("*.json"))
-    if not files:
-        return f"no evaluation results in {report_dir}/ yet: run `dvc repro`"
-    table = format_eval_table(*(json.loads(f.read_text(encoding="utf-8")) for f in files))
-    return table + f"\n\nper-image results: {report_dir}/<method>.json   metrics: `dvc metrics show`"
+
+def summarize(report_dir: str | Path = "reports/eval", *, table: bool = True) -> str:
+    """The evaluation tables of every ``reports/eval/*.json`` (one per method) and the next commands, to print."""
+    lines = []
+    if table:
+        files = sorted(Path(report_dir).glob("*.json"))
+        if files:
+            lines.append(format_eval_table(*(json.loads(f.read_text(encoding="utf-8")) for f in files)))
+        else:
+            lines.append(f"no evaluation results in {report_dir}/ yet: run `make run` (or `dvc repro`)")
+        lines.append("")
+    lines.append(NEXT_STEPS.format(report_dir=report_dir))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -96,9 +96,14 @@ class Tracker:
 
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is not None:
-            self.client.update_run(run_id, status="RUNNING")
-            self.run_id = run_id
-            return
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self.client.update_run(run_id, status="RUNNING")
+                self.run_id = run_id
+                return
+            except MlflowException:  # the run lives in another store (moved, deleted, another tracking URI)
+                log.warning("MLflow run %s is not in %s; continuing in a new run", run_id, uri)
         exp = self.client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_root(uri))
         all_tags = dict(tags or {})
@@ -168,3 +173,41 @@ def start_pipeline_run(
         if saved is not None:
             os.environ[PARENT_ENV] = saved
     return tracker.run_id
+
+
+def log_evaluation(uri: str | None, experiment: str, label: str, results: Mapping[str, Mapping[str, Any]], *,
+                   settings: Mapping[str, Any], metrics: Iterable[str], unavailable: Mapping[str, str],
+                   artifacts: Iterable[str | Path] = ()) -> str | None:
+    """One MLflow run per evaluated model: ``<set>/<metric>`` means (``Set5/psnr_y``) so the UI's compare view puts
+    models side by side; metrics that could not be computed are tagged ``unavailable.<metric>`` with the reason."""
+    tracker = Tracker(uri, experiment, f"evaluate/{label}",
+                      tags={"srgan.kind": "evaluation", "srgan.model": label})
+    if not tracker.active:
+        return None
+    try:
+        tracker.log_params(flatten({"model": label, **settings, "sets": ",".join(results)}))
+        tracker.set_tags({"git_commit": git_commit(), **{f"unavailable.{k}": v for k, v in unavailable.items()}})
+        values = {f"{name}/{m}": r[m] for name, r in results.items() for m in metrics if m in r}
+        tracker.log_metrics({k: v for k, v in values.items() if v == v}, 0)  # NaN (e.g. NIQE of a flat image): left out
+        tracker.log_metrics({f"{name}/n_images": r["n_images"] for name, r in results.items()}, 0)
+        tracker.log_artifacts(artifacts)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    return tracker.run_id
+
+
+def child_runs(uri: str | None, parent_run_id: str | None) -> list[dict[str, Any]]:
+    """The runs nested under a pipeline run, oldest first: name, kind, status, metrics (for flow summaries)."""
+    if uri is None or parent_run_id is None:
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              order_by=["attributes.start_time ASC"], max_results=1000)
+    return [{"run_id": r.info.run_id, "name": r.info.run_name, "kind": r.data.tags.get("srgan.kind", ""),
+             "model": r.data.tags.get("srgan.model", ""), "status": r.info.status, "metrics": dict(r.data.metrics)}
+            for r in runs]

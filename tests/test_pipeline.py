@@ -1,92 +1,245 @@
-"""Real `dvc repro` of the embedded-default pipeline in a temporary copy of the repository."""
+"""The pipeline end to end in a temporary copy of the repository (micro profile), with real components: `srgan repro`
+(what `make run` calls) and `dvc repro`, a Ctrl-C in the middle of training, a real Prefect server + process worker
+running a deployment, a real `mlflow server` answering the REST API, and `dvc exp run -S`.
+
+The tests share one copy and run in file order (each builds on the state the previous one left).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import micro_repo
 
 pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
 MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
+ALL_STAGES = ["embedded", "lists", "degrade", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
+              "interpolate", *(f"train_{m}" for m in MODELS), *(f"evaluate_models@{m}" for m in MODELS)]
 
 
-def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "SRGAN_PARENT_RUN_ID", "PREFECT_API_URL", "PREFECT_HOME")}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}", "DVC_NO_ANALYTICS": "1", **extra}
+
+
+def _sh(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
+def _ran(output: str) -> list[str]:
+    return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _runs(repo: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("srgan")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"], max_results=1000)
+
+
 @pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory) -> Path:
-    """The project's files as a fresh clone has them (tracked + new, no ignored outputs), in a new git repo."""
-    dest = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    for path in ("dvc.lock", "metrics"):  # start from nothing computed
-        target = dest / path
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    # the micro profile: the embedded default's stages with tiny networks and a few iterations
+def repo(tmp_path_factory) -> Path:
+    dest = micro_repo(tmp_path_factory.mktemp("repo"))
+    # SRResNet long enough (a few seconds) to be interrupted in the middle
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["train"].update(val_images=2, val_crop=48)
-    tiny = {"srresnet": {"num_block": 2, "num_feat": 16}, "rrdbnet": {"num_block": 1, "num_feat": 16, "num_grow_ch": 8}}
-    for stage in ("srresnet", "srgan", "rrdbnet", "esrgan"):
-        cfg = params[stage]
-        cfg.update(batch_size=4, hr_size=32, iterations=4, val_every=2, ckpt_every=2, log_every=1, milestones=[2],
-                   generator_options=tiny[cfg["generator"]])
-    params["srgan"]["discriminator_options"] = {"num_feat": 8}
-    params["esrgan"]["discriminator_options"] = {"num_feat": 8, "input_size": 32}
+    params["srresnet"].update(iterations=300, ckpt_every=10, val_every=100)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _sh(["git", "init", "-q"], dest)
     return dest
 
 
-def test_dvc_repro_end_to_end(repo_copy):
-    out = _sh([str(Path(sys.executable).parent / "dvc"), "repro"], repo_copy).stdout
-    stages = ["embedded", "lists", "degrade", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
-              "interpolate"]
-    stages += [f"train_{s}" for s in MODELS] + [f"evaluate_models@{s}" for s in MODELS]
-    for stage in stages:
-        assert f"Running stage '{stage}'" in out
-    assert len(list((repo_copy / "data/raw/skimage").glob("*.png"))) == 9
-    assert len(list((repo_copy / "data/lr/train/X4").glob("*.png"))) == 9
-    metrics = json.loads((repo_copy / "metrics/bicubic.json").read_text())
+def test_bad_params_stop_before_any_stage(repo):
+    bad = _sh([str(BIN / "srgan"), "repro", "--set", "interpolate.alpha=[0, 1.5]"], repo, check=False)
+    assert bad.returncode == 2
+    assert "interpolate.alpha" in bad.stderr and "Running stage" not in bad.stdout + bad.stderr
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["esrgan"]["hr_size"] = 126  # not divisible by the scale
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        bad = _sh([str(BIN / "srgan"), "repro"], repo, check=False)
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert bad.returncode == 2
+    assert "'esrgan.hr_size'" in bad.stderr and "divisible" in bad.stderr
+    assert not (repo / "data" / "raw").exists() and not (repo / "dvc.lock").exists()
+
+
+def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
+    log = tmp_path / "first.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(BIN / "srgan"), "repro"], cwd=repo, env=_env(), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    ckpts = repo / "runs" / "srresnet" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while not list(ckpts.glob("iter_*.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"repro ended before training was interrupted:\n{log.read_text()}"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground group
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    first = log.read_text()
+    assert "interrupted" in first
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert {"embedded", "lists", "degrade"} <= set(lock) and "train_srresnet" not in lock
+    status = {r.info.run_name: r.info.status for r in _runs(repo)}
+    assert status["srresnet"] == "KILLED" and status["repro"] == "KILLED"
+
+    second = _sh([str(BIN / "srgan"), "repro"], repo)
+    out = second.stdout + second.stderr
+    assert "Stage 'embedded' didn't change, skipping" in out
+    assert "Running stage 'embedded'" not in out and "Running stage 'train_srresnet'" in out
+    assert "srresnet: resuming from" in out
+    assert sorted(set(_ran(first)) | set(_ran(out))) == sorted(ALL_STAGES)
+    assert "paper PSNR-Y/SSIM-Y" in out and "MLflow UI:  make mlflow-ui" in out  # the end-of-run summary
+
+    assert len(list((repo / "data/raw/skimage").glob("*.png"))) == 9
+    assert len(list((repo / "data/lr/train/X4").glob("*.png"))) == 9
+    metrics = json.loads((repo / "metrics/bicubic.json").read_text())
     assert metrics["bicubic"]["Set5"]["psnr_y"] == pytest.approx(28.42, abs=0.05)
     assert metrics["bicubic"]["Set14"]["psnr_y"] == pytest.approx(26.00, abs=0.15)
     for model in MODELS:
-        assert (repo_copy / "models" / f"{model}.pth").is_file()
-        assert json.loads((repo_copy / f"metrics/{model}.json").read_text())[model]["Set5"]["n_images"] == 5
-    assert len(list((repo_copy / "models" / "interp").glob("interp_*.pth"))) == 6
+        assert (repo / "models" / f"{model}.pth").is_file()
+        assert json.loads((repo / f"metrics/{model}.json").read_text())[model]["Set5"]["n_images"] == 5
+    assert len(list((repo / "models" / "interp").glob("interp_*.pth"))) == 6
+    shown = _sh([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
+    assert "psnr_y" in shown and "Set14" in shown and "seconds_per_iteration" in shown
 
-    shown = _sh([str(Path(sys.executable).parent / "dvc"), "metrics", "show", "--json"], repo_copy).stdout
-    assert "psnr_y" in shown and "Set14" in shown
-
-    again = _sh([str(Path(sys.executable).parent / "dvc"), "repro"], repo_copy).stdout
+    again = _sh([str(BIN / "dvc"), "repro"], repo).stdout
     assert "Running stage" not in again
 
 
-def test_changing_one_esrgan_param_reruns_only_esrgan_and_downstream(repo_copy):
-    params = yaml.safe_load((repo_copy / "params.yaml").read_text())
-    params["esrgan"]["gan"]["weight"] = 1.0e-2
-    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _sh([str(Path(sys.executable).parent / "dvc"), "repro"], repo_copy).stdout
-    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    assert ran == ["evaluate_models@esrgan", "interpolate", "train_esrgan"]
+def test_stage_runs_nest_under_the_pipeline_run(repo):
+    runs = _runs(repo)
+    first, second = [r for r in runs if r.info.run_name == "repro"]
+    assert (first.info.status, second.info.status) == ("KILLED", "FINISHED")
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == second.info.run_id}
+    assert {"srgan", "rrdbnet", "esrgan", "evaluate/esrgan", "evaluate/srresnet"} <= set(children)
+    srresnet = [r for r in runs if r.info.run_name == "srresnet"]
+    assert len(srresnet) == 1 and srresnet[0].info.status == "FINISHED"  # the resumed training reopened its run
+    assert srresnet[0].data.tags["mlflow.parentRunId"] == first.info.run_id
+    evaluated = [r for r in runs if r.data.tags.get("srgan.kind") == "evaluation"]
+    assert {r.data.tags["srgan.model"] for r in evaluated} == {"bicubic", "nearest", *MODELS}
+    for r in evaluated:
+        assert {"Set5/psnr_y", "Set5/ssim_y", "Set5/niqe", "Set14/psnr_y"} <= set(r.data.metrics)
+        assert "Ma" in r.data.tags["unavailable.pi"]  # recorded as unavailable, never estimated
+
+
+@pytest.fixture
+def prefect(repo):
+    """`python -m pipelines.services up` (what `make prefect-up` runs) on a free port; `down` afterwards, checking
+    that every process it started is gone."""
+    port = _free_port()
+    env = {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(repo / ".prefect")}
+    up = subprocess.run([sys.executable, "-m", "pipelines.services", "up", "--port", str(port)], cwd=repo,
+                        env=_env(**env), capture_output=True, text=True, timeout=300)
+    state = repo / ".prefect" / "services.json"
+    pids = {k: v for k, v in json.loads(state.read_text()).items() if k != "port"} if state.exists() else {}
+    try:
+        assert up.returncode == 0, f"services up failed:\n{up.stdout}\n{up.stderr}"
+        assert set(pids) == {"server", "worker"}
+        yield env
+    finally:
+        down = subprocess.run([sys.executable, "-m", "pipelines.services", "down"], cwd=repo, env=_env(**env),
+                              capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+        for pid in pids.values():
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+
+
+def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
+    params_before = (repo / "params.yaml").read_bytes()
+    listed = _sh([str(BIN / "prefect"), "deployment", "ls"], repo, **prefect).stdout
+    for name in ("train-srgan/local", "train-esrgan/local", "evaluate/local"):
+        assert name in listed
+    run = _sh([str(BIN / "prefect"), "deployment", "run", "train-esrgan/local", "--param",
+               'overrides={"esrgan.gan.weight": 0.02}', "--watch", "--watch-timeout", "600"], repo, **prefect)
+    assert "Completed" in run.stdout
+    worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
+    assert "Running stage 'train_esrgan'" in worker_log  # stage output is in the flow's (UI) logs
+    assert "Running stage 'train_rrdbnet'" not in worker_log
+
+    assert (repo / "params.yaml").read_bytes() == params_before  # the override never edits the file ...
+    exps = _sh([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout
+    assert "train-esrgan-" in exps and "0.02" in exps  # ... DVC records it as an experiment ...
+    runs = _runs(repo)
+    parent = [r for r in runs if r.info.run_name.startswith("train-esrgan/")][-1]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["override.esrgan.gan.weight"] == "0.02"  # ... and MLflow on the flow's run
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {"esrgan", "evaluate/esrgan"}
+    assert children["esrgan"].data.params["esrgan.gan.weight"] == "0.02"
+    assert children["evaluate/esrgan"].data.metrics["Set5/psnr_y"] > 0
+
+    evaluate = _sh([str(BIN / "prefect"), "deployment", "run", "evaluate/local", "--watch", "--watch-timeout",
+                    "300"], repo, **prefect)
+    assert "Completed" in evaluate.stdout
+
+
+@pytest.fixture
+def mlflow_server(repo):
+    """A real `mlflow server` on the project's store, started as `make mlflow-ui` starts it."""
+    from pipelines.services import mlflow_env, mlflow_ui_command, stop_pid, wait_http
+
+    port = _free_port()
+    log = repo / "mlflow-server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(mlflow_ui_command(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}", port), cwd=repo,
+                                env=mlflow_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_pid(proc.pid)
+        assert proc.poll() is not None
+
+
+def _rest(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_mlflow_server_answers_with_the_evaluation_metrics(repo, mlflow_server):
+    api = f"{mlflow_server}/api/2.0/mlflow"
+    exp = _rest(f"{api}/experiments/get-by-name?experiment_name=srgan")["experiment"]
+    found = _rest(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                         "filter": "tags.`srgan.kind` = 'evaluation'", "max_results": 100})
+    by_model: dict[str, dict[str, float]] = {}
+    for run in found["runs"]:
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        by_model.setdefault(tags["srgan.model"], {m["key"]: m["value"] for m in run["data"]["metrics"]})
+    assert {"bicubic", "nearest", *MODELS} <= set(by_model)
+    assert by_model["bicubic"]["Set5/psnr_y"] == pytest.approx(28.42, abs=0.05)  # the papers' bicubic row
+    assert by_model["bicubic"]["Set14/psnr_y"] == pytest.approx(26.00, abs=0.15)
+    assert by_model["bicubic"]["Set5/ssim_y"] == pytest.approx(0.8104, abs=0.002)
+    for metrics in by_model.values():
+        assert {"Set5/niqe", "Set14/ssim_y"} <= set(metrics)
+
+
+def test_dvc_exp_run_of_one_esrgan_param_reruns_only_esrgan_and_downstream(repo):
+    out = _sh([str(BIN / "dvc"), "exp", "run", "-S", "esrgan.gan.weight=1e-2"], repo).stdout
+    assert _ran(out) == ["evaluate_models@esrgan", "interpolate", "train_esrgan"]

@@ -49,7 +49,7 @@ def micro_overrides(data: Path, out: Path, stage: str, **extra: object) -> list[
         f"lists.train=[{data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
         f"train.train_list={data / 'lists' / 'train.json'}", f"train.lr_dir={data / 'lr'}",
         f"train.val_list={data / 'lists' / 'Set5.json'}", "train.val_images=2", "train.val_crop=48",
-        f"train.out={out / 'runs'}", f"train.models={out / 'models'}", "train.tracking_uri=none",
+        f"train.out={out / 'runs'}", f"train.models={out / 'models'}", "tracking.uri=none",
         f"{stage}.batch_size=4", f"{stage}.hr_size=32", f"{stage}.iterations=6", f"{stage}.val_every=3",
         f"{stage}.ckpt_every=3", f"{stage}.log_every=1", f"{stage}.milestones=[4]",
     ]
@@ -209,7 +209,7 @@ def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monke
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     parent = tracking.start_pipeline_run(uri, "micro", "pipeline")
     monkeypatch.setenv(tracking.PARENT_ENV, parent)
-    params = micro_params(micro_data, tmp_path, "esrgan", **{"train.tracking_uri": uri, "train.experiment": "micro"})
+    params = micro_params(micro_data, tmp_path, "esrgan", **{"tracking.uri": uri, "tracking.experiment": "micro"})
     res = train_stage(params, "esrgan", progress=False)
 
     client = MlflowClient(tracking_uri=uri)
@@ -280,7 +280,7 @@ def test_paper_configuration_smoke(stage, micro_data, tmp_path):
     params = load_params(REPO / "configs" / "paper.yaml", [
         f"lists.train=[{micro_data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
         f"train.train_list={micro_data / 'lists' / 'train.json'}", f"train.lr_dir={micro_data / 'lr'}",
-        "train.vgg_weights=random", "train.val_images=0", "train.tracking_uri=none",
+        "train.vgg_weights=random", "train.val_images=0", "tracking.uri=none",
         f"train.out={tmp_path / 'runs'}", f"train.models={tmp_path / 'models'}",
         f"{stage}.iterations=2", f"{stage}.val_every=0", f"{stage}.init_from=none", f"{stage}.log_every=1",
     ])

@@ -452,7 +452,7 @@ def train_stage(
     tracker = tracking.Tracker(None, "", "")
     if ddp.main:
         tracker = tracking.Tracker(
-            tracking.resolve_uri(common["tracking_uri"]), common["experiment"], stage, run_id=run_id,
+            tracking.resolve_uri(params["tracking"]["uri"]), params["tracking"]["experiment"], stage, run_id=run_id,
             tags={"srgan.stage": stage, "srgan.kind": "train"},
         )
         if run_id is None:

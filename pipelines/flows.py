@@ -1,0 +1,118 @@
+"""Prefect 3 flows ``train-srgan``, ``train-esrgan`` and ``evaluate``: each task reproduces one DVC stage, so DVC's
+caching and ``dvc.lock`` stay the single record of what ran, and the stage commands are the same ``srgan`` commands
+``dvc repro`` runs. Deployments are declared in ``prefect.yaml``; ``make prefect-up`` serves them locally.
+
+Flow parameter ``overrides`` (``{"esrgan.gan.weight": 0.01}``) changes ``params.yaml`` values for one run without
+editing the file: the run becomes ``dvc exp run --temp -S ...`` (recorded by DVC: ``dvc exp show``) and the values
+are logged as ``override.*`` params of the flow's parent MLflow run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from srgan_lib import tracking
+from srgan_lib.config import load_params
+from srgan_lib.evaluation import UNAVAILABLE
+from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_dvc, stage_env, stage_names
+from srgan_lib.summary import summarize
+
+DATA_STAGES = ("embedded", "lists", "degrade")
+TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@srresnet", "evaluate_models@srgan")
+TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "evaluate_models@rrdbnet",
+                "evaluate_models@esrgan")
+RETRIES, RETRY_DELAY_S = 2, 10
+REPORT_METRICS = ("psnr_y", "ssim_y", "niqe", "pi")
+
+
+@task(name="check-params", retries=0)
+def check_params(overrides: list[str]) -> None:
+    """Validate params.yaml with the overrides before any stage runs (bad params are not worth a retry)."""
+    load_params("params.yaml", overrides)
+    get_run_logger().info("params.yaml is valid%s", f" with {' '.join(overrides)}" if overrides else "")
+
+
+@task(name="dvc-repro", task_run_name="dvc repro {stage}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def reproduce(stage: str, parent_run_id: str | None, uri: str | None) -> None:
+    """``dvc repro STAGE``. A retry after a crash resumes: DVC skips what completed, training continues from its
+    last checkpoint (``--auto-resume`` in dvc.yaml)."""
+    logger = get_run_logger()
+    run_dvc(dvc_command([stage]), stage_env(parent_run_id, uri), on_line=logger.info)
+
+
+@task(name="dvc-exp-run", task_run_name="dvc exp run {name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def experiment(stages: list[str], overrides: list[str], name: str, parent_run_id: str | None, uri: str | None) -> None:
+    """``dvc exp run --temp -S ... STAGES``: the overridden run, in a temporary copy, recorded as a DVC experiment."""
+    logger = get_run_logger()
+    run_dvc(dvc_command(stages, overrides, experiment=name), stage_env(parent_run_id, uri), on_line=logger.info)
+
+
+@task(name="report")
+def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
+    """A Markdown summary of the stage runs under this flow's MLflow run, as a Prefect artifact."""
+    runs = tracking.child_runs(uri, parent_run_id)
+    lines = [f"# {title}", "", f"MLflow parent run `{parent_run_id}` ({uri})." if parent_run_id else
+             "MLflow tracking is off (tracking.uri: none).", ""]
+    if not runs:
+        lines.append("No stage ran: everything was up to date (`dvc repro` skipped all stages).")
+        if any(Path("reports/eval").glob("*.json")):
+            lines += ["", "Current results (reports/eval/):", "", "```", summarize(table=True).split("\n\n")[0],
+                      "```"]
+    trained = [r for r in runs if r["kind"] == "train"]
+    if trained:
+        lines += ["| stage run | status | last total G loss |", "|---|---|---|"]
+        lines += [f"| {r['name']} | {r['status']} | {r['metrics'].get('loss_total_g', float('nan')):.4g} |"
+                  for r in trained]
+        lines.append("")
+    evaluated = [r for r in runs if r["kind"] == "evaluation"]
+    if evaluated:
+        sets = sorted({k.split("/")[0] for r in evaluated for k in r["metrics"] if "/" in k})
+        head = [f"{s} {m}" for s in sets for m in REPORT_METRICS]
+        lines += ["| model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+        for r in evaluated:
+            cells = [r["metrics"].get(f"{s}/{m}") for s in sets for m in REPORT_METRICS]
+            lines.append(f"| {r['model']} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in cells) + " |")
+        lines += ["", f"n/a: pi - {UNAVAILABLE['pi']}."]
+    markdown = "\n".join(lines)
+    create_markdown_artifact(markdown, key="srgan-summary", description=title)
+    get_run_logger().info("\n%s", markdown)
+    return markdown
+
+
+def _run(title: str, stages: list[str], overrides: dict[str, Any] | None) -> str:
+    """Shared body of the flows: check, parent MLflow run, one task per stage (or one experiment), report."""
+    sets = override_strings(overrides)
+    check_params(sets)
+    run_name = f"{flow_run.get_flow_name() or title}/{flow_run.get_name() or 'local'}"
+    with pipeline_run(run_name, sets, tags={"srgan.prefect_flow_run_id": str(flow_run.get_id() or "none")}) as run:
+        if sets:
+            experiment(stages, sets, f"{run_name}-{str(flow_run.get_id() or '')[:8]}", run.run_id, run.uri)
+        else:
+            for stage in stages:
+                reproduce(stage, run.run_id, run.uri)
+    return report(run.uri, run.run_id, f"{title} ({len(stages)} stages" + (f", {' '.join(sets)})" if sets else ")"))
+
+
+@flow(name="train-srgan", log_prints=True)
+def train_srgan(overrides: dict[str, Any] | None = None) -> str:
+    """Data stages, SRResNet pretraining (MSE), SRGAN (VGG54 + adversarial), evaluation of both."""
+    return _run("train-srgan", list(TRAIN_SRGAN), overrides)
+
+
+@flow(name="train-esrgan", log_prints=True)
+def train_esrgan(overrides: dict[str, Any] | None = None) -> str:
+    """Data stages, RRDBNet pretraining (L1), ESRGAN (RaGAN + VGG54 before activation), network interpolation,
+    evaluation of both."""
+    return _run("train-esrgan", list(TRAIN_ESRGAN), overrides)
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(overrides: dict[str, Any] | None = None) -> str:
+    """Every evaluation stage of dvc.yaml (baselines and trained generators; DVC trains what is missing)."""
+    stages = [s for s in stage_names() if s.startswith("evaluate_")]
+    return _run("evaluate", stages, overrides)

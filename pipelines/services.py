@@ -1,0 +1,235 @@
+"""Local orchestration services, started and stopped by PID (never by name), bound to 127.0.0.1 only.
+
+``python -m pipelines.services up``   Prefect server (SQLite in .prefect/), the deployments of prefect.yaml and a
+                                       process worker on pool ``srgan-local``   (``make prefect-up``)
+``python -m pipelines.services down`` stops what ``up`` started                  (``make prefect-down``)
+``python -m pipelines.services status``
+``python -m pipelines.services mlflow-ui`` the MLflow UI on the project's store, in the foreground (``make mlflow-ui``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+POOL = "srgan-local"
+HOST = "127.0.0.1"
+QUIET_ENV = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+             "DVC_NO_ANALYTICS": "1"}
+
+
+class ServiceError(RuntimeError):
+    """A service did not start or stop; the message says which and where its log is."""
+
+
+def _tool(name: str) -> str:
+    return str(BIN / name) if (BIN / name).exists() else name
+
+
+def prefect_env(home: Path, port: int) -> dict[str, str]:
+    """Environment for the server, the worker and the prefect CLI calls: one home, one API URL, no analytics."""
+    return {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+            "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Wait until ``url`` answers 200, failing early (with the log's tail) if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise ServiceError(f"process {proc.pid} exited with {proc.returncode} before {url} answered; "
+                               f"log {log}:\n{tail}")
+        if _healthy(url):
+            return
+        time.sleep(0.5)
+    raise ServiceError(f"{url} did not answer within {timeout:.0f} s; see {log}")
+
+
+def _spawn(cmd: list[str], env: Mapping[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:  # the child keeps its own handle
+        return subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_pid(pid: int, timeout: float = 30) -> bool:
+    """SIGTERM the process group led by ``pid`` (started with a new session), SIGKILL after ``timeout``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child (tests)
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return True
+
+
+def _state_file(home: Path) -> Path:
+    return home / "services.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def up(root: Path, port: int, *, deploy: bool = True, worker: bool = True) -> dict[str, int]:
+    """Start the Prefect server, create the work pool and the deployments, start a process worker."""
+    home = root / ".prefect"
+    state = _state_file(home)
+    if state.exists():
+        running = {k: v for k, v in json.loads(state.read_text()).items() if k != "port" and _alive(v)}
+        if running:
+            raise ServiceError(f"already running ({', '.join(f'{k} pid {v}' for k, v in running.items())}); "
+                               "`make prefect-down` first")
+    home.mkdir(parents=True, exist_ok=True)
+    env = prefect_env(home, port)
+    pids: dict[str, int] = {"port": port}
+    logs = home / "logs"
+    server = _spawn([_tool("prefect"), "server", "start", "--host", HOST, "--port", str(port)], env,
+                    logs / "server.log", root)
+    pids["server"] = server.pid
+    state.write_text(json.dumps(pids))
+    try:
+        print(f"prefect server: starting on http://{HOST}:{port} (pid {server.pid}, log {logs / 'server.log'})",
+              flush=True)
+        wait_http(f"http://{HOST}:{port}/api/health", server, logs / "server.log")
+        if deploy:
+            _run([_tool("prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"], env, root)
+            _run([_tool("prefect"), "--no-prompt", "deploy", "--all"], env, root)
+            print(f"deployments: train-srgan/local, train-esrgan/local, evaluate/local on pool {POOL}", flush=True)
+        if worker:
+            proc = _spawn([_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process"], env,
+                          logs / "worker.log", root)
+            pids["worker"] = proc.pid
+            state.write_text(json.dumps(pids))
+            print(f"prefect worker: pool {POOL} (pid {proc.pid}, log {logs / 'worker.log'})", flush=True)
+    except BaseException:
+        down(root)
+        raise
+    return pids
+
+
+def _run(cmd: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, env=dict(env), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ServiceError(f"`{' '.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}` failed "
+                           f"({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def down(root: Path) -> list[str]:
+    """Stop the worker, then the server, by the PIDs ``up`` recorded; forget them."""
+    state = _state_file(root / ".prefect")
+    if not state.exists():
+        return []
+    pids = json.loads(state.read_text())
+    stopped = [f"{name} (pid {pids[name]})" for name in ("worker", "server") if name in pids and stop_pid(pids[name])]
+    state.unlink()
+    return stopped
+
+
+def status(root: Path) -> dict[str, object]:
+    """What ``up`` started and whether it is alive."""
+    state = _state_file(root / ".prefect")
+    if not state.exists():
+        return {}
+    pids = json.loads(state.read_text())
+    return {"port": pids.get("port"), **{k: (v, _alive(v)) for k, v in pids.items() if k != "port"}}
+
+
+def mlflow_ui_command(store: str, port: int) -> list[str]:
+    """``mlflow server`` on 127.0.0.1 with lean settings for small machines: one worker (job execution is turned
+    off through the environment, see :func:`mlflow_env`)."""
+    from srgan_lib.tracking import artifact_root
+
+    cmd = [_tool("mlflow"), "server", "--backend-store-uri", store, "--host", HOST, "--port", str(port),
+           "--workers", "1"]
+    root = artifact_root(store)
+    return cmd + (["--default-artifact-root", root] if root else [])
+
+
+def mlflow_env() -> dict[str, str]:
+    """Environment for the MLflow server: no telemetry, no background job runner."""
+    return {**os.environ, **QUIET_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from srgan_lib.config import load_params
+    from srgan_lib.tracking import resolve_uri
+
+    p = argparse.ArgumentParser(prog="python -m pipelines.services", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("up", "down", "status", "mlflow-ui"))
+    p.add_argument("--port", type=int, help="port (default: 4200 for Prefect, 5000 for the MLflow UI)")
+    p.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: current folder)")
+    args = p.parse_args(argv)
+    root = args.root.resolve()
+    try:
+        if args.action == "up":
+            port = args.port or 4200
+            up(root, port)
+            where = ("prefect.toml points the prefect CLI here when run from this folder" if port == 4200 else
+                     f"first: export PREFECT_API_URL=http://{HOST}:{port}/api")
+            print(f"\nPrefect UI: http://{HOST}:{port}\nrun a deployment: prefect deployment run 'train-esrgan/local' "
+                  f"--watch   ({where})\nstop: make prefect-down")
+        elif args.action == "down":
+            stopped = down(root)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.action == "status":
+            st = status(root)
+            print(json.dumps(st) if st else "not running (make prefect-up)")
+        else:
+            os.chdir(root)
+            uri = resolve_uri(load_params("params.yaml")["tracking"]["uri"])
+            if uri is None:
+                raise ServiceError("tracking.uri is 'none' in params.yaml: there is no store to show")
+            port = args.port or 5000
+            print(f"MLflow UI: http://{HOST}:{port}  (store {uri}; Ctrl-C stops it)", flush=True)
+            return subprocess.call(mlflow_ui_command(uri, port), env=mlflow_env())
+    except ServiceError as exc:
+        print(f"services: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
