@@ -396,6 +396,55 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for interp_<alpha>.pth")
     it.set_defaults(func=cmd_interpolate)
 
+    upc = sub.add_parser(
+        "upscale",
+        help="upscale images or folders with a trained generator (tiled, any size)",
+        description="Upscale image files and folders (recursively, keeping sub-folders) with a generator checkpoint "
+        "(this project's, BasicSR's or Real-ESRGAN's x4 RRDBNet / SRResNet) or a registered MLflow model "
+        "(models:/NAME@ALIAS, models:/NAME/VERSION). Greyscale, 16-bit greyscale, alpha and palette images keep "
+        "their mode; EXIF orientation is applied, the ICC profile kept. Tiles stream from CPU memory, so memory "
+        "is bounded by the tile size. Exit status 1 when any file failed (the others are still written).",
+    )
+    upc.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    upc.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    upc.add_argument("--model", required=True, help="checkpoint (.pth) or models:/NAME@ALIAS | models:/NAME/VERSION")
+    upc.add_argument("--tile", type=int, default=None,
+                     help="tile size in input pixels (default: from the free memory; 0: whole image in one pass)")
+    upc.add_argument("--tile-pad", type=int, default=16, help="context around each tile, input pixels (default 16)")
+    upc.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    upc.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                     help="auto: bf16 autocast on CUDA (non-finite tiles redone in fp32), fp32 on CPU")
+    upc.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
+                     help="how an alpha channel is upscaled (default bicubic)")
+    upc.add_argument("--format", choices=("auto", "png", "jpg", "webp", "tiff"), default="auto",
+                     help="output format (auto: the input's, PNG where it cannot hold the result)")
+    upc.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    upc.add_argument("--suffix", default="", help="added to output file names, e.g. _x4")
+    exist = upc.add_mutually_exclusive_group()
+    exist.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone")
+    exist.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    upc.add_argument("--max-pixels", type=int, default=200_000_000,
+                     help="refuse inputs with more pixels (decompression bombs; default 200e6, 0: no limit)")
+    upc.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema'")
+    upc.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ URIs (default: "
+                     "$MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db)")
+    upc.set_defaults(func=cmd_upscale)
+
+    exp = sub.add_parser(
+        "export",
+        help="export a generator to ONNX (dynamic batch/height/width)",
+        description="Export a checkpoint or registered MLflow model to ONNX. The graph takes 'lr' (N x 3 x H x W, "
+        "RGB in [0, 1]) and returns 'sr' in [0, 1]; it is checked against PyTorch with onnxruntime when installed.",
+    )
+    exp.add_argument("--model", required=True, help="checkpoint (.pth) or models:/NAME@ALIAS | models:/NAME/VERSION")
+    exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    exp.add_argument("-o", "--out", required=True, metavar="FILE", help="output file, e.g. esrgan.onnx")
+    exp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    exp.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    exp.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema'")
+    exp.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ URIs")
+    exp.set_defaults(func=cmd_export)
+
     rp = sub.add_parser(
         "repro",
         help="run the DVC pipeline (what `make run` does) under one MLflow parent run, then print the summary",
@@ -470,6 +519,44 @@ def cmd_repro(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from srgan_lib.upscale import Upscaler, upscale_files
+
+    if args.tile is not None and args.tile < 0:
+        raise CLIError(f"--tile must be >= 0 (0: whole image in one pass), got {args.tile}")
+    up = Upscaler(args.model, device=args.device, tile=args.tile, tile_pad=args.tile_pad, precision=args.precision,
+                  alpha=args.alpha, prefer_ema=not args.no_ema, tracking_uri=args.tracking_uri)
+    existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
+    s = upscale_files(up, args.inputs, args.out, fmt=args.format, quality=args.quality, suffix=args.suffix,
+                      existing=existing, max_pixels=args.max_pixels)
+    rate = s.input_pixels / 1e6 / s.seconds if s.seconds and s.input_pixels else 0.0
+    print(f"upscale: x{up.scale} -> {args.out}/  processed {len(s.written)}, skipped {len(s.skipped)}, "
+          f"failed {len(s.failed)}  ({s.seconds:.1f} s, {rate:.3f} input MP/s, {up.device}, {up.precision})")
+    for src, why in s.failed.items():
+        print(f"  failed: {src}: {why}", file=sys.stderr)
+    if up.fp32_retries:
+        print(f"  {up.fp32_retries} tile(s) redone in fp32 (non-finite {up.precision} output)")
+    return 1 if s.failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from srgan_lib.export import export_onnx
+    from srgan_lib.inference import load_generator
+    from srgan_lib.upscale import resolve_model_path
+
+    model = load_generator(resolve_model_path(args.model, args.tracking_uri), prefer_ema=not args.no_ema)
+    start = time.perf_counter()
+    try:
+        res = export_onnx(model, args.out, opset=args.opset, verify=not args.no_verify)
+    except RuntimeError as exc:
+        raise CLIError(str(exc)) from None
+    check = (f"onnxruntime vs PyTorch on {res.checked_shape}: max |diff| {res.max_abs_diff:.2e}"
+             if res.max_abs_diff is not None else "not checked (onnxruntime missing or --no-verify)")
+    print(f"export: {args.model} -> {res.path} (ONNX opset {args.opset}, input 'lr' N x 3 x H x W in [0, 1], "
+          f"output 'sr' x{model.scale}; {time.perf_counter() - start:.1f} s); {check}")
+    return 0
+
+
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from srgan_lib.interpolate import interpolate_files
 
@@ -492,6 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # MLflow's store set-up chatter ("Creating initial MLflow database tables...")
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError, TrainingError,

@@ -1,0 +1,156 @@
+"""Upscale throughput: the tiled Upscaler against a plain untiled ``model(x)`` in the same process.
+
+For SRResNet and the 23-block RRDBNet (the papers' configurations, random weights: speed does not depend on them)
+it times input megapixels per second at several tile sizes and the plain reference, and prints the ratio
+(ours / reference, higher is better) and the peak memory of each (CPU: resident set growth sampled every 5 ms;
+CUDA: ``max_memory_allocated``). On a GPU the achieved TFLOP/s is compared with the FLOP count (RRDBNet: 35.9 TFLOP
+per input megapixel at x4, DESIGN section 8).
+
+    python benchmarks/upscale.py                      # CPU defaults: a few minutes on 2 cores
+    python benchmarks/upscale.py --device cuda --size 1024 --tiles 256 512 0 --json benchmarks/results/upscale-h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from srgan_lib.models import OUTPUT_RANGES, build_model
+from srgan_lib.upscale import Upscaler
+
+
+def conv_tflop_per_input_mp(model: torch.nn.Module, side: int = 32) -> float:
+    """Forward FLOPs (2 x multiply-accumulates of every convolution) per input megapixel, counted with hooks on a
+    side x side input; DESIGN section 8 gives 35.9 for the paper's RRDBNet."""
+    total = 0
+
+    def hook(mod: torch.nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        total += 2 * out.numel() * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side, device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    return total / (side * side) * 1e6 / 1e12
+
+
+class PeakRSS:
+    """Peak resident-set growth over a block, sampled in a thread (CPU memory is not otherwise attributable)."""
+
+    def __init__(self) -> None:
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self.proc.memory_info().rss
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
+
+
+def _measure(fn, device: torch.device, repeats: int) -> tuple[float, float]:
+    """(median seconds, peak MiB) of ``fn()`` after one warm-up call."""
+    fn()
+    times, peak = [], 0.0
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+        with PeakRSS() as rss:
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        used = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
+        peak = max(peak, used / 2**20)
+    return statistics.median(times), peak
+
+
+def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device, repeats: int) -> list[dict]:
+    model = build_model(name).eval().to(device)
+    model.value_range = OUTPUT_RANGES[name]
+    model.arch = (name, {})
+    img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    mp = size * size / 1e6
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
+
+    @torch.no_grad()
+    def reference() -> None:
+        model(x).clamp(0, 1).mul(255).round().byte().cpu()
+
+    ref_s, ref_mem = _measure(reference, device, repeats)
+    rows = [{"model": name, "config": "reference model(x)", "tile": None, "seconds": ref_s, "mp_per_s": mp / ref_s,
+             "ratio": 1.0, "peak_mib": ref_mem}]
+    for tile in tiles:
+        up = Upscaler(model, device=device, tile=tile, tile_pad=pad, precision="fp32")
+        s, mem = _measure(lambda up=up: up.upscale_array(img, progress=False), device, repeats)
+        rows.append({"model": name, "config": f"Upscaler tile {tile or 'whole'} pad {pad}", "tile": tile,
+                     "seconds": s, "mp_per_s": mp / s, "ratio": ref_s / s, "peak_mib": mem})
+    per_mp = conv_tflop_per_input_mp(model)
+    for row in rows:
+        row["tflop_per_input_mp"] = per_mp
+        row["tflops"] = per_mp * row["mp_per_s"]
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--models", nargs="+", default=["srresnet", "rrdbnet"], choices=("srresnet", "rrdbnet"))
+    p.add_argument("--size", type=int, default=None, help="input side (default: 256 CPU, 1024 CUDA)")
+    p.add_argument("--rrdb-size", type=int, default=None, help="input side for RRDBNet (default: 128 CPU, 1024 CUDA)")
+    p.add_argument("--tiles", type=int, nargs="+", default=None, help="tile sizes (0 = whole image)")
+    p.add_argument("--pad", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    rows = []
+    for name in args.models:
+        size = (args.rrdb_size if name == "rrdbnet" else args.size) or (1024 if cuda else 256 if name == "srresnet"
+                                                                         else 128)
+        tiles = args.tiles or ([256, 512, 0] if cuda else [size // 4, size // 2, 0])
+        rows += bench(name, size, tiles, args.pad, device, args.repeats)
+        size_note = f"{size}x{size} input"
+        print(f"\n{name} ({size_note}, {rows[-1]['tflop_per_input_mp']:.1f} TFLOP per input MP, {device}"
+              f"{', ' + torch.cuda.get_device_name(device) if cuda else ''})")
+        print(f"{'config':<28} {'s':>8} {'MP/s':>8} {'ratio':>6} {'peak MiB':>9} {'TFLOP/s':>8}")
+        for r in (r for r in rows if r["model"] == name):
+            print(f"{r['config']:<28} {r['seconds']:8.3f} {r['mp_per_s']:8.4f} {r['ratio']:6.2f} "
+                  f"{r['peak_mib']:9.0f} {r['tflops']:8.2f}")
+    print("\nratio = reference seconds / ours (higher is better); MP = input megapixels")
+    if args.json:
+        meta = {"device": torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads, "
+                f"{platform.processor() or platform.machine()})", "torch": torch.__version__,
+                "command": "python benchmarks/upscale.py " + " ".join(__import__("sys").argv[1:])}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,428 @@
+"""Production inference: upscale any image of any size with a trained generator, tile by tile.
+
+Tiles are cut from the image held in CPU memory, padded by ``tile_pad`` LR pixels of real context, run on the device,
+and only their interior is written back into the output array (CPU), so device memory holds one tile whatever the
+image size. With a padding at least the network's receptive-field radius the tiled result equals the untiled one.
+On CUDA the tiles run under bf16/fp16 autocast; a tile whose output is not finite is redone in fp32.
+
+Modes (see :meth:`Upscaler.upscale`): RGB; greyscale stays greyscale; 16-bit greyscale and 16-bit RGB(A) PNGs stay
+16-bit (the latter read and written with pypng, as Pillow has no 16-bit colour mode); alpha is
+upscaled separately (bicubic, or by the model) and re-attached; palette images are re-quantised to their own palette;
+other modes (CMYK, YCbCr, ...) go through RGB and back. EXIF orientation is applied; the ICC profile is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import nn
+from tqdm import tqdm
+
+from srgan_lib.imageio import ImageReadError, atomic_path, is_image_file, iter_image_files
+from srgan_lib.models import to_unit
+
+log = logging.getLogger(__name__)
+AlphaMethod = Literal["bicubic", "model"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+DEFAULT_MAX_PIXELS = 200_000_000  # input pixels; larger images are refused (decompression bombs)
+
+
+class UpscaleError(ValueError):
+    """An image cannot be upscaled (too large, unsupported); the message names it and what to do."""
+
+
+def tile_grid(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(y0, y1, x0, x1)`` of the tiles covering an image, row by row; ``tile <= 0`` means one tile."""
+    if tile <= 0:
+        yield 0, height, 0, width
+        return
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            yield y0, min(y0 + tile, height), x0, min(x0 + tile, width)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def bytes_per_lr_pixel(model: nn.Module) -> int:
+    """A generous estimate of the activation memory per input pixel of one forward pass (no grad, fp32)."""
+    name, options = getattr(model, "arch", ("rrdbnet", {}))
+    feat = options.get("num_feat", 64)
+    scale = getattr(model, "scale", 4)
+    widest = feat + 4 * options.get("num_grow_ch", 32) if name == "rrdbnet" else 2 * feat
+    return 4 * (6 * widest + 3 * feat * scale * scale + 8 * scale * scale)
+
+
+def auto_tile(model: nn.Module, device: torch.device, height: int, width: int, pad: int) -> int:
+    """The largest tile (multiple of 32, 64..2048) whose forward pass fits in a quarter of the free memory;
+    0 (no tiling) when the whole image fits."""
+    budget = _available_bytes(device) // 4
+    per_px = bytes_per_lr_pixel(model)
+    if height * width * per_px <= budget:
+        return 0
+    side = int(math.sqrt(budget / per_px)) - 2 * pad
+    return max(64, min(2048, side // 32 * 32))
+
+
+class Upscaler:
+    """A generator ready to upscale images: ``Upscaler("models/esrgan.pth").upscale(pil_image)``.
+
+    ``model`` is a module (with ``value_range``), a checkpoint path, or an MLflow registry URI (``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION``). ``tile=None`` picks a tile from the free memory, ``0`` runs whole images.
+    """
+
+    def __init__(self, model: nn.Module | str | Path, *, device: str | torch.device = "auto", tile: int | None = None,
+                 tile_pad: int = 16, precision: Precision = "auto", alpha: AlphaMethod = "bicubic",
+                 prefer_ema: bool = True, tracking_uri: str | None = None) -> None:
+        from srgan_lib.inference import load_generator
+
+        self.device = resolve_device(device)
+        if isinstance(model, (str, Path)):
+            model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
+        self.model = model.eval().to(self.device)
+        self.value_range: tuple[float, float] = model.value_range  # type: ignore[assignment]
+        self.scale: int = getattr(model, "scale", 4)
+        if tile is not None and tile < 0:
+            raise UpscaleError(f"tile must be >= 0 (0: whole image), got {tile}")
+        if tile_pad < 0:
+            raise UpscaleError(f"tile_pad must be >= 0, got {tile_pad}")
+        self.tile, self.tile_pad, self.alpha = tile, tile_pad, alpha
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if self.device.type != "cuda" and precision != "fp32":
+            raise UpscaleError(f"precision {precision} needs CUDA; on {self.device} use fp32")
+        self.precision = precision
+        self.fp32_retries = 0  # tiles redone in fp32 because the autocast output was not finite
+
+    # ------------------------------------------------------------------------------------------------------- arrays
+
+    @torch.no_grad()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "fp32":
+            y = self.model(x)
+        else:
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            with torch.autocast("cuda", dtype=dtype):
+                y = self.model(x)
+            if not torch.isfinite(y).all():
+                self.fp32_retries += 1
+                y = self.model(x)
+        return to_unit(y.float(), self.value_range).clamp_(0, 1)
+
+    def upscale_array(self, image: np.ndarray, *, progress: bool | None = None) -> np.ndarray:
+        """HxWx3 uint8 / uint16 / float32 (in [0, 1]) -> (sH)x(sW)x3 of the same dtype, tile by tile."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise UpscaleError(f"expected an HxWx3 array, got shape {image.shape}")
+        if image.dtype == np.uint8:
+            peak = 255.0
+        elif image.dtype == np.uint16:
+            peak = 65535.0
+        elif image.dtype == np.float32:
+            peak = 1.0
+        else:
+            raise UpscaleError(f"unsupported array dtype {image.dtype} (uint8, uint16 or float32)")
+        h, w, _ = image.shape
+        s, pad = self.scale, self.tile_pad
+        tile = auto_tile(self.model, self.device, h, w, pad) if self.tile is None else self.tile
+        out = np.empty((h * s, w * s, 3), dtype=image.dtype)
+        tiles = list(tile_grid(h, w, tile))
+        bar = tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=(len(tiles) < 2) if progress is None
+                   else not progress)
+        for y0, y1, x0, x1 in bar:
+            py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
+            patch = torch.from_numpy(np.array(image[py0:py1, px0:px1], copy=True)).permute(2, 0, 1)[None]
+            patch = patch.to(self.device, non_blocking=True).float().div_(peak)
+            y = self._forward(patch)
+            y = y[0, :, (y0 - py0) * s:(y1 - py0) * s, (x0 - px0) * s:(x1 - px0) * s].permute(1, 2, 0)
+            if peak != 1.0:
+                y = y.mul_(peak).round_()
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = y.cpu().numpy().astype(image.dtype, copy=False)
+        bar.close()
+        return out
+
+    def upscale_rgb16(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 or HxWx4 uint16 (a 16-bit RGB/RGBA PNG) -> upscaled uint16, alpha handled like 8-bit alpha."""
+        up = self.upscale_array(np.ascontiguousarray(image[..., :3]))
+        if image.shape[2] == 3:
+            return up
+        alpha = image[..., 3]
+        if self.alpha == "model":
+            a = self.upscale_array(np.repeat(alpha[..., None], 3, axis=2))[..., 0]
+        else:
+            x = torch.from_numpy(alpha.astype(np.float32))[None, None]
+            y = torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            a = y[0, 0].round_().clamp_(0, 65535).numpy().astype(np.uint16)
+        return np.concatenate([up, a[..., None]], axis=2)
+
+    # ------------------------------------------------------------------------------------------------------- images
+
+    def _rgb(self, rgb: Image.Image) -> Image.Image:
+        return Image.fromarray(self.upscale_array(np.asarray(rgb.convert("RGB"))))
+
+    def _alpha(self, alpha: Image.Image) -> Image.Image:
+        size = (alpha.width * self.scale, alpha.height * self.scale)
+        if self.alpha == "bicubic":
+            return alpha.resize(size, Image.Resampling.BICUBIC)
+        return self._rgb(Image.merge("RGB", (alpha, alpha, alpha))).convert("L")
+
+    def upscale(self, image: Image.Image) -> Image.Image:
+        """Upscale a PIL image, keeping its mode, ICC profile and (applied) EXIF orientation."""
+        icc = image.info.get("icc_profile")
+        image = ImageOps.exif_transpose(image) or image
+        mode = image.mode
+        if mode == "RGB":
+            out = self._rgb(image)
+        elif mode in ("L", "1"):
+            out = self._rgb(image.convert("L")).convert("L")
+            out = out.convert("1", dither=Image.Dither.NONE) if mode == "1" else out
+        elif mode in ("I;16", "I;16L", "I;16B", "I"):
+            grey = np.asarray(image, dtype=np.int64 if mode == "I" else np.uint16)
+            if grey.min() < 0 or grey.max() > 65535:
+                raise UpscaleError(f"32-bit integer image with values outside 0..65535 ({grey.min()}..{grey.max()})")
+            up = self.upscale_array(np.repeat(grey.astype(np.uint16)[..., None], 3, axis=2))
+            # luma of the three (near-equal) channels, as PIL's RGB -> L does, kept in 16 bits
+            luma = (up[..., 0] * 299 + up[..., 1].astype(np.uint32) * 587 + up[..., 2].astype(np.uint32) * 114 + 500)
+            out = Image.fromarray((luma // 1000).astype(np.uint16))
+            out = out if mode != "I" else out.convert("I")
+        elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA") if mode != "LA" else image
+            colour, alpha = (rgba.convert("RGB"), rgba.getchannel("A"))
+            up = self._rgb(colour)
+            out = up.convert("L") if mode == "LA" else up
+            out.putalpha(self._alpha(alpha))
+            if mode in ("P", "PA"):
+                out = out.convert("RGBA")
+        elif mode == "P":
+            up = self._rgb(image.convert("RGB"))
+            out = up.quantize(palette=image, dither=Image.Dither.NONE)
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            out = self._rgb(image.convert("RGB")).convert(mode)
+        else:
+            raise UpscaleError(f"unsupported image mode {mode!r}; convert it to RGB first")
+        if icc:
+            out.info["icc_profile"] = icc
+        return out
+
+
+def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
+    """A checkpoint path for ``model``: a file, or an MLflow registry URI resolved and downloaded (``models:/...``)."""
+    if not model.startswith("models:/"):
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"model '{model}' not found: give a checkpoint (.pth) or models:/NAME@ALIAS")
+        return model
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from mlflow.artifacts import download_artifacts
+    from srgan_lib.tracking import resolve_uri
+
+    uri = resolve_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow/mlflow.db")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    ref = model.removeprefix("models:/")
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = ref.rsplit("/", 1)
+            version = client.get_model_version(name, number)
+        local = Path(download_artifacts(artifact_uri=version.source, tracking_uri=uri))
+    except MlflowException as exc:
+        raise FileNotFoundError(f"cannot resolve {model} in the registry at {uri}: {exc.message}") from None
+    if local.is_file():
+        return str(local)
+    found = sorted(local.rglob("*.pth")) + sorted(local.rglob("*.pt"))
+    if not found:
+        raise FileNotFoundError(f"{model} ({version.source}) holds no .pth/.pt checkpoint")
+    return str(found[0])
+
+
+# ------------------------------------------------------------------------------------------------------------ files
+
+def png16_info(path: Path) -> tuple[int, int, int] | None:
+    """(width, height, channels) of a 16-bit RGB or RGBA PNG (which Pillow would reduce to 8 bits), else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    depth, colour = head[24], head[25]
+    return (width, height, 3 if colour == 2 else 4) if depth == 16 and colour in (2, 6) else None
+
+
+def read_png16(path: Path) -> np.ndarray:
+    """Decode a 16-bit RGB/RGBA PNG to HxWxC uint16 (pypng; Pillow has no 16-bit colour mode)."""
+    import png
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except (png.Error, zlib.error, ValueError) as exc:
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from None
+    return data.reshape(height, width, info["planes"])
+
+
+def write_png16(path: Path, image: np.ndarray) -> None:
+    """Write HxWx3/4 uint16 as a 16-bit PNG, atomically."""
+    import png
+
+    h, w, c = image.shape
+    writer = png.Writer(w, h, bitdepth=16, greyscale=False, alpha=c == 4)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer.write(fh, image.reshape(h, w * c))
+
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+           ".bmp": "BMP"}
+OUTPUT_FORMATS = ("auto", "png", "jpg", "webp", "tiff")
+
+
+def open_limited(path: Path, max_pixels: int) -> Image.Image:
+    """Open and decode an image, refusing (before decoding) more than ``max_pixels`` pixels (0: no limit)."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below replaces Pillow's bomb check
+    try:
+        img = Image.open(path)
+        if max_pixels and img.width * img.height > max_pixels:
+            img.close()
+            raise UpscaleError(f"'{path}' is {img.width}x{img.height} = {img.width * img.height / 1e6:.1f} MP, over "
+                               f"the limit of {max_pixels / 1e6:.1f} MP (a decompression bomb?); raise --max-pixels "
+                               "if the image is genuine")
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except (OSError, SyntaxError, ValueError, zlib.error, EOFError) as exc:
+        if isinstance(exc, UpscaleError):
+            raise
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def output_format(src: Path, fmt: str, image: Image.Image) -> tuple[str, str]:
+    """(extension, Pillow format) for an output: ``auto`` keeps the input's format where it can hold the result."""
+    ext = src.suffix.lower() if fmt == "auto" else f".{fmt}"
+    if ext not in FORMATS:
+        ext = ".png"
+    if FORMATS[ext] in ("JPEG", "BMP") and (image.mode not in ("RGB", "L", "CMYK") or
+                                            (image.mode == "CMYK" and FORMATS[ext] == "BMP")):
+        ext = ".png"  # JPEG/BMP cannot hold alpha, 16 bits or a palette faithfully
+    if FORMATS[ext] == "WEBP" and image.mode not in ("RGB", "RGBA"):
+        ext = ".png"
+    return ext, FORMATS[ext]
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """(file, output path relative to the output folder): folders recursively, keeping their sub-folders."""
+    pairs: list[tuple[Path, Path]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            pairs += [(f, f.relative_to(item)) for f in iter_image_files(item, recursive=True)]
+        elif item.is_file() or not item.exists():
+            pairs.append((item, Path(item.name)))
+    return pairs
+
+
+@dataclass
+class UpscaleSummary:
+    """What a batch did: written outputs, skipped (existing) ones, failures with their reasons."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    input_pixels: int = 0
+    seconds: float = 0.0
+
+
+def _claim(dest: Path, src: Path, claimed: dict[Path, Path], existing: str, summary: UpscaleSummary) -> bool:
+    """Reserve ``dest`` for ``src``: False (and counted as skipped) when it exists and ``existing`` is skip."""
+    if dest in claimed:
+        raise UpscaleError(f"'{src}' and '{claimed[dest]}' would both be written to '{dest}'")
+    claimed[dest] = src
+    if dest.exists() and existing != "overwrite":
+        if existing == "skip":
+            summary.skipped.append(dest)
+            return False
+        raise UpscaleError(f"'{dest}' exists; use --skip-existing or --overwrite")
+    return True
+
+
+def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str | Path, *, fmt: str = "auto",
+                  quality: int = 95, suffix: str = "", existing: Literal["error", "skip", "overwrite"] = "error",
+                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> UpscaleSummary:
+    """Upscale every input image into ``out_dir``; a bad file is reported and the others are still written."""
+    summary, start, out_dir = UpscaleSummary(), time.perf_counter(), Path(out_dir)
+    pairs = collect_inputs(inputs)
+    claimed: dict[Path, Path] = {}
+    bar = tqdm(pairs, desc="upscale", unit="img", disable=None if progress is None else not progress)
+    for src, rel in bar:
+        bar.set_postfix_str(src.name, refresh=False)
+        try:
+            if not src.exists():
+                raise ImageReadError(src, "file not found")
+            if not is_image_file(src):
+                raise ImageReadError(src, f"not a supported image extension ({src.suffix or 'none'})")
+            deep = png16_info(src) if src.suffix.lower() == ".png" else None
+            if deep is not None:
+                if max_pixels and deep[0] * deep[1] > max_pixels:
+                    raise UpscaleError(f"'{src}' is {deep[0]}x{deep[1]}, over the limit of {max_pixels / 1e6:.1f} MP "
+                                       "(a decompression bomb?); raise --max-pixels if the image is genuine")
+                dest = out_dir / rel.parent / f"{rel.stem}{suffix}.png"  # 16-bit colour: PNG only
+                if _claim(dest, src, claimed, existing, summary):
+                    write_png16(dest, upscaler.upscale_rgb16(read_png16(src)))
+                    summary.input_pixels += deep[0] * deep[1]
+                    summary.written.append(dest)
+                continue
+            with open_limited(src, max_pixels) as image:
+                ext, pil_format = output_format(src, fmt, image)
+                dest = out_dir / rel.parent / f"{rel.stem}{suffix}{ext}"
+                if not _claim(dest, src, claimed, existing, summary):
+                    continue
+                exif = image.getexif()
+                result = upscaler.upscale(image)
+                summary.input_pixels += image.width * image.height
+            options: dict[str, object] = {}
+            if pil_format in ("JPEG", "WEBP"):
+                options["quality"] = quality
+            if "icc_profile" in result.info and pil_format != "BMP":
+                options["icc_profile"] = result.info["icc_profile"]
+            if exif and pil_format in ("JPEG", "PNG", "WEBP", "TIFF"):
+                exif[0x0112] = 1  # orientation already applied to the pixels
+                options["exif"] = exif.tobytes()
+            with atomic_path(dest) as tmp:
+                result.save(tmp, format=pil_format, **options)
+            summary.written.append(dest)
+        except (ImageReadError, UpscaleError, OSError, ValueError) as exc:
+            summary.failed[str(src)] = str(exc)
+            log.error("%s", exc)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
