@@ -237,10 +237,10 @@ def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
         if not Path(model).is_file():
             raise FileNotFoundError(f"model '{model}' not found: give a checkpoint (.pth) or models:/NAME@ALIAS")
         return model
+    from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from mlflow.artifacts import download_artifacts
     from srgan_lib.tracking import resolve_uri
 
     uri = resolve_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow/mlflow.db")
