@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     upc.add_argument("--tile-pad", type=int, default=16, help="context around each tile, input pixels (default 16)")
     upc.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     upc.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                     help="auto: bf16 autocast on CUDA (non-finite tiles redone in fp32), fp32 on CPU")
+                     help="auto: bf16 autocast on CUDA (non-finite tiles redone in fp32), fp32 on CPU; "
+                     "fp16 needs CUDA")
     upc.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
                      help="how an alpha channel is upscaled (default bicubic)")
     upc.add_argument("--format", choices=("auto", "png", "jpg", "webp", "tiff"), default="auto",

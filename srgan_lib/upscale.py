@@ -3,7 +3,8 @@
 Tiles are cut from the image held in CPU memory, padded by ``tile_pad`` LR pixels of real context, run on the device,
 and only their interior is written back into the output array (CPU), so device memory holds one tile whatever the
 image size. With a padding at least the network's receptive-field radius the tiled result equals the untiled one.
-On CUDA the tiles run under bf16/fp16 autocast; a tile whose output is not finite is redone in fp32.
+On CUDA the tiles run under bf16/fp16 autocast (bf16 also on CPU when asked); a tile whose output is not finite is
+redone in fp32.
 
 Modes (see :meth:`Upscaler.upscale`): RGB; greyscale stays greyscale; 16-bit greyscale and 16-bit RGB(A) PNGs stay
 16-bit (the latter read and written with pypng, as Pillow has no 16-bit colour mode); alpha is
@@ -116,8 +117,8 @@ class Upscaler:
         self.tile, self.tile_pad, self.alpha = tile, tile_pad, alpha
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-        if self.device.type != "cuda" and precision != "fp32":
-            raise UpscaleError(f"precision {precision} needs CUDA; on {self.device} use fp32")
+        if self.device.type != "cuda" and precision == "fp16":
+            raise UpscaleError(f"precision fp16 needs CUDA; on {self.device} use fp32 or bf16")
         self.precision = precision
         self.fp32_retries = 0  # tiles redone in fp32 because the autocast output was not finite
 
@@ -129,7 +130,7 @@ class Upscaler:
             y = self.model(x)
         else:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            with torch.autocast("cuda", dtype=dtype):
+            with torch.autocast(self.device.type, dtype=dtype):
                 y = self.model(x)
             if not torch.isfinite(y).all():
                 self.fp32_retries += 1

@@ -197,3 +197,26 @@ def test_sixteen_bit_colour_png_stays_sixteen_bit(srresnet_ckpt, tmp_path):
     assert np.abs(out[..., 3].astype(int) - 40000).max() <= 1  # a constant alpha stays constant
     expected = Upscaler(srresnet_ckpt, device="cpu", tile=0).upscale_array(rgb)
     assert np.array_equal(out[..., :3], expected)
+
+
+class _OverflowsUnderAutocast(torch.nn.Module):
+    """A generator whose reduced-precision pass overflows (what fp16 does to some real images): inf under autocast."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.value_range, self.scale, self.arch = inner, inner.value_range, inner.scale, inner.arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        return y * float("inf") if torch.is_autocast_enabled(x.device.type) else y
+
+
+def test_non_finite_reduced_precision_tiles_are_redone_in_fp32(srresnet_ckpt):
+    model = _OverflowsUnderAutocast(load_generator(srresnet_ckpt))
+    img = _photo(40, 40)
+    guarded = Upscaler(model, device="cpu", tile=20, tile_pad=8, precision="bf16")
+    out = guarded.upscale_array(img)
+    assert guarded.fp32_retries == 4  # every tile overflowed and was redone
+    assert np.array_equal(out, Upscaler(model, device="cpu", tile=20, tile_pad=8).upscale_array(img))
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        Upscaler(model, device="cpu", precision="fp16")
