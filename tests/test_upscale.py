@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,12 @@ def test_modes_orientation_and_icc_are_kept(srresnet_ckpt):
     assert rotated.info["icc_profile"] == icc
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_corrupt(path: Path, like: Path) -> None:
     data = like.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -124,6 +131,7 @@ def test_cli_reports_a_bad_file_and_writes_the_others(srresnet_ckpt, tmp_path):
     with Image.open(out / "sub" / "b.jpg") as b:
         assert (b.format, b.mode, b.size) == ("JPEG", "L", (64, 64))
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
+    assert (out / "a.png").stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600
     before = (out / "a.png").stat().st_mtime_ns
 
     again = run_cli("upscale", str(src / "a.png"), "-o", str(out), "--model", str(srresnet_ckpt), check=False)
