@@ -9,7 +9,6 @@ are logged as ``override.*`` params of the flow's parent MLflow run.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -17,10 +16,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from srgan_lib import tracking
-from srgan_lib.config import load_params
 from srgan_lib.evaluation import UNAVAILABLE
 from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_dvc, stage_env, stage_names
-from srgan_lib.summary import summarize
+from srgan_lib.summary import eval_table
 
 DATA_STAGES = ("embedded", "lists", "degrade")
 TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@srresnet", "evaluate_models@srgan")
@@ -28,13 +26,6 @@ TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "e
                 "evaluate_models@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
 REPORT_METRICS = ("psnr_y", "ssim_y", "niqe", "pi")
-
-
-@task(name="check-params", retries=0)
-def check_params(overrides: list[str]) -> None:
-    """Validate params.yaml with the overrides before any stage runs (bad params are not worth a retry)."""
-    load_params("params.yaml", overrides)
-    get_run_logger().info("params.yaml is valid%s", f" with {' '.join(overrides)}" if overrides else "")
 
 
 @task(name="dvc-repro", task_run_name="dvc repro {stage}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
@@ -60,9 +51,9 @@ def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
              "MLflow tracking is off (tracking.uri: none).", ""]
     if not runs:
         lines.append("No stage ran: everything was up to date (`dvc repro` skipped all stages).")
-        if any(Path("reports/eval").glob("*.json")):
-            lines += ["", "Current results (reports/eval/):", "", "```", summarize(table=True).split("\n\n")[0],
-                      "```"]
+        current = eval_table()
+        if current:
+            lines += ["", "Current results (reports/eval/):", "", "```", current, "```"]
     trained = [r for r in runs if r["kind"] == "train"]
     if trained:
         lines += ["| stage run | status | last total G loss |", "|---|---|---|"]
@@ -85,9 +76,9 @@ def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
 
 
 def _run(title: str, stages: list[str], overrides: dict[str, Any] | None) -> str:
-    """Shared body of the flows: check, parent MLflow run, one task per stage (or one experiment), report."""
+    """Shared body of the flows: parent MLflow run (after validating params.yaml + overrides: a bad value fails the
+    flow before any stage, without retries), one task per stage (or one experiment), report."""
     sets = override_strings(overrides)
-    check_params(sets)
     run_name = f"{flow_run.get_flow_name() or title}/{flow_run.get_name() or 'local'}"
     with pipeline_run(run_name, sets, tags={"srgan.prefect_flow_run_id": str(flow_run.get_id() or "none")}) as run:
         if sets:

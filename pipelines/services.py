@@ -22,24 +22,21 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from srgan_lib import TELEMETRY_OFF
+from srgan_lib.pipeline import BIN
+from srgan_lib.pipeline import tool as _tool
+
 POOL = "srgan-local"
 HOST = "127.0.0.1"
-QUIET_ENV = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "DVC_NO_ANALYTICS": "1"}
 
 
 class ServiceError(RuntimeError):
     """A service did not start or stop; the message says which and where its log is."""
 
 
-def _tool(name: str) -> str:
-    return str(BIN / name) if (BIN / name).exists() else name
-
-
 def prefect_env(home: Path, port: int) -> dict[str, str]:
     """Environment for the server, the worker and the prefect CLI calls: one home, one API URL, no analytics."""
-    return {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+    return {**os.environ, **TELEMETRY_OFF, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://{HOST}:{port}/api",
             "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
@@ -187,7 +184,7 @@ def mlflow_ui_command(store: str, port: int) -> list[str]:
 
 def mlflow_env() -> dict[str, str]:
     """Environment for the MLflow server: no telemetry, no background job runner."""
-    return {**os.environ, **QUIET_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return {**os.environ, **TELEMETRY_OFF, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def main(argv: list[str] | None = None) -> int:

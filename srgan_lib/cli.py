@@ -252,6 +252,15 @@ def cmd_params_check(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------------------------- parser
 
 
+def _add_model_source(parser: argparse.ArgumentParser) -> None:
+    """--model / --no-ema / --tracking-uri: a generator from a checkpoint or the MLflow model registry."""
+    parser.add_argument("--model", required=True,
+                        help="checkpoint (.pth) or models:/NAME@ALIAS | models:/NAME/VERSION")
+    parser.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema'")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ URIs (default: "
+                        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``srgan`` argument parser."""
     p = argparse.ArgumentParser(
@@ -407,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upc.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     upc.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
-    upc.add_argument("--model", required=True, help="checkpoint (.pth) or models:/NAME@ALIAS | models:/NAME/VERSION")
+    _add_model_source(upc)
     upc.add_argument("--tile", type=int, default=None,
                      help="tile size in input pixels (default: from the free memory; 0: whole image in one pass)")
     upc.add_argument("--tile-pad", type=int, default=16, help="context around each tile, input pixels (default 16)")
@@ -426,9 +435,6 @@ def build_parser() -> argparse.ArgumentParser:
     exist.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     upc.add_argument("--max-pixels", type=int, default=200_000_000,
                      help="refuse inputs with more pixels (decompression bombs; default 200e6, 0: no limit)")
-    upc.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema'")
-    upc.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ URIs (default: "
-                     "$MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db)")
     upc.set_defaults(func=cmd_upscale)
 
     exp = sub.add_parser(
@@ -437,13 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a checkpoint or registered MLflow model to ONNX. The graph takes 'lr' (N x 3 x H x W, "
         "RGB in [0, 1]) and returns 'sr' in [0, 1]; it is checked against PyTorch with onnxruntime when installed.",
     )
-    exp.add_argument("--model", required=True, help="checkpoint (.pth) or models:/NAME@ALIAS | models:/NAME/VERSION")
+    _add_model_source(exp)
     exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     exp.add_argument("-o", "--out", required=True, metavar="FILE", help="output file, e.g. esrgan.onnx")
     exp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     exp.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
-    exp.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema'")
-    exp.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ URIs")
     exp.set_defaults(func=cmd_export)
 
     rp = sub.add_parser(

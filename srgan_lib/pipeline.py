@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,29 @@ from srgan_lib import tracking
 from srgan_lib.config import DEFAULT_PARAMS, load_params
 
 log = logging.getLogger(__name__)
-BIN = Path(sys.executable).parent  # the environment's dvc / srgan / prefect
+BIN = Path(sys.executable).parent  # the environment's dvc / srgan / prefect / mlflow
+
+
+def tool(name: str) -> str:
+    """The environment's copy of a command-line tool (``dvc``, ``prefect``, ``mlflow``), else whatever PATH has."""
+    return str(BIN / name) if (BIN / name).exists() else name
 
 
 class PipelineError(RuntimeError):
     """A DVC command failed; the message names it and its exit status."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineRun:
-    """What the stages of one pipeline run share: its parent MLflow run and the environment passed to DVC."""
+    """What the stages of one pipeline run share: its parent MLflow run (``None`` when tracking is off)."""
 
-    params: dict[str, Any]
-    overrides: list[str]
     uri: str | None
     run_id: str | None
-    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment DVC and its stages run in (see :func:`stage_env`)."""
+        return stage_env(self.run_id, self.uri)
 
 
 def override_strings(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
@@ -50,9 +57,9 @@ def override_strings(overrides: Mapping[str, Any] | Sequence[str] | None) -> lis
 
 
 def stage_env(run_id: str | None, uri: str | None) -> dict[str, str]:
-    """Environment for DVC and its stages: the project's tools first on PATH, the parent run, an absolute store."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    """Environment for DVC and its stages: the project's tools first on PATH, the parent run, an absolute store
+    (telemetry is already off: importing :mod:`srgan_lib` sets ``TELEMETRY_OFF`` in ``os.environ``)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop(tracking.PARENT_ENV, None)
     if run_id:
         env[tracking.PARENT_ENV] = run_id
@@ -74,7 +81,7 @@ def pipeline_run(name: str, overrides: Sequence[str] = (), *, params_path: str |
     tracker.log_params({f"override.{o.split('=', 1)[0]}": o.split("=", 1)[1] for o in overrides})
     status = "FAILED"
     try:
-        yield PipelineRun(params, list(overrides), uri, run_id, stage_env(run_id, uri))
+        yield PipelineRun(uri, run_id)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -86,7 +93,7 @@ def pipeline_run(name: str, overrides: Sequence[str] = (), *, params_path: str |
 def dvc_command(targets: Sequence[str] = (), overrides: Sequence[str] = (), *, experiment: str | None = None,
                 force: bool = False) -> list[str]:
     """``dvc repro [targets]``, or ``dvc exp run --temp -S k=v ... [targets]`` when there are overrides."""
-    dvc = str(BIN / "dvc") if (BIN / "dvc").exists() else "dvc"
+    dvc = tool("dvc")
     if not overrides:
         return [dvc, "repro", *(["--force"] if force else []), *targets]
     cmd = [dvc, "exp", "run", "--temp", *(["--force"] if force else [])]
@@ -137,8 +144,8 @@ def run_dvc(cmd: Sequence[str], env: Mapping[str, str], *, cwd: str | Path = "."
 
 def stage_names(cwd: str | Path = ".") -> list[str]:
     """Every stage of ``dvc.yaml`` as DVC names them (``foreach`` expanded: ``evaluate_models@esrgan``)."""
-    out = subprocess.run([str(BIN / "dvc") if (BIN / "dvc").exists() else "dvc", "stage", "list", "--name-only"],
-                         cwd=cwd, env=stage_env(None, None), capture_output=True, text=True)
+    out = subprocess.run([tool("dvc"), "stage", "list", "--name-only"], cwd=cwd, env=stage_env(None, None),
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise PipelineError(f"`dvc stage list` failed: {out.stderr.strip() or out.stdout.strip()}")
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]

@@ -16,16 +16,19 @@ Prefect UI: make prefect-up   -> http://127.0.0.1:4200, then `prefect deployment
 `make prefect-down` stops it"""
 
 
+def eval_table(report_dir: str | Path = "reports/eval") -> str | None:
+    """The evaluation table of every ``<report_dir>/*.json`` (one per method), or None when there are none yet."""
+    files = sorted(Path(report_dir).glob("*.json"))
+    if not files:
+        return None
+    return format_eval_table(*(json.loads(f.read_text(encoding="utf-8")) for f in files))
+
+
 def summarize(report_dir: str | Path = "reports/eval", *, table: bool = True) -> str:
-    """The evaluation tables of every ``reports/eval/*.json`` (one per method) and the next commands, to print."""
+    """The evaluation table (see :func:`eval_table`) and the next commands, to print."""
     lines = []
     if table:
-        files = sorted(Path(report_dir).glob("*.json"))
-        if files:
-            lines.append(format_eval_table(*(json.loads(f.read_text(encoding="utf-8")) for f in files)))
-        else:
-            lines.append(f"no evaluation results in {report_dir}/ yet: run `make run` (or `dvc repro`)")
-        lines.append("")
+        lines += [eval_table(report_dir) or f"no evaluation results in {report_dir}/ yet: run `make run`", ""]
     lines.append(NEXT_STEPS.format(report_dir=report_dir))
     return "\n".join(lines)
 

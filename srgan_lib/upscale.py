@@ -173,25 +173,23 @@ class Upscaler:
         up = self.upscale_array(np.ascontiguousarray(image[..., :3]))
         if image.shape[2] == 3:
             return up
-        alpha = image[..., 3]
+        return np.concatenate([up, self.upscale_alpha(image[..., 3])[..., None]], axis=2)
+
+    def upscale_alpha(self, alpha: np.ndarray) -> np.ndarray:
+        """An HxW uint8 or uint16 alpha channel, upscaled apart from the colours: Pillow's bicubic (in float, then
+        rounded and clipped) or, with ``alpha="model"``, the generator on the channel repeated three times."""
         if self.alpha == "model":
-            a = self.upscale_array(np.repeat(alpha[..., None], 3, axis=2))[..., 0]
-        else:
-            x = torch.from_numpy(alpha.astype(np.float32))[None, None]
-            y = torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-            a = y[0, 0].round_().clamp_(0, 65535).numpy().astype(np.uint16)
-        return np.concatenate([up, a[..., None]], axis=2)
+            up = self.upscale_array(np.repeat(alpha[..., None], 3, axis=2)).astype(np.float32)
+            return np.rint(up.mean(axis=2)).astype(alpha.dtype)
+        peak = np.iinfo(alpha.dtype).max
+        size = (alpha.shape[1] * self.scale, alpha.shape[0] * self.scale)
+        up = np.asarray(Image.fromarray(alpha.astype(np.float32), mode="F").resize(size, Image.Resampling.BICUBIC))
+        return np.clip(np.rint(up), 0, peak).astype(alpha.dtype)
 
     # ------------------------------------------------------------------------------------------------------- images
 
     def _rgb(self, rgb: Image.Image) -> Image.Image:
         return Image.fromarray(self.upscale_array(np.asarray(rgb.convert("RGB"))))
-
-    def _alpha(self, alpha: Image.Image) -> Image.Image:
-        size = (alpha.width * self.scale, alpha.height * self.scale)
-        if self.alpha == "bicubic":
-            return alpha.resize(size, Image.Resampling.BICUBIC)
-        return self._rgb(Image.merge("RGB", (alpha, alpha, alpha))).convert("L")
 
     def upscale(self, image: Image.Image) -> Image.Image:
         """Upscale a PIL image, keeping its mode, ICC profile and (applied) EXIF orientation."""
@@ -217,7 +215,7 @@ class Upscaler:
             colour, alpha = (rgba.convert("RGB"), rgba.getchannel("A"))
             up = self._rgb(colour)
             out = up.convert("L") if mode == "LA" else up
-            out.putalpha(self._alpha(alpha))
+            out.putalpha(Image.fromarray(self.upscale_alpha(np.asarray(alpha))))
             if mode in ("P", "PA"):
                 out = out.convert("RGBA")
         elif mode == "P":
@@ -305,6 +303,13 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ti
 OUTPUT_FORMATS = ("auto", "png", "jpg", "webp", "tiff")
 
 
+def check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image over ``max_pixels`` (0: no limit) before it is decoded."""
+    if max_pixels and width * height > max_pixels:
+        raise UpscaleError(f"'{path}' is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of "
+                           f"{max_pixels / 1e6:.1f} MP (a decompression bomb?); raise --max-pixels if it is genuine")
+
+
 def open_limited(path: Path, max_pixels: int) -> Image.Image:
     """Open and decode an image, refusing (before decoding) more than ``max_pixels`` pixels (0: no limit)."""
     saved = Image.MAX_IMAGE_PIXELS
@@ -313,9 +318,7 @@ def open_limited(path: Path, max_pixels: int) -> Image.Image:
         img = Image.open(path)
         if max_pixels and img.width * img.height > max_pixels:
             img.close()
-            raise UpscaleError(f"'{path}' is {img.width}x{img.height} = {img.width * img.height / 1e6:.1f} MP, over "
-                               f"the limit of {max_pixels / 1e6:.1f} MP (a decompression bomb?); raise --max-pixels "
-                               "if the image is genuine")
+            check_pixels(path, img.width, img.height, max_pixels)
         img.load()
         return img
     except FileNotFoundError:
@@ -393,9 +396,7 @@ def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str
                 raise ImageReadError(src, f"not a supported image extension ({src.suffix or 'none'})")
             deep = png16_info(src) if src.suffix.lower() == ".png" else None
             if deep is not None:
-                if max_pixels and deep[0] * deep[1] > max_pixels:
-                    raise UpscaleError(f"'{src}' is {deep[0]}x{deep[1]}, over the limit of {max_pixels / 1e6:.1f} MP "
-                                       "(a decompression bomb?); raise --max-pixels if the image is genuine")
+                check_pixels(src, deep[0], deep[1], max_pixels)
                 dest = out_dir / rel.parent / f"{rel.stem}{suffix}.png"  # 16-bit colour: PNG only
                 if _claim(dest, src, claimed, existing, summary):
                     write_png16(dest, upscaler.upscale_rgb16(read_png16(src)))

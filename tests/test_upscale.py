@@ -81,7 +81,8 @@ def test_modes_orientation_and_icc_are_kept(srresnet_ckpt):
     rgba.putalpha(alpha)
     out = up.upscale(rgba)
     assert (out.mode, out.size) == ("RGBA", (128, 96))
-    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(alpha.resize((128, 96), Image.BICUBIC)))
+    pil_alpha = np.asarray(alpha.resize((128, 96), Image.BICUBIC), dtype=int)  # Pillow's own 8-bit bicubic
+    assert np.abs(np.asarray(out.getchannel("A"), dtype=int) - pil_alpha).max() <= 1
     by_model = Upscaler(srresnet_ckpt, device="cpu", tile=0, alpha="model").upscale(rgba)
     assert by_model.mode == "RGBA"
 
