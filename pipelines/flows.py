@@ -16,7 +16,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from srgan_lib import tracking
-from srgan_lib.evaluation import UNAVAILABLE
 from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_dvc, stage_env, stage_names
 from srgan_lib.summary import eval_table
 
@@ -68,7 +67,11 @@ def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
         for r in evaluated:
             cells = [r["metrics"].get(f"{s}/{m}") for s in sets for m in REPORT_METRICS]
             lines.append(f"| {r['model']} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in cells) + " |")
-        lines += ["", f"n/a: pi - {UNAVAILABLE['pi']}."]
+        reasons = {k: v for r in evaluated for k, v in r["unavailable"].items()}
+        if "pi" in reasons:
+            lines += ["", f"n/a: pi - {reasons['pi']}."]
+    if any(r["kind"] == "report" for r in runs):
+        lines += ["", "Report: `reports/report/report.md` (also the artifacts of the MLflow run `report`)."]
     markdown = "\n".join(lines)
     create_markdown_artifact(markdown, key="srgan-summary", description=title)
     get_run_logger().info("\n%s", markdown)
@@ -105,5 +108,5 @@ def train_esrgan(overrides: dict[str, Any] | None = None) -> str:
 @flow(name="evaluate", log_prints=True)
 def evaluate(overrides: dict[str, Any] | None = None) -> str:
     """Every evaluation stage of dvc.yaml (baselines and trained generators; DVC trains what is missing)."""
-    stages = [s for s in stage_names() if s.startswith("evaluate_")]
+    stages = [s for s in stage_names() if s.startswith("evaluate_") or s == "report"]
     return _run("evaluate", stages, overrides)

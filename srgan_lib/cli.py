@@ -87,38 +87,45 @@ def cmd_data_degrade(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------------ evaluate
 
 
-def _fmt(v: float, digits: int) -> str:
+def _fmt(v: float | None, digits: int) -> str:
+    if v is None:
+        return "n/a"
     return "inf" if math.isinf(v) else f"{v:.{digits}f}"
 
 
 def format_eval_table(*evaluations: dict[str, dict]) -> str:
     """Human-readable table of one or more evaluations (set -> metrics each), rows grouped by set, with the paper's
-    row beside ours where one is known."""
+    row beside ours where one is known. Ma and PI read 'n/a' where the Ma model was unavailable."""
     from srgan_lib.references import PAPER_ROWS
 
     lines = [
-        f"{'set':<10} {'model':<9} {'n':>3}  {'PSNR-Y':>7} {'SSIM-Y':>7}  {'PSNR-RGB':>8} {'SSIM-RGB':>8}  {'NIQE':>6}"
-        "   paper PSNR-Y/SSIM-Y"
+        f"{'set':<10} {'model':<12} {'n':>3}  {'PSNR-Y':>7} {'SSIM-Y':>7}  {'PSNR-RGB':>8} {'SSIM-RGB':>8}  "
+        f"{'NIQE':>6} {'Ma':>6} {'PI':>6}   paper PSNR-Y/SSIM-Y"
     ]
     rows = [(name, r) for ev in evaluations for name, r in ev.items()]
     order = list(dict.fromkeys(name for name, _ in rows))
+    reasons = {}
     for name, r in sorted(rows, key=lambda nr: order.index(nr[0])):
         ref = PAPER_ROWS.get(r["model"], {}).get("sets", {}).get(name)
         paper = f"{ref[0]:.2f} / {ref[1]:.4f}" if ref else "-"
+        reasons.update(r.get("unavailable", {}))
         lines.append(
-            f"{name:<10} {r['model']:<9} {r['n_images']:>3}  {_fmt(r['psnr_y'], 2):>7} {_fmt(r['ssim_y'], 4):>7}  "
-            f"{_fmt(r['psnr_rgb'], 2):>8} {_fmt(r['ssim_rgb'], 4):>8}  {r['niqe']:>6.3f}   {paper}"
+            f"{name:<10} {r['model']:<12} {r['n_images']:>3}  {_fmt(r['psnr_y'], 2):>7} {_fmt(r['ssim_y'], 4):>7}  "
+            f"{_fmt(r['psnr_rgb'], 2):>8} {_fmt(r['ssim_rgb'], 4):>8}  {_fmt(r['niqe'], 3):>6} "
+            f"{_fmt(r.get('ma'), 3):>6} {_fmt(r.get('pi'), 3):>6}   {paper}"
         )
     lines.append(
         "PSNR/SSIM-Y: BT.601 Y, shave = scale (the papers' convention); -RGB: RGB, same shave (BasicSR's zoo); "
-        "NIQE: lower is better"
+        "NIQE, PI: lower is better; Ma: higher is better"
     )
+    if "ma" in reasons:
+        lines.append(f"Ma, PI n/a: {reasons['ma']}")
     return "\n".join(lines)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _evaluation_sets(args: argparse.Namespace) -> dict:
     from srgan_lib.data.lists import test_lists
-    from srgan_lib.evaluation import BASELINES, evaluate, test_set_from_folder, test_set_from_list
+    from srgan_lib.evaluation import test_set_from_folder, test_set_from_list
 
     sets = {}
     for name, path in args.set or []:
@@ -129,41 +136,93 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sets[name] = images
     if not sets:
         raise CLIError("no test set given: use --set NAME=PATH (repeatable) or --lists DIR")
+    return sets
+
+
+def _evaluation_methods(args: argparse.Namespace) -> list[tuple[str, str, object]]:
+    """(label, checkpoint or 'none', method) for --model: a baseline, a checkpoint, or a folder of checkpoints."""
     from pathlib import Path
 
+    from srgan_lib.evaluation import BASELINES
+
     if args.model in BASELINES:
-        label, method = args.name or args.model, BASELINES[args.model](args.scale)
-    elif Path(args.model).suffix in (".pth", ".pt") or Path(args.model).is_file():
-        from srgan_lib.inference import GeneratorMethod, load_generator
-
-        model = load_generator(args.model, prefer_ema=not args.no_ema)
-        if model.scale != args.scale:
-            raise CLIError(f"'{args.model}' is a x{model.scale} generator but --scale is {args.scale}")
-        label, method = args.name or Path(args.model).stem, GeneratorMethod(model)
+        return [(args.name or args.model, "none", BASELINES[args.model](args.scale))]
+    path = Path(args.model)
+    if path.is_dir():
+        checkpoints = sorted(p for p in path.iterdir() if p.suffix in (".pth", ".pt"))
+        if not checkpoints:
+            raise CLIError(f"no checkpoints (*.pth) in folder '{path}'")
+        if args.name:
+            raise CLIError("--name labels one model; a folder's checkpoints are labelled by their file names")
+    elif path.suffix in (".pth", ".pt") or path.is_file():
+        checkpoints = [path]
     else:
-        raise CLIError(f"unknown model {args.model!r}: give {', '.join(BASELINES)} or a generator checkpoint (.pth)")
-    start = time.perf_counter()
-    results = evaluate(label, method, sets, scale=args.scale, lr_source=args.lr_source, kernel=args.kernel)
-    elapsed = time.perf_counter() - start
-    if args.json:
-        _emit_json(results, args.json)
-    if args.metrics_json:
-        keys = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "n_images")
-        write_json(args.metrics_json, {label: {s: {k: r[k] for k in keys} for s, r in results.items()}})
-    from srgan_lib import tracking
-    from srgan_lib.evaluation import METRICS, UNAVAILABLE
+        raise CLIError(f"unknown model {args.model!r}: give {', '.join(BASELINES)}, a generator checkpoint (.pth) "
+                       "or a folder of them")
+    from srgan_lib.inference import GeneratorMethod, load_generator
 
+    methods = []
+    for ckpt in checkpoints:
+        model = load_generator(ckpt, prefer_ema=not args.no_ema)
+        if model.scale != args.scale:
+            raise CLIError(f"'{ckpt}' is a x{model.scale} generator but --scale is {args.scale}")
+        label = args.name if args.name and len(checkpoints) == 1 else ckpt.stem
+        methods.append((label, str(ckpt), GeneratorMethod(model, tile=args.tile)))
+    return methods
+
+
+def _ma_model(args: argparse.Namespace) -> tuple[object | None, str]:
+    """(Ma model, '') or (None, why it is unavailable)."""
+    from srgan_lib.metrics.ma import MaUnavailable, resolve_model
+
+    if not args.ma_model:
+        return None, "no Ma model file configured (evaluate.ma.model / --ma-model)"
+    try:
+        return resolve_model(args.ma_model, args.ma_sha256 or None, args.ma_download == "true"), ""
+    except MaUnavailable as exc:
+        log.warning("Ma's score and PI unavailable: %s", exc)
+        return None, str(exc)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from srgan_lib import tracking
+    from srgan_lib.evaluation import METRICS, evaluate
+
+    sets = _evaluation_sets(args)
+    methods = _evaluation_methods(args)
+    ma_model, ma_reason = _ma_model(args)
     uri = tracking.resolve_uri(args.tracking_uri or "none")
-    settings = {"checkpoint": args.model if args.model not in BASELINES else "none", "scale": args.scale,
-                "lr_source": args.lr_source, "lr_kernel": args.kernel, "ema": not args.no_ema}
-    run_id = tracking.log_evaluation(uri, args.experiment, label, results, settings=settings, metrics=METRICS,
-                                     unavailable=UNAVAILABLE, artifacts=[a for a in (args.json, args.metrics_json)
-                                                                         if a and a != "-"])
-    if args.json != "-":
-        print(format_eval_table(results))
-    n = sum(r["n_images"] for r in results.values())
-    print(f"evaluate: {label} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)"
-          + (f"; MLflow run {run_id}" if run_id else ""), file=sys.stderr if args.json == "-" else sys.stdout)
+    many = len(methods) > 1
+    if many and args.json == "-":
+        raise CLIError("--json - (stdout) takes one model; give a folder for a folder of checkpoints")
+    all_metrics: dict[str, dict] = {}
+    for label, checkpoint, method in methods:
+        start = time.perf_counter()
+        results = evaluate(label, method, sets, scale=args.scale, lr_source=args.lr_source, kernel=args.kernel,
+                           ma_model=ma_model, ma_unavailable=ma_reason,
+                           sr_dir=Path(args.sr_dir) / label if args.sr_dir else None)
+        elapsed = time.perf_counter() - start
+        json_out = str(Path(args.json) / f"{label}.json") if args.json and many else args.json
+        if json_out:
+            _emit_json(results, json_out)
+        keys = (*METRICS, "n_images")
+        all_metrics[label] = {s: {k: r[k] for k in keys if k in r} for s, r in results.items()}
+        settings = {"checkpoint": checkpoint, "scale": args.scale, "lr_source": args.lr_source,
+                    "lr_kernel": args.kernel, "ema": not args.no_ema,
+                    "ma_model": getattr(ma_model, "sha256", "") or "unavailable"}
+        unavailable = next(iter(results.values()))["unavailable"]
+        run_id = tracking.log_evaluation(uri, args.experiment, label, results, settings=settings, metrics=METRICS,
+                                         unavailable=unavailable,
+                                         artifacts=[a for a in (json_out,) if a and a != "-"])
+        if args.json != "-":
+            print(format_eval_table(results))
+        n = sum(r["n_images"] for r in results.values())
+        print(f"evaluate: {label} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)"
+              + (f"; MLflow run {run_id}" if run_id else ""), file=sys.stderr if args.json == "-" else sys.stdout)
+    if args.metrics_json:
+        write_json(args.metrics_json, all_metrics)
     return 0
 
 
@@ -320,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         "numbers beside ours where known.",
     )
     ev.add_argument("--model", required=True,
-                    help="bicubic, nearest, or a generator checkpoint (models/esrgan.pth, BasicSR/Real-ESRGAN x4 RRDB)")
+                    help="bicubic, nearest, a generator checkpoint (models/esrgan.pth, BasicSR/Real-ESRGAN x4 RRDB), "
+                    "or a folder of checkpoints (models/interp: each is labelled by its file name)")
     ev.add_argument("--name", help="label for the results (default: the baseline's name or the checkpoint's stem)")
     ev.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema' from a checkpoint")
     ev.add_argument("--set", nargs="+", action="extend", type=_named_path, metavar="NAME=PATH",
@@ -331,9 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
                     default="generate", help="generate LR with the project's bicubic, or read LR_bicubic/X<scale>")
     ev.add_argument("--kernel", choices=KERNELS, default="matlab", help="kernel for generated LR (default matlab)")
     ev.add_argument("--scale", type=int, default=4, help="scale factor (default 4)")
-    ev.add_argument("--json", metavar="OUT", help="write all results as JSON to OUT ('-' for stdout)")
+    ev.add_argument("--json", metavar="OUT", help="write all results (per image too) as JSON to OUT ('-' for "
+                    "stdout); a folder of <label>.json when --model is a folder")
     ev.add_argument("--metrics-json", "--metrics_json", dest="metrics_json", metavar="OUT",
-                    help="write per-set means only (for `dvc metrics`)")
+                    help="write per-set means only, {label: {set: {metric: value}}} (for `dvc metrics`)")
+    ev.add_argument("--sr-dir", metavar="DIR", help="keep the SR images as DIR/<label>/<set>/<image>.png "
+                    "(the report's comparison figures read them)")
+    ev.add_argument("--tile", type=int, default=None, metavar="N",
+                    help="generator inference in NxN LR tiles (default: from the free memory; 0: whole images)")
+    ev.add_argument("--ma-model", default=None, metavar="FILE",
+                    help="the authors' Ma model (model.mat, see README); missing: Ma and PI recorded as unavailable")
+    ev.add_argument("--ma-sha256", default="", metavar="HEX", help="expected sha256 of the Ma model file")
+    ev.add_argument("--ma-download", type=str.lower, choices=("true", "false"), default="false",
+                    help="download the Ma model when missing (needs --ma-sha256; default false)")
     ev.add_argument("--tracking-uri", default=None, metavar="URI",
                     help="log the per-set means to this MLflow store as one run (default: $MLFLOW_TRACKING_URI, "
                     "else no tracking); dvc.yaml passes params.yaml's tracking.uri")
@@ -404,6 +474,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one or more alphas in [0, 1], e.g. --alpha 0 0.2 0.4 0.6 0.8 1")
     it.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for interp_<alpha>.pth")
     it.set_defaults(func=cmd_interpolate)
+
+    rep = sub.add_parser(
+        "report",
+        help="write the evaluation report: papers' table, per-image CSV, comparison figures, perception-distortion",
+        description="Collect the evaluation results (srgan evaluate --json) into one folder: report.md with the "
+        "table in the papers' layout (our rows and the published rows, labelled), table.md, per_image.csv, a "
+        "zoomed-crop comparison figure per test image (from the SR images kept with --sr-dir) and the "
+        "perception-distortion plane with the network-interpolation sweep. Logged to MLflow as a run 'report'.",
+    )
+    rep.add_argument("--eval", nargs="+", required=True, action="extend", metavar="DIR",
+                     help="folder(s) of <method>.json evaluation results (reports/eval reports/interp)")
+    rep.add_argument("--sr-dir", metavar="DIR", help="SR images as DIR/<method>/<set>/<image>.png (figures)")
+    rep.add_argument("--methods", nargs="+", default=None, metavar="M",
+                     help="methods in the comparison figures, in order (default bicubic srresnet srgan rrdbnet esrgan)")
+    rep.add_argument("--crop", type=int, default=96, help="side of the zoomed HR crop in pixels (default 96)")
+    rep.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (report.md and its pictures)")
+    rep.add_argument("--tracking-uri", default=None, metavar="URI",
+                     help="log the report folder as artifacts of an MLflow run 'report' (default: no tracking)")
+    rep.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+    rep.set_defaults(func=cmd_report)
 
     upc = sub.add_parser(
         "upscale",
@@ -559,6 +649,31 @@ def cmd_export(args: argparse.Namespace) -> int:
              if res.max_abs_diff is not None else "not checked (onnxruntime missing or --no-verify)")
     print(f"export: {args.model} -> {res.path} (ONNX opset {args.opset}, input 'lr' N x 3 x H x W in [0, 1], "
           f"output 'sr' x{model.scale}; {time.perf_counter() - start:.1f} s); {check}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from srgan_lib import tracking
+    from srgan_lib.report import FIGURE_METHODS, write_report
+
+    start = time.perf_counter()
+    try:
+        summary = write_report(args.eval, args.out, sr_dir=args.sr_dir, figure_methods=args.methods or FIGURE_METHODS,
+                               crop=args.crop)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from exc
+    run = tracking.Tracker(tracking.resolve_uri(args.tracking_uri or "none"), args.experiment, "report",
+                           tags={"srgan.kind": "report"})
+    try:
+        run.set_tags({"report.perceptual_axis": summary.perceptual_axis})
+        run.log_artifacts([args.out], "report")
+    except BaseException:
+        run.end("FAILED")
+        raise
+    run.end()
+    print(summary.table.to_string(max_cols=None, max_colwidth=12))
+    print(f"report: {summary.report} ({len(summary.figures)} figures, {time.perf_counter() - start:.1f} s)"
+          + (f"; MLflow run {run.run_id} (artifacts 'report/')" if run.run_id else ""))
     return 0
 
 

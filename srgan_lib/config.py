@@ -98,6 +98,19 @@ def number(minimum: float | None = None, maximum: float | None = None, *, exclus
     return check
 
 
+def sha256_hex() -> Check:
+    """A sha256 checksum (64 hex digits), or '' for none."""
+
+    def check(value: Any, key: str) -> str:
+        if value is None or value == "":
+            return ""
+        if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+            _fail(key, "a sha256 checksum (64 hex digits) or ''", value)
+        return value.lower()
+
+    return check
+
+
 def boolean() -> Check:
     """true or false."""
 
@@ -151,7 +164,9 @@ SCHEMA: dict[str, Any] = {
         "kernel": choice(KERNELS),
         "baselines": list_of(choice(("bicubic", "nearest"))),
         "models": list_of(choice(("srresnet", "srgan", "rrdbnet", "esrgan")), non_empty=False),
+        "ma": {"model": string(), "sha256": sha256_hex(), "download": boolean()},
     },
+    "report": {"out": string(), "crop": integer(minimum=16)},
 }
 
 

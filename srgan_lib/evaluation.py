@@ -19,27 +19,32 @@ import numpy as np
 from tqdm import tqdm
 
 from srgan_lib.data.lists import hr_folder, read_list
-from srgan_lib.imageio import iter_image_files, read_image
+from srgan_lib.imageio import iter_image_files, read_image, write_png
+from srgan_lib.metrics.ma import MaModel, perceptual_index
 from srgan_lib.metrics.niqe import niqe
-from srgan_lib.metrics.psnr_ssim import psnr, ssim
+from srgan_lib.metrics.psnr_ssim import psnr, rgb_to_y, ssim
 from srgan_lib.resize import Kernel, downsample, modcrop, upsample
 
 log = logging.getLogger(__name__)
 SRMethod = Callable[[np.ndarray], np.ndarray]
 LRSource = Literal["generate", "folder"]
-METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")
+METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "rmse_y", "niqe", "ma", "pi")
+PERCEPTUAL: tuple[str, ...] = ("ma", "pi")  # need the authors' Ma model; recorded as unavailable without it
 CONVENTIONS = {
     "psnr_y": "PSNR (dB) on BT.601 Y (16-235, float), shave = scale: the papers' tables",
     "ssim_y": "SSIM on BT.601 Y, 11x11 Gaussian window sigma 1.5, valid region, shave = scale: the papers' tables",
     "psnr_rgb": "PSNR (dB) on RGB, shave = scale: what BasicSR's model zoo reports",
     "ssim_rgb": "SSIM averaged over R, G, B, shave = scale",
+    "rmse_y": "RMSE on BT.601 Y (0-255), shave = scale: the distortion axis of the PIRM perception-distortion plane",
     "niqe": "NIQE (MATLAB R2021a-calibrated) on the SR image's Y, shave = scale (PIRM 2018); lower is better",
+    "ma": "Ma et al. (2017) score with the authors' trained model, Y, shave = scale (PIRM 2018); higher is better",
+    "pi": "perceptual index ((10 - Ma) + NIQE) / 2 (PIRM 2018); lower is better",
 }
-# Metrics the papers report that this release cannot compute yet, with the reason (recorded, never estimated).
-UNAVAILABLE: dict[str, str] = {
-    "ma": "Ma et al. (2017) no-reference score not implemented in this release (needs the authors' trained model)",
-    "pi": "perceptual index ((10 - Ma) + NIQE) / 2 needs Ma's score, which is not implemented in this release",
-}
+
+
+def unavailable_reasons(reason: str) -> dict[str, str]:
+    """The ``unavailable`` record for Ma and PI when the Ma model cannot be used (``reason`` says why)."""
+    return {"ma": reason, "pi": f"needs Ma's score: {reason}"}
 
 
 def bicubic_method(scale: int) -> SRMethod:
@@ -110,15 +115,29 @@ def _load_pair(img: TestImage, scale: int, lr_source: LRSource, kernel: Kernel) 
     return lr, hr
 
 
-def measure(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float]:
-    """Every full-reference and no-reference metric of one SR image, with the papers' conventions."""
-    return {
+def rmse_y(sr: np.ndarray, hr: np.ndarray, shave: int) -> float:
+    """Root-mean-square error on BT.601 Y (0-255 scale, float), ``shave`` pixels cut at every border."""
+    a, b = rgb_to_y(sr), rgb_to_y(hr)
+    if shave:
+        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None = None) -> dict[str, float]:
+    """Every full-reference and no-reference metric of one SR image, with the papers' conventions; Ma and PI only
+    with the authors' model."""
+    out = {
         "psnr_y": psnr(sr, hr, space="y", shave=scale),
         "ssim_y": ssim(sr, hr, space="y", shave=scale),
         "psnr_rgb": psnr(sr, hr, space="rgb", shave=scale),
         "ssim_rgb": ssim(sr, hr, space="rgb", shave=scale),
+        "rmse_y": rmse_y(sr, hr, scale),
         "niqe": niqe(sr, shave=scale),
     }
+    if ma_model is not None:
+        out["ma"] = ma_model.score(sr, shave=scale)
+        out["pi"] = perceptual_index(out["ma"], out["niqe"])
+    return out
 
 
 def evaluate_set(
@@ -129,19 +148,25 @@ def evaluate_set(
     lr_source: LRSource = "generate",
     kernel: Kernel = "matlab",
     desc: str = "evaluate",
+    ma_model: MaModel | None = None,
+    sr_dir: str | Path | None = None,
 ) -> dict:
-    """Per-image metrics and their means over one test set."""
+    """Per-image metrics and their means over one test set; with ``sr_dir`` the SR images are kept as PNGs there
+    (``<sr_dir>/<image>.png``: the report's comparison figures crop them)."""
     per_image: dict[str, dict[str, float]] = {}
     for img in tqdm(images, desc=desc, unit="img", leave=False, disable=None):
         lr, hr = _load_pair(img, scale, lr_source, kernel)
         sr = np.asarray(method(lr))
         if sr.shape != hr.shape:
             raise ValueError(f"method returned {sr.shape} for '{img.name}', expected {hr.shape}")
-        per_image[img.name] = measure(sr, hr, scale)
-    means = {m: float(np.mean([v[m] for v in per_image.values()])) for m in METRICS}
+        per_image[img.name] = measure(sr, hr, scale, ma_model)
+        if sr_dir is not None:
+            write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False))
+    present = [m for m in METRICS if all(m in v for v in per_image.values())]
+    means = {m: float(np.mean([v[m] for v in per_image.values()])) for m in present}
     if any(math.isinf(v) for v in means.values()):
         log.warning("an SR image equals its HR image exactly: PSNR is infinite")
-    return {**means, "n_images": len(per_image), "images": per_image}
+    return {**means, "n_images": len(per_image), "images": per_image, "files": {i.name: str(i.hr) for i in images}}
 
 
 def evaluate(
@@ -152,12 +177,21 @@ def evaluate(
     scale: int = 4,
     lr_source: LRSource = "generate",
     kernel: Kernel = "matlab",
+    ma_model: MaModel | None = None,
+    ma_unavailable: str = "no Ma model given",
+    sr_dir: str | Path | None = None,
 ) -> dict[str, dict]:
-    """Evaluate one method on several sets: set name -> metrics (means, ``n_images``, per-image values, settings)."""
+    """Evaluate one method on several sets: set name -> metrics (means, ``n_images``, per-image values, settings).
+
+    Without ``ma_model`` each set records ``unavailable`` = {metric: reason} for Ma and PI instead of a number."""
     out = {}
     for name, images in sets.items():
         res = evaluate_set(
-            method, images, scale=scale, lr_source=lr_source, kernel=kernel, desc=f"{method_name}@{name}"
+            method, images, scale=scale, lr_source=lr_source, kernel=kernel, desc=f"{method_name}@{name}",
+            ma_model=ma_model, sr_dir=None if sr_dir is None else Path(sr_dir) / name,
         )
-        out[name] = {**res, "model": method_name, "scale": scale, "lr_source": lr_source, "lr_kernel": kernel}
+        out[name] = {**res, "model": method_name, "scale": scale, "lr_source": lr_source, "lr_kernel": kernel,
+                     "unavailable": {} if ma_model is not None else unavailable_reasons(ma_unavailable)}
+        if ma_model is not None:
+            out[name]["ma_model"] = {"path": ma_model.source, "sha256": ma_model.sha256}
     return out

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from srgan_lib.models import OUTPUT_RANGES, build_model, load_generator_state, to_unit
+from srgan_lib.models import OUTPUT_RANGES, build_model, load_generator_state
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
@@ -51,17 +51,17 @@ def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | t
 class GeneratorMethod:
     """An :data:`srgan_lib.evaluation.SRMethod` backed by a generator: uint8 LR -> uint8 SR (clamped, rounded).
 
-    ``value_range`` is the generator's output range; by default the one :func:`load_generator` recorded.
+    Inference goes through :class:`srgan_lib.upscale.Upscaler` in fp32, so a large test image is processed in tiles
+    sized from the free memory (``tile=None``) instead of running out of memory; ``tile=0`` forces whole images.
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
-                 value_range: tuple[float, float] | None = None) -> None:
-        self.model, self.device = model, torch.device(device)
-        self.value_range = value_range or model.value_range
-        self.scale = getattr(model, "scale", 4)
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", value_range: tuple[float, float] | None
+                 = None, *, tile: int | None = None, tile_pad: int = 32) -> None:
+        from srgan_lib.upscale import Upscaler
 
-    @torch.no_grad()
+        self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision="fp32",
+                                 value_range=value_range)
+        self.scale = self.upscaler.scale
+
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255
-        y = to_unit(self.model(x).float(), self.value_range).clamp_(0, 1)
-        return (y[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        return self.upscaler.upscale_array(np.ascontiguousarray(lr, dtype=np.uint8))

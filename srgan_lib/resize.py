@@ -106,6 +106,18 @@ def imresize(
     return out.astype(np.uint8) if is_uint8 else out.astype(img.dtype, copy=False)
 
 
+def imresize_to(img: np.ndarray, size: tuple[int, int], *, padding: Padding = "replicate") -> np.ndarray:
+    """Resize a float HxW(xC) array to ``size`` = (rows, cols) as MATLAB's ``imresize(img, [rows cols], 'bicubic')``:
+    each axis gets its own scale ``out / in``, antialiased when shrinking."""
+    out = np.asarray(img, dtype=np.float64)
+    for axis, out_len in enumerate(size):
+        in_len = out.shape[axis]
+        if in_len != out_len:
+            mat = resize_matrix(in_len, out_len, out_len / in_len, True, padding)
+            out = np.moveaxis(np.tensordot(mat, out, axes=([1], [axis])), 0, axis)
+    return out
+
+
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop the bottom/right so height and width are multiples of ``scale`` (the literature's top-left crop)."""
     h, w = img.shape[:2]

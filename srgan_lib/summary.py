@@ -10,6 +10,7 @@ from pathlib import Path
 from srgan_lib.cli import format_eval_table
 
 NEXT_STEPS = """\
+report: reports/report/report.md (table, comparison figures, perception-distortion plane; per_image.csv beside it)
 per-image results: {report_dir}/<method>.json    metrics: `dvc metrics show`    curves: `dvc plots show`
 MLflow UI:  make mlflow-ui    -> http://127.0.0.1:5000 (experiment 'srgan': select runs, Compare)
 Prefect UI: make prefect-up   -> http://127.0.0.1:4200, then `prefect deployment run 'train-esrgan/local'`; \

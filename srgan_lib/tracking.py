@@ -154,6 +154,8 @@ class Tracker:
         for p in paths:
             if Path(p).is_file():
                 self.client.log_artifact(self.run_id, str(p), artifact_path)
+            elif Path(p).is_dir():
+                self.client.log_artifacts(self.run_id, str(p), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
@@ -209,5 +211,7 @@ def child_runs(uri: str | None, parent_run_id: str | None) -> list[dict[str, Any
     runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
                               order_by=["attributes.start_time ASC"], max_results=1000)
     return [{"run_id": r.info.run_id, "name": r.info.run_name, "kind": r.data.tags.get("srgan.kind", ""),
-             "model": r.data.tags.get("srgan.model", ""), "status": r.info.status, "metrics": dict(r.data.metrics)}
+             "model": r.data.tags.get("srgan.model", ""), "status": r.info.status, "metrics": dict(r.data.metrics),
+             "unavailable": {k.removeprefix("unavailable."): v for k, v in r.data.tags.items()
+                             if k.startswith("unavailable.")}}
             for r in runs]

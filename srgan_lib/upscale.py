@@ -95,20 +95,22 @@ def auto_tile(model: nn.Module, device: torch.device, height: int, width: int, p
 class Upscaler:
     """A generator ready to upscale images: ``Upscaler("models/esrgan.pth").upscale(pil_image)``.
 
-    ``model`` is a module (with ``value_range``), a checkpoint path, or an MLflow registry URI (``models:/NAME@ALIAS``,
-    ``models:/NAME/VERSION``). ``tile=None`` picks a tile from the free memory, ``0`` runs whole images.
+    ``model`` is a module (with ``value_range``, or pass ``value_range``), a checkpoint path, or an MLflow registry
+    URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``). ``tile=None`` picks a tile from the free memory, ``0``
+    runs whole images.
     """
 
     def __init__(self, model: nn.Module | str | Path, *, device: str | torch.device = "auto", tile: int | None = None,
                  tile_pad: int = 16, precision: Precision = "auto", alpha: AlphaMethod = "bicubic",
-                 prefer_ema: bool = True, tracking_uri: str | None = None) -> None:
+                 prefer_ema: bool = True, tracking_uri: str | None = None,
+                 value_range: tuple[float, float] | None = None) -> None:
         from srgan_lib.inference import load_generator
 
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
         self.model = model.eval().to(self.device)
-        self.value_range: tuple[float, float] = model.value_range  # type: ignore[assignment]
+        self.value_range: tuple[float, float] = value_range or model.value_range  # type: ignore[assignment]
         self.scale: int = getattr(model, "scale", 4)
         if tile is not None and tile < 0:
             raise UpscaleError(f"tile must be >= 0 (0: whole image), got {tile}")

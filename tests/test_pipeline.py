@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
 ALL_STAGES = ["embedded", "lists", "degrade", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
-              "interpolate", *(f"train_{m}" for m in MODELS), *(f"evaluate_models@{m}" for m in MODELS)]
+              "interpolate", *(f"train_{m}" for m in MODELS), *(f"evaluate_models@{m}" for m in MODELS),
+              "evaluate_interp", "report"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -123,6 +124,13 @@ def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
         assert (repo / "models" / f"{model}.pth").is_file()
         assert json.loads((repo / f"metrics/{model}.json").read_text())[model]["Set5"]["n_images"] == 5
     assert len(list((repo / "models" / "interp").glob("interp_*.pth"))) == 6
+    assert "report: reports/report/report.md" in out
+    report = (repo / "reports/report/report.md").read_text()
+    assert "| Bicubic (paper)" in report and "| ESRGAN (ours)" in report and "Interp. α=0.60" in report
+    assert len(list((repo / "reports/report/figures").glob("Set14_*.png"))) == 14
+    interp = json.loads((repo / "metrics/interp.json").read_text())
+    for end, model in (("interp_0.00", "rrdbnet"), ("interp_1.00", "esrgan")):  # the sweep's ends are the models
+        assert interp[end]["Set5"] == json.loads((repo / f"metrics/{model}.json").read_text())[model]["Set5"]
     shown = _sh([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
     assert "psnr_y" in shown and "Set14" in shown and "seconds_per_iteration" in shown
 
@@ -140,7 +148,13 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
     assert len(srresnet) == 1 and srresnet[0].info.status == "FINISHED"  # the resumed training reopened its run
     assert srresnet[0].data.tags["mlflow.parentRunId"] == first.info.run_id
     evaluated = [r for r in runs if r.data.tags.get("srgan.kind") == "evaluation"]
-    assert {r.data.tags["srgan.model"] for r in evaluated} == {"bicubic", "nearest", *MODELS}
+    interp = {f"interp_{a:.2f}" for a in (0, 0.2, 0.4, 0.6, 0.8, 1)}
+    assert {r.data.tags["srgan.model"] for r in evaluated} == {"bicubic", "nearest", *MODELS, *interp}
+    from mlflow.tracking import MlflowClient
+
+    artifacts = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}").list_artifacts(
+        children["report"].info.run_id, "report")
+    assert {"report/report.md", "report/figures", "report/perception_distortion.png"} <= {a.path for a in artifacts}
     for r in evaluated:
         assert {"Set5/psnr_y", "Set5/ssim_y", "Set5/niqe", "Set14/psnr_y"} <= set(r.data.metrics)
         assert "Ma" in r.data.tags["unavailable.pi"]  # recorded as unavailable, never estimated
@@ -241,5 +255,13 @@ def test_mlflow_server_answers_with_the_evaluation_metrics(repo, mlflow_server):
 
 
 def test_dvc_exp_run_of_one_esrgan_param_reruns_only_esrgan_and_downstream(repo):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "-c", "commit.gpgsign=false"]
+    _sh([*git, "add", "-f", "metrics", "dvc.lock"], repo)
+    _sh([*git, "commit", "-q", "-m", "baseline metrics"], repo)
     out = _sh([str(BIN / "dvc"), "exp", "run", "-S", "esrgan.gan.weight=1e-2"], repo).stdout
-    assert _ran(out) == ["evaluate_models@esrgan", "interpolate", "train_esrgan"]
+    assert _ran(out) == ["evaluate_interp", "evaluate_models@esrgan", "interpolate", "report", "train_esrgan"]
+    diff = json.loads(_sh([str(BIN / "dvc"), "metrics", "diff", "--json"], repo).stdout)
+    assert "metrics/esrgan.json" in diff and "metrics/interp.json" in diff  # the retrained model's numbers moved
+    assert "metrics/bicubic.json" not in diff and "metrics/rrdbnet.json" not in diff
+    changed = diff["metrics/esrgan.json"]["esrgan.Set5.psnr_y"]
+    assert changed["old"] != changed["new"]

@@ -241,10 +241,16 @@ def test_interpolation_cli(tmp_path):
     out = run_cli("interpolate", "--psnr", str(tmp_path / "psnr.pth"), "--gan", str(tmp_path / "gan.pth"),
                   "--alpha", "0", "0.25", "1", "-o", str(tmp_path / "interp"))
     assert "alpha 0.25" in out.stdout
+    states = {}
     for alpha in (0.0, 0.25, 1.0):
-        got = load_generator_state(tmp_path / "interp" / f"interp_{alpha:.2f}.pth")
+        got = states[alpha] = load_generator_state(tmp_path / "interp" / f"interp_{alpha:.2f}.pth")
         for k in a:
             torch.testing.assert_close(got[k], (1 - alpha) * a[k] + alpha * b[k])  # the GAN side is its EMA
+    for k in a:  # the endpoints are the two models exactly; every parameter moves monotonically with alpha
+        assert torch.equal(states[0.0][k], a[k]) and torch.equal(states[1.0][k], b[k])
+        if a[k].is_floating_point():
+            step1, step2 = states[0.25][k] - states[0.0][k], states[1.0][k] - states[0.25][k]
+            assert bool((step1 * step2 >= 0).all()), k
     torch.save({"params": build_model("rrdbnet", num_block=2).state_dict()}, tmp_path / "other.pth")
     bad = run_cli("interpolate", "--psnr", str(tmp_path / "psnr.pth"), "--gan", str(tmp_path / "other.pth"),
                   "--alpha", "0.5", "-o", str(tmp_path / "x"), check=False)
