@@ -320,6 +320,14 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
                         "$MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db)")
 
 
+def _add_tracking(parser: argparse.ArgumentParser, what: str) -> None:
+    """--tracking-uri / --experiment of a command that logs ``what`` to MLflow."""
+    parser.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help=f"log {what} to this MLflow store (default: $MLFLOW_TRACKING_URI, else no tracking); "
+                        "dvc.yaml passes params.yaml's tracking.uri")
+    parser.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``srgan`` argument parser."""
     p = argparse.ArgumentParser(
@@ -404,10 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ma-sha256", default="", metavar="HEX", help="expected sha256 of the Ma model file")
     ev.add_argument("--ma-download", type=str.lower, choices=("true", "false"), default="false",
                     help="download the Ma model when missing (needs --ma-sha256; default false)")
-    ev.add_argument("--tracking-uri", default=None, metavar="URI",
-                    help="log the per-set means to this MLflow store as one run (default: $MLFLOW_TRACKING_URI, "
-                    "else no tracking); dvc.yaml passes params.yaml's tracking.uri")
-    ev.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+    _add_tracking(ev, "the per-set means as one run per model")
     ev.set_defaults(func=cmd_evaluate)
 
     met = sub.add_parser("metrics", help="measure images: NIQE, PSNR/SSIM")
@@ -490,9 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="methods in the comparison figures, in order (default bicubic srresnet srgan rrdbnet esrgan)")
     rep.add_argument("--crop", type=int, default=96, help="side of the zoomed HR crop in pixels (default 96)")
     rep.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (report.md and its pictures)")
-    rep.add_argument("--tracking-uri", default=None, metavar="URI",
-                     help="log the report folder as artifacts of an MLflow run 'report' (default: no tracking)")
-    rep.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+    _add_tracking(rep, "the report folder as the artifacts of a run 'report'")
     rep.set_defaults(func=cmd_report)
 
     upc = sub.add_parser(
@@ -654,7 +657,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from srgan_lib import tracking
-    from srgan_lib.report import FIGURE_METHODS, write_report
+    from srgan_lib.report import FIGURE_METHODS, table_markdown, write_report
 
     start = time.perf_counter()
     try:
@@ -671,7 +674,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         run.end("FAILED")
         raise
     run.end()
-    print(summary.table.to_string(max_cols=None, max_colwidth=12))
+    print(table_markdown(summary.table))
     print(f"report: {summary.report} ({len(summary.figures)} figures, {time.perf_counter() - start:.1f} s)"
           + (f"; MLflow run {run.run_id} (artifacts 'report/')" if run.run_id else ""))
     return 0

@@ -22,14 +22,13 @@ from srgan_lib.data.lists import hr_folder, read_list
 from srgan_lib.imageio import iter_image_files, read_image, write_png
 from srgan_lib.metrics.ma import MaModel, perceptual_index
 from srgan_lib.metrics.niqe import niqe
-from srgan_lib.metrics.psnr_ssim import psnr, rgb_to_y, ssim
+from srgan_lib.metrics.psnr_ssim import psnr, rmse, ssim
 from srgan_lib.resize import Kernel, downsample, modcrop, upsample
 
 log = logging.getLogger(__name__)
 SRMethod = Callable[[np.ndarray], np.ndarray]
 LRSource = Literal["generate", "folder"]
 METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "rmse_y", "niqe", "ma", "pi")
-PERCEPTUAL: tuple[str, ...] = ("ma", "pi")  # need the authors' Ma model; recorded as unavailable without it
 CONVENTIONS = {
     "psnr_y": "PSNR (dB) on BT.601 Y (16-235, float), shave = scale: the papers' tables",
     "ssim_y": "SSIM on BT.601 Y, 11x11 Gaussian window sigma 1.5, valid region, shave = scale: the papers' tables",
@@ -115,14 +114,6 @@ def _load_pair(img: TestImage, scale: int, lr_source: LRSource, kernel: Kernel) 
     return lr, hr
 
 
-def rmse_y(sr: np.ndarray, hr: np.ndarray, shave: int) -> float:
-    """Root-mean-square error on BT.601 Y (0-255 scale, float), ``shave`` pixels cut at every border."""
-    a, b = rgb_to_y(sr), rgb_to_y(hr)
-    if shave:
-        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
-    return float(np.sqrt(np.mean((a - b) ** 2)))
-
-
 def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None = None) -> dict[str, float]:
     """Every full-reference and no-reference metric of one SR image, with the papers' conventions; Ma and PI only
     with the authors' model."""
@@ -131,7 +122,7 @@ def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None
         "ssim_y": ssim(sr, hr, space="y", shave=scale),
         "psnr_rgb": psnr(sr, hr, space="rgb", shave=scale),
         "ssim_rgb": ssim(sr, hr, space="rgb", shave=scale),
-        "rmse_y": rmse_y(sr, hr, scale),
+        "rmse_y": rmse(sr, hr, space="y", shave=scale),
         "niqe": niqe(sr, shave=scale),
     }
     if ma_model is not None:

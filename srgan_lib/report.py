@@ -28,6 +28,7 @@ PAPER_KEYS = {"bicubic": "bicubic", "srresnet": "srresnet", "srgan": "srgan", "r
 FIGURE_METHODS = ("bicubic", "srresnet", "srgan", "rrdbnet", "esrgan")
 TABLE_METRICS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "psnr_rgb": ("PSNR-RGB", 2), "niqe": ("NIQE", 3),
                  "ma": ("Ma", 3), "pi": ("PI", 3)}
+SWEEP_METRICS = {"psnr_y": "PSNR-Y", "rmse_y": "RMSE-Y", "niqe": "NIQE", "pi": "PI"}
 Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
 
 
@@ -45,7 +46,7 @@ def load_evaluations(*folders: str | Path) -> Evaluations:
             data = json.loads(path.read_text(encoding="utf-8"))
             method = next(iter(data.values()))["model"]
             evals[method] = data
-    order = {m: i for i, m in enumerate((*DISPLAY, ))}
+    order = {m: i for i, m in enumerate(DISPLAY)}
     return dict(sorted(evals.items(), key=lambda kv: (kv[0].startswith("interp_"), order.get(kv[0], 99), kv[0])))
 
 
@@ -285,8 +286,8 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
               "(ESRGAN paper, Fig. 2 and Sec. 4.5).", "", "![perception-distortion](perception_distortion.png)"]
     if interp:
         sweep = means.loc[interp]
-        cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in ("psnr_y", "rmse_y", "niqe", "pi")]
-        sweep_tab = pd.DataFrame({f"{s} {TABLE_METRICS.get(k, ('RMSE-Y', 2))[0]}":
+        cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in SWEEP_METRICS]
+        sweep_tab = pd.DataFrame({f"{s} {SWEEP_METRICS[k]}":
                                   [("n/a" if pd.isna(v) else f"{v:.3f}") for v in sweep[(s, k)]] for s, k in cols},
                                  index=[display_name(m) for m in interp])
         lines += ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True)]

@@ -35,7 +35,7 @@ from scipy import ndimage
 from scipy.fft import dctn
 from scipy.special import gammaln
 
-from srgan_lib.metrics.psnr_ssim import gaussian_window, rgb_to_y
+from srgan_lib.metrics.psnr_ssim import matlab_luma, ssim_map
 from srgan_lib.resize import imresize_to
 
 log = logging.getLogger(__name__)
@@ -269,23 +269,11 @@ def divisive_normalization(bands: list[list[np.ndarray]], guardband: int = 16) -
     return out
 
 
-def structural_similarity(a: np.ndarray, b: np.ndarray, dynamic_range: float = 1.0) -> float:
-    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian, sigma 1.5, K = (0.01, 0.03), valid region) of two float maps.
-
-    The subbands are compared as they are, with the constants of a unit dynamic range (MATLAB's ``ssim`` default for
-    double arrays); with 255 the constants would swamp the normalised coefficients and every value would be ~1."""
-    win = gaussian_window()
-    c1, c2 = (0.01 * dynamic_range) ** 2, (0.03 * dynamic_range) ** 2
-    r = win.shape[0] // 2
-
-    def filt(x: np.ndarray) -> np.ndarray:
-        return ndimage.correlate(x, win, mode="constant")[r:-r, r:-r]
-
-    mu_a, mu_b = filt(a), filt(b)
-    var_a, var_b = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2
-    cov = filt(a * b) - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(ssim_map.mean())
+def structural_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (11x11 Gaussian, sigma 1.5, K = (0.01, 0.03), valid region) of two subband maps as they are, with the
+    constants of a unit dynamic range (MATLAB's ``ssim`` default for double arrays); with 255 the constants would
+    swamp the normalised coefficients and every value would be ~1."""
+    return float(ssim_map(a, b, c1=0.01**2, c2=0.03**2).mean())
 
 
 def global_features(img: np.ndarray) -> np.ndarray:
@@ -320,15 +308,6 @@ def svd_features(img: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ features
-
-
-def luma(img: np.ndarray, shave: int = 0) -> np.ndarray:
-    """MATLAB ``rgb2ycbcr`` luma of a uint8 RGB image, rounded as for uint8 (PIRM's ``convert_shave_image``)."""
-    arr = np.asarray(img)
-    y = np.floor(rgb_to_y(arr) + 0.5) if arr.ndim == 3 else arr.astype(np.float64)
-    if shave:
-        y = y[shave:-shave, shave:-shave]
-    return y
 
 
 def ma_features(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -391,7 +370,7 @@ class MaModel:
 
     def score(self, img: np.ndarray, *, shave: int = 0) -> float:
         """Ma's score of an RGB uint8 (or 0-255 luma) image; higher is better (roughly 0-10)."""
-        return self.predict(ma_features(luma(img, shave)))
+        return self.predict(ma_features(matlab_luma(img, shave)))
 
 
 _FOREST_FIELDS = ("lDau", "rDau", "nodestatus", "upper", "avnode", "mbest")

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import gamma as gamma_fn
 
-from srgan_lib.metrics.psnr_ssim import rgb_to_y
+from srgan_lib.metrics.psnr_ssim import matlab_luma
 from srgan_lib.resize import imresize
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,4 @@ def niqe(img: np.ndarray, *, shave: int = 0) -> float:
     RGB is reduced to MATLAB's ``rgb2ycbcr`` luma, rounded to integers as MATLAB does for uint8 images; ``shave``
     removes a border first (PIRM 2018's perceptual index shaves the scale factor).
     """
-    arr = np.asarray(img)
-    if arr.ndim == 3:
-        y = np.floor(rgb_to_y(arr) + 0.5)
-    elif arr.ndim == 2:
-        y = arr.astype(np.float64)
-    else:
-        raise ValueError(f"NIQE expects an HxW or HxWx3 image, got shape {arr.shape}")
-    if shave:
-        y = y[shave:-shave, shave:-shave]
-    return niqe_luma(y)
+    return niqe_luma(matlab_luma(img, shave))

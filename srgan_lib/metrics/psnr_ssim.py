@@ -34,6 +34,19 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return 16.0 + img @ np.asarray(Y_WEIGHTS) / 255.0
 
 
+def matlab_luma(img: np.ndarray, shave: int = 0) -> np.ndarray:
+    """MATLAB ``rgb2ycbcr`` luma of a uint8 RGB image, rounded as MATLAB does for uint8 (a greyscale HxW array is used
+    as it is), with ``shave`` pixels cut at every border: the input of NIQE and Ma's score (PIRM 2018)."""
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        y = np.floor(rgb_to_y(arr) + 0.5)
+    elif arr.ndim == 2:
+        y = arr.astype(np.float64)
+    else:
+        raise ValueError(f"expected an HxW or HxWx3 image, got shape {arr.shape}")
+    return y[shave:-shave, shave:-shave] if shave else y
+
+
 def _prepare(img: np.ndarray, space: Space, shave: int) -> np.ndarray:
     arr = np.asarray(img)
     if arr.ndim == 2:
@@ -49,12 +62,20 @@ def _check_pair(sr: np.ndarray, hr: np.ndarray) -> None:
         raise ValueError(f"images differ in shape: {np.shape(sr)} vs {np.shape(hr)}")
 
 
+def _mse(sr: np.ndarray, hr: np.ndarray, space: Space, shave: int) -> float:
+    _check_pair(sr, hr)
+    return float(np.mean((_prepare(sr, space, shave) - _prepare(hr, space, shave)) ** 2))
+
+
 def psnr(sr: np.ndarray, hr: np.ndarray, *, space: Space = "y", shave: int = 0) -> float:
     """Peak signal-to-noise ratio in dB (peak 255) between two RGB images on the 0-255 scale."""
-    _check_pair(sr, hr)
-    a, b = _prepare(sr, space, shave), _prepare(hr, space, shave)
-    mse = float(np.mean((a - b) ** 2))
+    mse = _mse(sr, hr, space, shave)
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def rmse(sr: np.ndarray, hr: np.ndarray, *, space: Space = "y", shave: int = 0) -> float:
+    """Root-mean-square error (0-255 scale): the distortion axis of the PIRM perception-distortion plane."""
+    return float(np.sqrt(_mse(sr, hr, space, shave)))
 
 
 @lru_cache(maxsize=4)
@@ -73,8 +94,8 @@ def gaussian_window(size: int = SSIM_WIN, sigma: float = SSIM_SIGMA) -> np.ndarr
     return np.outer(g, g)
 
 
-def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """SSIM map over the valid region of two 2-D float64 arrays."""
+def ssim_map(a: np.ndarray, b: np.ndarray, c1: float = C1, c2: float = C2) -> np.ndarray:
+    """SSIM map over the valid region of two 2-D float64 arrays (constants of a 0-255 range unless given)."""
     g = gaussian_1d()  # separable filtering
 
     def filt(x: np.ndarray) -> np.ndarray:
@@ -87,8 +108,8 @@ def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     var_a = filt(a * a) - mu_a**2
     var_b = filt(b * b) - mu_b**2
     cov = filt(a * b) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + C1) * (2 * cov + C2)
-    den = (mu_a**2 + mu_b**2 + C1) * (var_a + var_b + C2)
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
     return num / den
 
 
@@ -98,7 +119,7 @@ def ssim(sr: np.ndarray, hr: np.ndarray, *, space: Space = "y", shave: int = 0) 
     a, b = _prepare(sr, space, shave), _prepare(hr, space, shave)
     if min(a.shape[:2]) < SSIM_WIN:
         raise ValueError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} after shaving, got {a.shape[:2]}")
-    return float(np.mean([_ssim_map(a[:, :, c], b[:, :, c]).mean() for c in range(a.shape[2])]))
+    return float(np.mean([ssim_map(a[:, :, c], b[:, :, c]).mean() for c in range(a.shape[2])]))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
