@@ -6,7 +6,8 @@ it times input megapixels per second at several tile sizes and the plain referen
 CUDA: ``max_memory_allocated``). On a GPU the achieved TFLOP/s is compared with the FLOP count (RRDBNet: 35.9 TFLOP
 per input megapixel at x4, DESIGN section 8).
 
-    python benchmarks/upscale.py                      # CPU defaults: a few minutes on 2 cores
+    python benchmarks/upscale.py                 # CPU defaults: SRResNet 256x256, RRDBNet 512x512 (~25 min, 2 cores)
+    python benchmarks/upscale.py --models rrdbnet --repeats 1 --warmup 0   # the RRDBNet large-tile rows (~10 min)
     python benchmarks/upscale.py --device cuda --size 1024 --tiles 256 512 0 --json benchmarks/results/upscale-h100.json
 """
 
@@ -71,9 +72,10 @@ class PeakRSS:
         self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
 
 
-def _measure(fn, device: torch.device, repeats: int) -> tuple[float, float]:
-    """(median seconds, peak MiB) of ``fn()`` after one warm-up call."""
-    fn()
+def _measure(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
+    """(median seconds, peak MiB) of ``fn()`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
     times, peak = [], 0.0
     for _ in range(repeats):
         if device.type == "cuda":
@@ -90,7 +92,8 @@ def _measure(fn, device: torch.device, repeats: int) -> tuple[float, float]:
     return statistics.median(times), peak
 
 
-def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device, repeats: int) -> list[dict]:
+def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device, repeats: int,
+          warmup: int) -> list[dict]:
     model = build_model(name).eval().to(device)
     model.value_range = OUTPUT_RANGES[name]
     model.arch = (name, {})
@@ -102,12 +105,12 @@ def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device
     def reference() -> None:
         model(x).clamp(0, 1).mul(255).round().byte().cpu()
 
-    ref_s, ref_mem = _measure(reference, device, repeats)
+    ref_s, ref_mem = _measure(reference, device, repeats, warmup)
     rows = [{"model": name, "config": "reference model(x)", "tile": None, "seconds": ref_s, "mp_per_s": mp / ref_s,
              "ratio": 1.0, "peak_mib": ref_mem}]
     for tile in tiles:
         up = Upscaler(model, device=device, tile=tile, tile_pad=pad, precision="fp32")
-        s, mem = _measure(lambda up=up: up.upscale_array(img, progress=False), device, repeats)
+        s, mem = _measure(lambda up=up: up.upscale_array(img, progress=False), device, repeats, warmup)
         rows.append({"model": name, "config": f"Upscaler tile {tile or 'whole'} pad {pad}", "tile": tile,
                      "seconds": s, "mp_per_s": mp / s, "ratio": ref_s / s, "peak_mib": mem})
     per_mp = conv_tflop_per_input_mp(model)
@@ -122,10 +125,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--models", nargs="+", default=["srresnet", "rrdbnet"], choices=("srresnet", "rrdbnet"))
     p.add_argument("--size", type=int, default=None, help="input side (default: 256 CPU, 1024 CUDA)")
-    p.add_argument("--rrdb-size", type=int, default=None, help="input side for RRDBNet (default: 128 CPU, 1024 CUDA)")
+    p.add_argument("--rrdb-size", type=int, default=None, help="input side for RRDBNet (default: 512 CPU, 1024 CUDA)")
     p.add_argument("--tiles", type=int, nargs="+", default=None, help="tile sizes (0 = whole image)")
     p.add_argument("--pad", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -133,9 +137,9 @@ def main() -> None:
     rows = []
     for name in args.models:
         size = (args.rrdb_size if name == "rrdbnet" else args.size) or (1024 if cuda else 256 if name == "srresnet"
-                                                                         else 128)
+                                                                         else 512)
         tiles = args.tiles or ([256, 512, 0] if cuda else [size // 4, size // 2, 0])
-        rows += bench(name, size, tiles, args.pad, device, args.repeats)
+        rows += bench(name, size, tiles, args.pad, device, args.repeats, args.warmup)
         size_note = f"{size}x{size} input"
         print(f"\n{name} ({size_note}, {rows[-1]['tflop_per_input_mp']:.1f} TFLOP per input MP, {device}"
               f"{', ' + torch.cuda.get_device_name(device) if cuda else ''})")

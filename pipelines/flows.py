@@ -19,7 +19,7 @@ from srgan_lib import tracking
 from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_dvc, stage_env, stage_names
 from srgan_lib.summary import eval_table
 
-DATA_STAGES = ("embedded", "lists", "degrade")
+DATA_STAGES = ("embedded", "lists", "degrade", "store")
 TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@srresnet", "evaluate_models@srgan")
 TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "evaluate_models@rrdbnet",
                 "evaluate_models@esrgan")

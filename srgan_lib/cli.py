@@ -84,6 +84,15 @@ def cmd_data_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_store(args: argparse.Namespace) -> int:
+    from srgan_lib.training.store import build_store
+
+    s = build_store(args.list, args.lr_dir, args.out, scale=args.scale)
+    print(f"store: {s.images} training pairs -> {s.out}/  HR {s.hr_bytes / 2**20:.1f} MiB, LR "
+          f"{s.lr_bytes / 2**20:.1f} MiB (uint8, memory-mapped by training)  ({s.seconds:.1f} s)")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------------ evaluate
 
 
@@ -339,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    data = sub.add_parser("data", help="data stages: embedded default set, lists, LR generation")
+    data = sub.add_parser("data", help="data stages: embedded default set, lists, LR generation, training store")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="STAGE")
 
     emb = dsub.add_parser("embedded", help="write the scikit-image photographs (the embedded default) as PNG")
@@ -378,6 +387,20 @@ def build_parser() -> argparse.ArgumentParser:
     deg.add_argument("--scale", type=int, default=4, help="downsampling factor (default 4)")
     deg.add_argument("--kernel", choices=KERNELS, default="matlab", help="bicubic flavour (default matlab)")
     deg.set_defaults(func=cmd_data_degrade)
+
+    sto = dsub.add_parser(
+        "store",
+        help="decode the training pairs once into the memory-mapped store training reads",
+        description="Decode every HR image of a training list (modcropped) and its LR from the degrade stage into "
+        "OUT/hr.u8 and OUT/lr.u8 (uint8, back to back) with OUT/index.json. Training cuts its random crops from "
+        "these memory maps instead of decoding PNGs. Rebuilt whole, atomically (a killed build leaves the old "
+        "store or none).",
+    )
+    sto.add_argument("--list", required=True, metavar="FILE", help="training list (`srgan data lists`)")
+    sto.add_argument("--lr-dir", required=True, metavar="DIR", help="the degrade stage's LR folder (.../X4)")
+    sto.add_argument("--out", required=True, metavar="DIR", help="store folder (params: train.store)")
+    sto.add_argument("--scale", type=int, default=4, help="the LR scale (default 4)")
+    sto.set_defaults(func=cmd_data_store)
 
     ev = sub.add_parser(
         "evaluate",

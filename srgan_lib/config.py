@@ -170,6 +170,8 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# torch.compile modes for train.compile (reduce-overhead: CUDA graphs)
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 TRAIN_STAGES: tuple[str, ...] = ("srresnet", "srgan", "rrdbnet", "esrgan")
 GENERATORS = ("srresnet", "rrdbnet")
 DISCRIMINATORS = ("none", "srgan_discriminator", "esrgan_discriminator")
@@ -221,9 +223,15 @@ SCHEMA["train"] = {
     "threads": integer(minimum=0),
     "amp": choice(("none", "bf16", "fp16")),
     "channels_last": boolean(),
+    "fused_adam": boolean(),
+    "ema_foreach": boolean(),
+    "compile": choice(COMPILE_MODES),
+    "sync_every": integer(minimum=1),
+    "workers": integer(minimum=0),
     "vgg_weights": string(),
     "train_list": string(),
     "lr_dir": string(),
+    "store": string(),
     "val_list": string(),
     "val_images": integer(minimum=0),
     "val_crop": integer(minimum=0),

@@ -81,15 +81,22 @@ def bytes_per_lr_pixel(model: nn.Module) -> int:
     return 4 * (6 * widest + 3 * feat * scale * scale + 8 * scale * scale)
 
 
+# Largest automatic tile per device. On CPU the convolutions slow down per pixel once a tile's activations leave the
+# caches: RRDBNet ran at 0.0169 input MP/s on 128x128, 0.0142 on 256, 0.0126 on 512 and 0.0091 on 768 (2 cores,
+# benchmarks/results/upscale-cpu.json), so past 512 a bigger tile only costs time; GPUs keep gaining up to 2048.
+MAX_AUTO_TILE = {"cpu": 512, "cuda": 2048}
+
+
 def auto_tile(model: nn.Module, device: torch.device, height: int, width: int, pad: int) -> int:
-    """The largest tile (multiple of 32, 64..2048) whose forward pass fits in a quarter of the free memory;
-    0 (no tiling) when the whole image fits."""
+    """The largest tile (multiple of 32, from 64 to the device's :data:`MAX_AUTO_TILE`) whose forward pass fits in a
+    quarter of the free memory; 0 (no tiling) when the whole image fits in that budget and in the cap."""
     budget = _available_bytes(device) // 4
     per_px = bytes_per_lr_pixel(model)
-    if height * width * per_px <= budget:
+    cap = MAX_AUTO_TILE.get(device.type, 2048)
+    if height * width * per_px <= budget and max(height, width) <= cap + 2 * pad:
         return 0
     side = int(math.sqrt(budget / per_px)) - 2 * pad
-    return max(64, min(2048, side // 32 * 32))
+    return max(64, min(cap, side // 32 * 32))
 
 
 class Upscaler:

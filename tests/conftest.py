@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from srgan_lib.config import apply_overrides, validate
+from srgan_lib.data.degrade import degrade, sources_from_list
+from srgan_lib.data.embedded import write_embedded
+from srgan_lib.data.lists import build_lists
+from srgan_lib.training.store import build_store
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "data" / "benchmarks"
 SHARED = REPO.parent / "shared" / "data"
@@ -59,3 +65,47 @@ def micro_repo(dest: Path) -> Path:
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "micro profile"]):
         subprocess.run([*git, *cmd], cwd=dest, check=True, capture_output=True)
     return dest
+
+
+# ------------------------------------------------------------------------------ micro training profile
+TINY = {
+    "srresnet": {"generator_options": "{num_block: 2, num_feat: 16}"},
+    "srgan": {"generator_options": "{num_block: 2, num_feat: 16}", "discriminator_options": "{num_feat: 8}"},
+    "rrdbnet": {"generator_options": "{num_block: 1, num_feat: 16, num_grow_ch: 8}"},
+    "esrgan": {"generator_options": "{num_block: 1, num_feat: 16, num_grow_ch: 8}",
+               "discriminator_options": "{num_feat: 8, input_size: 32}"},
+}
+
+
+@pytest.fixture(scope="session")
+def micro_data(tmp_path_factory) -> Path:
+    """Three embedded photographs, their lists (Set5 as the validation set) and their MATLAB-bicubic LR."""
+    root = tmp_path_factory.mktemp("micro")
+    write_embedded(root / "raw", ["astronaut", "chelsea", "coffee"])
+    build_lists([root / "raw"], {"Set5": BENCHMARKS / "Set5"}, root / "lists", min_size=64, test_min_size=16)
+    degrade(sources_from_list(root / "lists" / "train.json"), root / "lr" / "X4", scale=4)
+    build_store(root / "lists" / "train.json", root / "lr" / "X4", root / "store", scale=4)
+    return root
+
+
+def micro_overrides(data: Path, out: Path, stage: str, **extra: object) -> list[str]:
+    """Overrides turning params.yaml into the micro profile: tiny networks, batch 4, HR 32, a few iterations."""
+    sets = [
+        f"lists.train=[{data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
+        f"train.train_list={data / 'lists' / 'train.json'}", f"train.lr_dir={data / 'lr'}",
+        f"train.store={data / 'store'}",
+        f"train.val_list={data / 'lists' / 'Set5.json'}", "train.val_images=2", "train.val_crop=48",
+        f"train.out={out / 'runs'}", f"train.models={out / 'models'}", "tracking.uri=none",
+        f"{stage}.batch_size=4", f"{stage}.hr_size=32", f"{stage}.iterations=6", f"{stage}.val_every=3",
+        f"{stage}.ckpt_every=3", f"{stage}.log_every=1", f"{stage}.milestones=[4]",
+    ]
+    sets += [f"{stage}.{k}={v}" for k, v in TINY[stage].items()]
+    if stage in ("srgan", "esrgan"):
+        sets.append(f"{stage}.init_from=none")
+    sets += [f"{k}={v}" for k, v in extra.items()]
+    return sets
+
+
+def micro_params(data: Path, out: Path, stage: str, **extra: object) -> dict:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    return validate(apply_overrides(raw, micro_overrides(data, out, stage, **extra)))

@@ -25,7 +25,7 @@ from tests.conftest import micro_repo
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
-ALL_STAGES = ["embedded", "lists", "degrade", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
+ALL_STAGES = ["embedded", "lists", "degrade", "store", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
               "interpolate", *(f"train_{m}" for m in MODELS), *(f"evaluate_models@{m}" for m in MODELS),
               "evaluate_interp", "report"]
 

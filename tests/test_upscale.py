@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
+import srgan_lib.upscale as upscale_mod
 from srgan_lib.inference import load_generator
 from srgan_lib.models import build_model
-from srgan_lib.upscale import Upscaler, tile_grid
+from srgan_lib.upscale import Upscaler, auto_tile, bytes_per_lr_pixel, tile_grid
 from tests.conftest import run_cli
 
 
@@ -50,6 +51,24 @@ def test_tile_grid_covers_the_image_once():
         cover[y0:y1, x0:x1] += 1
     assert (cover == 1).all() and len(list(tile_grid(70, 45, 16))) == 5 * 3
     assert list(tile_grid(70, 45, 0)) == [(0, 70, 0, 45)]
+
+
+def test_auto_tile_follows_memory_and_the_cpu_cap(monkeypatch):
+    """A quarter of the free memory sizes the tile; CPU caps it at 512 (measured slower per pixel beyond), CUDA at
+    2048; a small image that fits runs whole."""
+    model = build_model("rrdbnet")
+    model.arch = ("rrdbnet", {})
+    per_px = bytes_per_lr_pixel(model)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: 1 << 40)  # a very large machine
+    assert auto_tile(model, cpu, 3000, 4000, 16) == 512
+    assert auto_tile(model, cuda, 3000, 4000, 16) == 2048
+    assert auto_tile(model, cpu, 500, 540, 16) == 0 and auto_tile(model, cpu, 600, 600, 16) == 512
+    budget = 4 * 300**2 * per_px  # a tile of 300 px with its padding fits a quarter of this exactly
+    monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: budget)
+    assert auto_tile(model, cpu, 3000, 4000, 16) == (300 - 32) // 32 * 32
+    monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: 1 << 20)
+    assert auto_tile(model, cpu, 3000, 4000, 16) == 64  # never below 64
 
 
 @pytest.mark.parametrize("ckpt_name, pad", [("srresnet_ckpt", 16), ("rrdbnet_ckpt", 24)])

@@ -38,8 +38,9 @@ from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
-from srgan_lib.training.data import PairedPatches, pairs_from_list
-from srgan_lib.training.optim import EMA, multistep_lr, set_lr
+from srgan_lib.training.data import PairedPatches, batch_loader
+from srgan_lib.training.optim import EMA, adam, multistep_lr, set_lr
+from srgan_lib.training.store import open_training_store
 
 log = logging.getLogger("srgan.train")
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values.
@@ -173,14 +174,20 @@ class Validator:
 class Trainer:
     """The models, losses and optimisers of one stage, and the step that updates them."""
 
-    def __init__(self, stage: str, params: dict[str, Any], device: torch.device, ddp: Dist) -> None:
+    def __init__(self, stage: str, params: dict[str, Any], device: torch.device, ddp: Dist, *,
+                 cpu_levers: bool = False) -> None:
+        """``cpu_levers``: apply ``train.amp`` and ``train.channels_last`` on CPU too (tests and benchmarks check their
+        numerics there; training on CPU keeps fp32 and the default layout, which are faster on CPUs without AMX)."""
         self.stage, self.cfg, self.common = stage, params[stage], params["train"]
         self.scale, self.device, self.ddp = params["scale"], device, ddp
         cfg, common = self.cfg, self.common
         self.out_range = OUTPUT_RANGES[cfg["generator"]]
         self.cuda = device.type == "cuda"
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(common["amp"]) if self.cuda else None
-        self.memory_format = torch.channels_last if self.cuda and common["channels_last"] else torch.contiguous_format
+        levers = self.cuda or cpu_levers
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(common["amp"]) if levers else None
+        self.memory_format = torch.channels_last if levers and common["channels_last"] else torch.contiguous_format
+        self.sync_every = common["sync_every"]
+        self._nonfinite: torch.Tensor | None = None  # accumulated on the device between host syncs
 
         _seed_everything(common["seed"])
         self.net_g = build_model(cfg["generator"], scale=self.scale, **cfg["generator_options"])
@@ -189,7 +196,7 @@ class Trainer:
             self._init_generator(Path(cfg["init_from"]))
         self.net_d = (None if cfg["discriminator"] == "none"
                       else build_model(cfg["discriminator"], **cfg["discriminator_options"]))
-        self.ema = EMA(self.net_g, cfg["ema_decay"]) if cfg["ema_decay"] > 0 else None
+        self.ema = EMA(self.net_g, cfg["ema_decay"], foreach=common["ema_foreach"]) if cfg["ema_decay"] > 0 else None
         for net in (self.net_g, self.net_d, self.ema.model if self.ema else None):
             if net is not None:
                 net.to(device, memory_format=self.memory_format)
@@ -209,10 +216,10 @@ class Trainer:
         self.gan_type = cfg["gan"]["type"]
 
         betas = tuple(cfg["betas"])
-        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=cfg["lr"], betas=betas)
-        self.opt_d = (torch.optim.Adam(self.net_d.parameters(), lr=cfg["d_lr"], betas=betas)
-                      if self.net_d is not None else None)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        fused = common["fused_adam"]
+        self.opt_g = adam(self.net_g.parameters(), cfg["lr"], betas, fused=fused)
+        self.opt_d = adam(self.net_d.parameters(), cfg["d_lr"], betas, fused=fused) if self.net_d is not None else None
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
 
         self.g_train, self.d_train = self.net_g, self.net_d
         if ddp.world_size > 1:
@@ -220,6 +227,16 @@ class Trainer:
             self.g_train = nn.parallel.DistributedDataParallel(self.net_g, device_ids=ids)
             if self.net_d is not None:
                 self.d_train = nn.parallel.DistributedDataParallel(self.net_d, device_ids=ids)
+        # torch.compile wraps only the forward calls: the modules (and their state_dict keys) stay the plain ones
+        self.compile_mode = common["compile"]
+        self.d_frozen = self.net_d
+        if self.compile_mode != "none":
+            compiled = lambda m: torch.compile(m, mode=self.compile_mode, dynamic=False)  # noqa: E731
+            self.g_train = compiled(self.g_train)
+            if self.net_d is not None:
+                self.d_train, self.d_frozen = compiled(self.d_train), compiled(self.net_d)
+            if self.perceptual is not None:
+                self.perceptual.extractor = compiled(self.perceptual.extractor)
 
     def _init_generator(self, path: Path) -> None:
         if not path.is_file():
@@ -241,7 +258,7 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> dict[str, torch.Tensor]:
         """One generator update and ``d_steps`` discriminator updates; returns the (detached) loss terms."""
@@ -268,11 +285,11 @@ class Trainer:
             if self.net_d is not None and self.gan_type != "none":
                 # the generator's gradient flows through D, whose weights are frozen here (the unwrapped module,
                 # so DDP does not wait for D gradients that never come)
-                fake_logits = self.net_d(sr).float()
+                fake_logits = self.d_frozen(sr).float()
                 real_logits = None
                 if self.gan_type == "ragan":  # a constant for G (detached in the loss): no graph to keep
                     with torch.no_grad():
-                        real_logits = self.net_d(hr).float()
+                        real_logits = self.d_frozen(hr).float()
                 terms["gan_g"] = losses.generator_adversarial_loss(self.gan_type, fake_logits, real_logits)
                 total = total + cfg["gan"]["weight"] * terms["gan_g"]
         terms["total_g"] = total.float()
@@ -303,10 +320,22 @@ class Trainer:
         return {k: v.detach() for k, v in terms.items()}
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        """Every step with ``sync_every: 1`` (the update is refused); otherwise the flag stays on the device and
+        :meth:`sync` reads it, so the step never waits for the device."""
         values = torch.stack([v.detach().float() for v in terms.values()])
-        if not bool(torch.isfinite(values).all()):
+        if self.sync_every > 1:
+            bad = ~torch.isfinite(values).all()
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        elif not bool(torch.isfinite(values).all()):
             bad = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
             raise NonFiniteLoss(f"non-finite loss {bad}")
+
+    def sync(self) -> None:
+        """Read the non-finite flag accumulated since the last sync (one host synchronisation)."""
+        if self._nonfinite is not None:
+            bad, self._nonfinite = bool(self._nonfinite), None
+            if bad:
+                raise NonFiniteLoss(f"non-finite loss within the last {self.sync_every} iterations (train.sync_every)")
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.net_g.parameters())
@@ -436,8 +465,8 @@ def train_stage(
     if trainer.vgg_weights == "random":
         log.warning("%s: perceptual loss on a RANDOMLY initialised VGG19 (train.vgg_weights: random) - not the "
                     "paper's loss; tagged vgg_weights=random in MLflow", stage)
-    data = PairedPatches(pairs_from_list(common["train_list"], Path(common["lr_dir"]) / f"X{scale}"),
-                         scale=scale, hr_size=cfg["hr_size"], augment=cfg["augment"], seed=common["seed"])
+    store = open_training_store(common["store"], common["train_list"], Path(common["lr_dir"]) / f"X{scale}", scale)
+    data = PairedPatches(store, hr_size=cfg["hr_size"], augment=cfg["augment"], seed=common["seed"])
     validator = Validator(common["val_list"], common["val_images"], common["val_crop"], scale) if ddp.main else None
 
     start_iter, history, val_history, run_id = 0, [], [], None
@@ -508,12 +537,16 @@ def train_stage(
     if ddp.main:
         log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s", stage,
                  start_iter + 1, end_iter, total, cfg["batch_size"], cfg["hr_size"], len(data), device)
+    loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg["batch_size"], workers=common["workers"],
+                          pin_memory=device.type == "cuda", rank=ddp.rank, world_size=ddp.world_size)
     try:
-        for it in range(start_iter + 1, end_iter + 1):
+        for it, (lr_u8, hr_u8) in zip(range(start_iter + 1, end_iter + 1), loader, strict=True):
             lr_now = trainer.set_lr(it)
-            lr_u8, hr_u8 = data.batch(it, cfg["batch_size"], ddp.rank, ddp.world_size)
             try:
                 terms = trainer.step(lr_u8, hr_u8)
+                if it % trainer.sync_every == 0 or it % cfg["log_every"] == 0 or it % cfg["ckpt_every"] == 0 \
+                        or it == end_iter:
+                    trainer.sync()
             except NonFiniteLoss as exc:
                 last = ckpt_io.list_checkpoints(run_dir)
                 keep = f"the last good checkpoint is '{last[-1][1]}'" if last else "no checkpoint was written yet"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -27,11 +27,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class EMA:
     """Exponential moving average of a model's parameters: ``ema = decay * ema + (1 - decay) * param``.
 
-    Buffers (BatchNorm statistics) are copied, not averaged. One fused ``torch._foreach_lerp_`` per update.
+    Buffers (BatchNorm statistics) are copied, not averaged. ``foreach``: one fused ``torch._foreach_lerp_`` over all
+    parameters per update (a few kernels); otherwise a Python loop with one ``lerp_`` per parameter tensor (hundreds
+    of small kernels for RRDBNet), the same arithmetic.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
+    def __init__(self, model: nn.Module, decay: float, *, foreach: bool = True) -> None:
+        self.decay, self.foreach = decay, foreach
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -40,7 +42,11 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         ema_params = list(self.model.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        if self.foreach:
+            torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        else:
+            for e, p in zip(ema_params, params, strict=True):
+                e.lerp_(p, 1.0 - self.decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 
@@ -49,3 +55,15 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state, strict=True)
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], *, fused: bool) -> torch.optim.Adam:
+    """Adam; ``fused`` asks for the single-kernel implementation (CPU and CUDA in current PyTorch) and falls back to
+    the multi-tensor ``foreach`` one where the parameters' device has no fused kernel."""
+    params = list(params)
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+        except RuntimeError:
+            pass
+    return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)

@@ -1,0 +1,137 @@
+"""The training-step levers of ``params.yaml`` (``train.*``) checked for numerics on CPU against the plain step: fused
+Adam, the foreach EMA, torch.compile, channels_last, bf16 autocast, loss read-back every N iterations and worker
+processes. Each short run's losses (and weights) must stay within a stated tolerance of the plain fp32 run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srgan_lib.training.data import PairedPatches
+from srgan_lib.training.engine import Dist, NonFiniteLoss, Trainer, train_stage
+from srgan_lib.training.optim import EMA, adam
+from srgan_lib.training.store import open_training_store
+from tests.conftest import micro_params
+
+PLAIN = {"train.fused_adam": "false", "train.ema_foreach": "false", "train.compile": "none",
+         "train.channels_last": "false", "train.amp": "none", "train.sync_every": 1, "train.workers": 0}
+
+
+def short_run(micro_data, tmp_path, stage: str, steps: int = 4, **levers: object) -> tuple[list[dict], Trainer]:
+    """``steps`` optimisation steps of the micro ``stage`` on the store's batches; the loss terms of each step."""
+    params = micro_params(micro_data, tmp_path, stage, **{**PLAIN, **levers})
+    trainer = Trainer(stage, params, torch.device("cpu"), Dist(), cpu_levers=True)
+    store = open_training_store(micro_data / "store", micro_data / "lists" / "train.json", micro_data / "lr" / "X4", 4)
+    patches = PairedPatches(store, hr_size=32, augment=True, seed=0)
+    losses = []
+    for it in range(1, steps + 1):
+        trainer.set_lr(it)
+        losses.append({k: float(v) for k, v in trainer.step(*patches.batch(it, 4)).items()})
+    trainer.sync()
+    return losses, trainer
+
+
+def assert_losses_close(a: list[dict], b: list[dict], rtol: float, atol: float = 1e-4) -> float:
+    """Every loss term of every step within ``rtol`` relative (plus ``atol`` for the discriminator's mean logits,
+    which sit near 0); returns the worst relative difference."""
+    worst = 0.0
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            diff = abs(ra[k] - rb[k])
+            worst = max(worst, diff / max(abs(ra[k]), 1e-8))
+            assert diff <= rtol * abs(ra[k]) + atol, f"{k}: {ra[k]} vs {rb[k]} (|diff| {diff:.2e})"
+    return worst
+
+
+def test_fused_adam_matches_adams_formula_and_the_plain_step(micro_data, tmp_path):
+    # the optimiser alone: five updates on the same gradients, fused / plain / Kingma & Ba's formula by hand
+    torch.manual_seed(0)
+    w0, grads = torch.randn(64, 3, 3, 3), [torch.randn(64, 3, 3, 3) for _ in range(5)]
+    lr, (b1, b2), eps = 2e-4, (0.9, 0.99), 1e-8
+    fused_w, plain_w = w0.clone().requires_grad_(), w0.clone().requires_grad_()
+    fused = adam([fused_w], lr, (b1, b2), fused=True)
+    plain = torch.optim.Adam([plain_w], lr=lr, betas=(b1, b2), foreach=False)
+    assert fused.defaults["fused"]
+    w, m, v = w0.clone().double(), torch.zeros_like(w0).double(), torch.zeros_like(w0).double()
+    for t, g in enumerate(grads, 1):
+        for param, opt in ((fused_w, fused), (plain_w, plain)):
+            param.grad = g.clone()
+            opt.step()
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g.double() ** 2
+        w = w - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+    torch.testing.assert_close(fused_w.detach().double(), w, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fused_w.detach(), plain_w.detach(), rtol=1e-6, atol=1e-8)
+    # the ESRGAN micro step (G, D, VGG, EMA): Adam's first updates are about +-lr per weight whatever the gradient's
+    # size, so rounding differences in near-zero gradients show in D's mean logits (~1e-2) after a few steps
+    ref, _ = short_run(micro_data, tmp_path, "esrgan")
+    fused_run, trainer = short_run(micro_data, tmp_path, "esrgan", **{"train.fused_adam": "true"})
+    assert trainer.opt_g.defaults["fused"] and trainer.opt_d.defaults["fused"]
+    assert_losses_close(ref, fused_run, 1e-3, 1e-3)
+
+
+def test_foreach_ema_equals_the_python_loop():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 3, 3))
+    loop, fused = EMA(model, 0.999, foreach=False), EMA(model, 0.999, foreach=True)
+    by_hand = [p.detach().clone() for p in model.parameters()]
+    for _ in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        loop.update(model)
+        fused.update(model)
+        by_hand = [0.999 * e + 0.001 * p.detach() for e, p in zip(by_hand, model.parameters(), strict=True)]
+    for a, b, c in zip(loop.model.parameters(), fused.model.parameters(), by_hand, strict=True):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_matches_eager(micro_data, tmp_path):
+    """torch.compile (Inductor, CPU C++ backend) of G, D and VGG: the ESRGAN micro step's losses agree with eager."""
+    eager, _ = short_run(micro_data, tmp_path, "esrgan", steps=3)
+    compiled, trainer = short_run(micro_data, tmp_path, "esrgan", steps=3, **{"train.compile": "default"})
+    assert trainer.g_train is not trainer.net_g  # the forward really went through torch.compile
+    worst = assert_losses_close(eager, compiled, 1e-3, 1e-3)
+    print(f"compile vs eager: worst relative loss difference {worst:.2e}")
+
+
+def test_channels_last_and_bf16_stay_close_to_fp32(micro_data, tmp_path):
+    ref, _ = short_run(micro_data, tmp_path, "esrgan")
+    cl, trainer = short_run(micro_data, tmp_path, "esrgan", **{"train.channels_last": "true"})
+    conv = next(p for p in trainer.net_g.parameters() if p.dim() == 4 and p.shape[1] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert_losses_close(ref, cl, 1e-3, 1e-3)  # rounding order only; D logits drift like fused Adam
+    bf16, trainer = short_run(micro_data, tmp_path, "esrgan", **{"train.amp": "bf16"})
+    assert trainer.amp_dtype is torch.bfloat16
+    # bf16 keeps 8 bits of mantissa: the losses agree to a few per cent; D's mean logits (near 0, moved by Adam's
+    # +-lr first updates) to a few hundredths
+    logits = ("d_real", "d_fake")
+    worst = assert_losses_close([{k: v for k, v in r.items() if k not in logits} for r in ref],
+                                [{k: v for k, v in r.items() if k not in logits} for r in bf16], 5e-2, 1e-3)
+    assert_losses_close([{k: r[k] for k in logits} for r in ref], [{k: r[k] for k in logits} for r in bf16], 0, 0.1)
+    print(f"bf16 vs fp32: worst relative loss difference {worst:.2e}")
+
+
+def test_sync_every_changes_nothing_but_when_nan_is_seen(micro_data, tmp_path):
+    every, t_every = short_run(micro_data, tmp_path, "rrdbnet", steps=6)
+    lazy, t_lazy = short_run(micro_data, tmp_path, "rrdbnet", steps=6, **{"train.sync_every": 4})
+    assert every == lazy  # bit-identical: the lever only moves the host read-back
+    assert all(torch.equal(a, b) for a, b in zip(t_every.net_g.parameters(), t_lazy.net_g.parameters(), strict=True))
+    # the learning rate explodes after update 4: with sync_every 4 the NaN is seen at the next sync point (a
+    # multiple of 4), and the last checkpoint with finite weights is kept
+    params = micro_params(micro_data, tmp_path, "rrdbnet", **{
+        "rrdbnet.iterations": 12, "rrdbnet.ckpt_every": 4, "rrdbnet.log_every": 4, "rrdbnet.gamma": 1e30,
+        "rrdbnet.val_every": 0, "train.sync_every": 4})
+    with pytest.raises(NonFiniteLoss, match=r"within the last 4 iterations .* at iteration (8|12) .*iter_0000000[48]"):
+        train_stage(params, "rrdbnet", progress=False)
+
+
+def test_worker_processes_train_bit_identically(micro_data, tmp_path):
+    common = {"rrdbnet.val_every": 0}
+    inline = train_stage(micro_params(micro_data, tmp_path / "a", "rrdbnet", **common), "rrdbnet", progress=False)
+    workers = train_stage(micro_params(micro_data, tmp_path / "b", "rrdbnet", **common, **{"train.workers": 2}),
+                          "rrdbnet", progress=False)
+    a = torch.load(inline.model_path, weights_only=True)["params"]
+    b = torch.load(workers.model_path, weights_only=True)["params"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
