@@ -88,11 +88,18 @@ def test_bad_params_stop_before_any_stage(repo):
     assert not (repo / "data" / "raw").exists() and not (repo / "dvc.lock").exists()
 
 
+def _terminal_sigint() -> None:
+    """Start the child as a shell would: Ctrl-C (SIGINT) at its default, unblocked, whatever signal state the test
+    process inherited or earlier tests left (in the full suite the child otherwise ignored the SIGINT below)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
     log = tmp_path / "first.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen([str(BIN / "srgan"), "repro"], cwd=repo, env=_env(), stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_terminal_sigint)
     ckpts = repo / "runs" / "srresnet" / "checkpoints"
     deadline = time.monotonic() + 600
     while not list(ckpts.glob("iter_*.pt")) and proc.poll() is None and time.monotonic() < deadline:
