@@ -29,7 +29,7 @@ from srgan_lib.data.degrade import degrade, sources_from_list
 from srgan_lib.data.embedded import write_embedded
 from srgan_lib.data.lists import build_lists
 from srgan_lib.imageio import read_image
-from srgan_lib.training.data import PairedPatches, _augment
+from srgan_lib.training.data import PairedPatches, augment
 from srgan_lib.training.store import TrainingStore, build_store, open_training_store
 
 FLOOR_PATCHES_PER_S = 4300  # ESRGAN at the H100 FLOP floor, HR 128 (DESIGN section 8)
@@ -74,7 +74,7 @@ def naive_sample(paths: list[Path], hr_size: int, rng: np.random.Generator) -> t
     """The tutorial's way: decode the HR PNG, random crop, random flips/transposition, bicubic-downsample the crop."""
     hr = read_image(paths[rng.integers(len(paths))])
     y, x = rng.integers(hr.shape[0] - hr_size + 1), rng.integers(hr.shape[1] - hr_size + 1)
-    crop = _augment(hr[y:y + hr_size, x:x + hr_size], rng.random(3) < 0.5)
+    crop = augment(hr[y:y + hr_size, x:x + hr_size], rng.random(3) < 0.5)
     lr = Image.fromarray(np.ascontiguousarray(crop)).resize((hr_size // 4, hr_size // 4), Image.Resampling.BICUBIC)
     return np.asarray(lr), crop
 

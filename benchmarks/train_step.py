@@ -34,7 +34,7 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from srgan_lib.config import apply_overrides, validate
+from srgan_lib.config import COMPILE_MODES, apply_overrides, validate
 from srgan_lib.models import to_unit
 from srgan_lib.training.engine import Dist, Trainer
 
@@ -182,7 +182,7 @@ def main() -> None:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     p.add_argument("--steps", type=int, default=None, help="timed steps per recipe (default: 5 CPU, 50 CUDA)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 CPU, 10 CUDA)")
-    p.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead", "max-autotune"),
+    p.add_argument("--compile", default="none", choices=COMPILE_MODES,
                    help="train.compile for ours (default none)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args()

@@ -82,8 +82,8 @@ def bytes_per_lr_pixel(model: nn.Module) -> int:
 
 
 # Largest automatic tile per device. On CPU the convolutions slow down per pixel once a tile's activations leave the
-# caches: RRDBNet ran at 0.0169 input MP/s on 128x128, 0.0142 on 256, 0.0126 on 512 and 0.0091 on 768 (2 cores,
-# benchmarks/results/upscale-cpu.json), so past 512 a bigger tile only costs time; GPUs keep gaining up to 2048.
+# caches: the 23-block RRDBNet on 384x384 ran 1.51x faster in tiles of 192 than in one pass, padding included
+# (2 cores, benchmarks/results/upscale-rrdbnet-384-cpu.json), so a bigger tile only costs time; GPUs keep gaining.
 MAX_AUTO_TILE = {"cpu": 512, "cuda": 2048}
 
 

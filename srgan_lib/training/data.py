@@ -48,12 +48,12 @@ class PairedPatches:
             lr_img, hr_img = self.store.lr(idx[k]), self.store.hr(idx[k])
             y = int(pos[k, 0] * (lr_img.shape[0] - n + 1))
             x = int(pos[k, 1] * (lr_img.shape[1] - n + 1))
-            lrs[j] = _augment(lr_img[y:y + n, x:x + n], flips[k])
-            hrs[j] = _augment(hr_img[y * s:(y + n) * s, x * s:(x + n) * s], flips[k])
+            lrs[j] = augment(lr_img[y:y + n, x:x + n], flips[k])
+            hrs[j] = augment(hr_img[y * s:(y + n) * s, x * s:(x + n) * s], flips[k])
         return torch.from_numpy(lrs).permute(0, 3, 1, 2), torch.from_numpy(hrs).permute(0, 3, 1, 2)
 
 
-def _augment(img: np.ndarray, flags: np.ndarray) -> np.ndarray:
+def augment(img: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """Horizontal flip, vertical flip, transpose (with the flips: all 8 dihedral transforms, as in ESRGAN)."""
     if flags[0]:
         img = img[:, ::-1]
@@ -69,9 +69,6 @@ class IterationBatches(Dataset):
 
     def __init__(self, patches: PairedPatches, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
         self.patches, self.batch_size, self.rank, self.world_size = patches, batch_size, rank, world_size
-
-    def __len__(self) -> int:
-        return 2**62
 
     def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.patches.batch(iteration, self.batch_size, self.rank, self.world_size)

@@ -53,7 +53,8 @@ class StoreSummary:
 
 def fingerprint(train_list: str | Path, lr_dir: str | Path, scale: int) -> str:
     """Identity of a store's inputs: the list's bytes, the LR folder's degrade manifest (settings and per-source
-    stamps) and the scale. Content, not paths or mtimes, so a DVC checkout or a copied workspace still matches."""
+    stamps) and the scale (a store for another scale is therefore stale). Content, not paths or mtimes, so a DVC
+    checkout or a copied workspace still matches."""
     h = hashlib.sha256(f"v{VERSION} x{scale}\n".encode())
     h.update(Path(train_list).read_bytes())
     manifest = Path(lr_dir) / MANIFEST
@@ -106,7 +107,7 @@ def build_store(train_list: str | Path, lr_dir: str | Path, out: str | Path, *, 
                  "train_list": str(train_list), "lr_dir": str(lr_dir), "hr_bytes": offsets["hr"],
                  "lr_bytes": offsets["lr"], "images": images}
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -186,7 +187,4 @@ def open_training_store(store: str | Path, train_list: str | Path, lr_dir: str |
     for path, what in ((Path(train_list), "training list"), (Path(lr_dir), "LR folder")):
         if not path.exists():
             raise StoreError(f"{what} '{path}' not found; run `dvc repro` (or the lists/degrade stages) first")
-    opened = TrainingStore(store, expect=fingerprint(train_list, lr_dir, scale), rebuild=cmd)
-    if opened.scale != scale:
-        raise StoreError(f"training store '{store}' was built for x{opened.scale}, training is x{scale}; `{cmd}`")
-    return opened
+    return TrainingStore(store, expect=fingerprint(train_list, lr_dir, scale), rebuild=cmd)  # scale is in the print
