@@ -60,8 +60,10 @@ def cmd_data_lists(args: argparse.Namespace) -> int:
     test = dict(args.test or [])
     if len(test) != len(args.test or []):
         raise CLIError("test set names given to --test must be unique")
-    results = build_lists(args.train or [], test, args.out, min_size=args.min_size, test_min_size=args.test_min_size)
-    print(f"lists: wrote {args.out}/")
+    start = time.perf_counter()
+    results = build_lists(args.train or [], test, args.out, min_size=args.min_size, test_min_size=args.test_min_size,
+                          leakage=args.leakage)
+    print(f"lists: wrote {args.out}/ ({time.perf_counter() - start:.1f} s; leakage check: {args.leakage})")
     for name, res in results.items():
         reasons: dict[str, int] = {}
         for r in res.rejected:
@@ -176,7 +178,7 @@ def _evaluation_methods(args: argparse.Namespace) -> list[tuple[str, str, object
         if model.scale != args.scale:
             raise CLIError(f"'{ckpt}' is a x{model.scale} generator but --scale is {args.scale}")
         label = args.name if args.name and len(checkpoints) == 1 else ckpt.stem
-        methods.append((label, str(ckpt), GeneratorMethod(model, tile=args.tile)))
+        methods.append((label, str(ckpt), GeneratorMethod(model, tile=args.tile, precision=args.precision)))
     return methods
 
 
@@ -198,6 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from srgan_lib import tracking
     from srgan_lib.evaluation import METRICS, evaluate
+    from srgan_lib.models import checkpoint_meta, describe_meta
 
     sets = _evaluation_sets(args)
     methods = _evaluation_methods(args)
@@ -213,13 +216,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            ma_model=ma_model, ma_unavailable=ma_reason,
                            sr_dir=Path(args.sr_dir) / label if args.sr_dir else None)
         elapsed = time.perf_counter() - start
+        precision = getattr(method, "precision", "n/a (no network)")
+        meta = checkpoint_meta(checkpoint) if checkpoint != "none" else {}
+        for res in results.values():
+            res["precision"], res["memory_format"] = precision, getattr(method, "layout", "n/a")
+            res["configuration"] = describe_meta(meta) if checkpoint != "none" else f"{label} upsampling (MATLAB)"
+            res["training"] = meta
         json_out = str(Path(args.json) / f"{label}.json") if args.json and many else args.json
         if json_out:
             _emit_json(results, json_out)
         keys = (*METRICS, "n_images")
         all_metrics[label] = {s: {k: r[k] for k in keys if k in r} for s, r in results.items()}
         settings = {"checkpoint": checkpoint, "scale": args.scale, "lr_source": args.lr_source,
-                    "lr_kernel": args.kernel, "ema": not args.no_ema,
+                    "lr_kernel": args.kernel, "ema": not args.no_ema, "precision": precision,
                     "ma_model": getattr(ma_model, "sha256", "") or "unavailable"}
         unavailable = next(iter(results.values()))["unavailable"]
         run_id = tracking.log_evaluation(uri, args.experiment, label, results, settings=settings, metrics=METRICS,
@@ -360,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         "lists",
         help="validate image folders and write JSON lists per split plus rejects.json",
         description="Scan training folders and test sets; keep images that decode, convert to RGB and are large "
-        "enough; reject duplicates and training images that repeat a test image. Writes OUT/train.json, "
-        "OUT/<TEST>.json and OUT/rejects.json.",
+        "enough; reject duplicates and training images that show a test image (identical, or with --leakage near "
+        "also resized, re-encoded, flipped, rotated, grey or cropped). Writes OUT/train.json, OUT/<TEST>.json and "
+        "OUT/rejects.json (every rejected file with the reason).",
     )
     lst.add_argument("--train", nargs="+", action="extend", metavar="DIR", help="training image folder(s)")
     lst.add_argument("--test", nargs="+", action="extend", type=_named_path, metavar="NAME=DIR",
@@ -371,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="minimum short side of a training image (default 128 = the ESRGAN HR crop)")
     lst.add_argument("--test-min-size", "--test_min_size", dest="test_min_size", type=int, default=16,
                      help="minimum short side of a test image (default 16)")
+    lst.add_argument("--leakage", choices=("near", "exact"), default="near",
+                     help="near (default): reject training images showing a test image in any form (about 0.1 s per "
+                     "training image on 2 cores); exact: only identical pixels")
     lst.set_defaults(func=cmd_data_lists)
 
     deg = dsub.add_parser(
@@ -428,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write per-set means only, {label: {set: {metric: value}}} (for `dvc metrics`)")
     ev.add_argument("--sr-dir", metavar="DIR", help="keep the SR images as DIR/<label>/<set>/<image>.png "
                     "(the report's comparison figures read them)")
+    ev.add_argument("--precision", choices=("fp32", "auto", "bf16"), default="fp32",
+                    help="inference precision of trained generators: fp32 (default; the papers' tables), auto (bf16 "
+                    "where the device runs it natively) or bf16; recorded in the results")
     ev.add_argument("--tile", type=int, default=None, metavar="N",
                     help="generator inference in NxN LR tiles (default: from the free memory; 0: whole images)")
     ev.add_argument("--ma-model", default=None, metavar="FILE",

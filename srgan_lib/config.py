@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from srgan_lib.resize import KERNELS
+from srgan_lib.training.optim import SCHEDULES
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -156,6 +157,7 @@ SCHEMA: dict[str, Any] = {
         "test": list_of(named_path()),
         "min_size": integer(minimum=1),
         "test_min_size": integer(minimum=1),
+        "leakage": choice(("near", "exact")),
         "out": string(),
     },
     "degrade": {"kernel": choice(KERNELS)},
@@ -193,8 +195,11 @@ def _stage_schema() -> dict[str, Any]:
         "lr": number(0, exclusive_min=True),
         "d_lr": number(0, exclusive_min=True),
         "betas": list_of(number(0, 1)),
+        "schedule": choice(SCHEDULES),
+        "warmup": integer(minimum=0),
         "milestones": list_of(integer(minimum=1), non_empty=False),
         "gamma": number(0, exclusive_min=True),
+        "lr_min": number(0),
         "d_steps": integer(minimum=1),
         "ema_decay": number(0, 1),
         "pixel": {"type": choice(("none", "mse", "l1")), "weight": number(0)},
@@ -221,7 +226,7 @@ SCHEMA["train"] = {
     "device": string(),
     "seed": integer(minimum=0),
     "threads": integer(minimum=0),
-    "amp": choice(("none", "bf16", "fp16")),
+    "amp": choice(("none", "auto", "bf16", "fp16")),
     "channels_last": boolean(),
     "fused_adam": boolean(),
     "ema_foreach": boolean(),
@@ -238,6 +243,7 @@ SCHEMA["train"] = {
     "out": string(),
     "models": string(),
     "keep_checkpoints": integer(minimum=1),
+    "precise_bn": integer(minimum=0),
 }
 SCHEMA["tracking"] = {"uri": string(), "experiment": string()}
 for _stage in TRAIN_STAGES:
@@ -254,6 +260,11 @@ def _check_stage(name: str, st: dict[str, Any], scale: int) -> None:
         raise bad("betas", f"Adam needs two betas in [0, 1), got {st['betas']}")
     if st["milestones"] != sorted(set(st["milestones"])):
         raise bad("milestones", f"must be strictly increasing iterations, got {st['milestones']}")
+    if st["warmup"] >= st["iterations"]:
+        raise bad("warmup", f"{st['warmup']} warm-up iterations leave none of the {st['iterations']} iterations")
+    if st["schedule"] == "cosine" and st["lr_min"] >= st["lr"]:
+        raise bad("lr_min", f"the cosine schedule decays from lr {st['lr']} to lr_min, which must be smaller, got "
+                  f"{st['lr_min']}")
     if st["ema_decay"] >= 1:
         raise bad("ema_decay", f"must be in [0, 1) (0 turns EMA off), got {st['ema_decay']}")
     if all(st[k]["type"] == "none" for k in ("pixel", "perceptual", "gan")):

@@ -22,13 +22,14 @@ from srgan_lib.data.lists import hr_folder, read_list
 from srgan_lib.imageio import iter_image_files, read_image, write_png
 from srgan_lib.metrics.ma import MaModel, perceptual_index
 from srgan_lib.metrics.niqe import niqe
-from srgan_lib.metrics.psnr_ssim import psnr, rmse, ssim
+from srgan_lib.metrics.psnr_ssim import colour_cast, psnr, rmse, ssim
 from srgan_lib.resize import Kernel, downsample, modcrop, upsample
 
 log = logging.getLogger(__name__)
 SRMethod = Callable[[np.ndarray], np.ndarray]
 LRSource = Literal["generate", "folder"]
-METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "rmse_y", "niqe", "ma", "pi")
+METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "rmse_y", "niqe", "ma", "pi",
+                             "cast_r", "cast_g", "cast_b")
 CONVENTIONS = {
     "psnr_y": "PSNR (dB) on BT.601 Y (16-235, float), shave = scale: the papers' tables",
     "ssim_y": "SSIM on BT.601 Y, 11x11 Gaussian window sigma 1.5, valid region, shave = scale: the papers' tables",
@@ -38,6 +39,9 @@ CONVENTIONS = {
     "niqe": "NIQE (MATLAB R2021a-calibrated) on the SR image's Y, shave = scale (PIRM 2018); lower is better",
     "ma": "Ma et al. (2017) score with the authors' trained model, Y, shave = scale (PIRM 2018); higher is better",
     "pi": "perceptual index ((10 - Ma) + NIQE) / 2 (PIRM 2018); lower is better",
+    "cast_r": "colour cast: mean of SR - HR on R (grey levels, 0-255), shave = scale; 0 is unbiased",
+    "cast_g": "colour cast: mean of SR - HR on G (grey levels, 0-255), shave = scale",
+    "cast_b": "colour cast: mean of SR - HR on B (grey levels, 0-255), shave = scale",
 }
 
 
@@ -125,6 +129,7 @@ def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None
         "rmse_y": rmse(sr, hr, space="y", shave=scale),
         "niqe": niqe(sr, shave=scale),
     }
+    out["cast_r"], out["cast_g"], out["cast_b"] = colour_cast(sr, hr, shave=scale)
     if ma_model is not None:
         out["ma"] = ma_model.score(sr, shave=scale)
         out["pi"] = perceptual_index(out["ma"], out["niqe"])

@@ -51,16 +51,19 @@ def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | t
 class GeneratorMethod:
     """An :data:`srgan_lib.evaluation.SRMethod` backed by a generator: uint8 LR -> uint8 SR (clamped, rounded).
 
-    Inference goes through :class:`srgan_lib.upscale.Upscaler` in fp32, so a large test image is processed in tiles
-    sized from the free memory (``tile=None``) instead of running out of memory; ``tile=0`` forces whole images.
+    Inference goes through :class:`srgan_lib.upscale.Upscaler`, in fp32 unless ``precision`` says otherwise (the
+    papers' tables are measured in fp32) and channels_last unless told not to, so a large test image is processed in
+    tiles sized from the free memory (``tile=None``) instead of running out of memory; ``tile=0`` forces whole images.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu", value_range: tuple[float, float] | None
-                 = None, *, tile: int | None = None, tile_pad: int = 32) -> None:
+                 = None, *, tile: int | None = None, tile_pad: int = 32, precision: str = "fp32",
+                 channels_last: bool = True) -> None:
         from srgan_lib.upscale import Upscaler
 
-        self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision="fp32",
-                                 value_range=value_range)
+        self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision=precision,
+                                 value_range=value_range, channels_last=channels_last)
+        self.precision, self.layout = self.upscaler.levers.precision, self.upscaler.levers.layout
         self.scale = self.upscaler.scale
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:

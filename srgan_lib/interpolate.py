@@ -50,6 +50,7 @@ def interpolate_files(psnr_path: str | Path, gan_path: str | Path, alphas: Seque
         state = interpolate_states(psnr, gan, alpha)
         path = Path(out_dir) / f"interp_{alpha:.2f}.pth"
         with atomic_path(path) as tmp:
-            torch.save({"params": state, "alpha": alpha}, tmp)
+            torch.save({"params": state, "alpha": alpha,
+                        "meta": {"alpha": alpha, "psnr": str(psnr_path), "gan": str(gan_path)}}, tmp)
         paths.append(path)
     return paths

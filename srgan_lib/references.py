@@ -1,4 +1,5 @@
-"""Published x4 results the project reproduces or compares against (PSNR dB / SSIM, Y channel, shave 4)."""
+"""Published x4 results the project reproduces or compares against (PSNR dB / SSIM, Y channel, shave 4), keyed by
+the name of the method that reproduces them (``bicubic``, ``srresnet``, ``srgan``, ``rrdbnet``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ PAPER_ROWS: dict[str, Reference] = {
         "source": "SRGAN paper (Ledig et al. 2017), Table 2",
         "sets": {"Set5": (29.40, 0.8472), "Set14": (26.02, 0.7397)},
     },
-    "rrdb": {
+    "rrdbnet": {  # keyed by the method name the project evaluates under
         "label": "RRDB (paper)",
         "source": "ESRGAN repository README (PSNR-oriented RRDB, DF2K)",
         "sets": {"Set5": (32.73, 0.9011), "Set14": (28.99, 0.7917)},

@@ -8,6 +8,7 @@ beside it, ``table.md``, ``per_image.csv``, ``figures/<set>_<image>.png`` (the p
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,6 @@ from srgan_lib.resize import modcrop
 
 DISPLAY = {"nearest": "Nearest", "bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN", "rrdbnet": "RRDB",
            "esrgan": "ESRGAN"}
-PAPER_KEYS = {"bicubic": "bicubic", "srresnet": "srresnet", "srgan": "srgan", "rrdbnet": "rrdb"}
 FIGURE_METHODS = ("bicubic", "srresnet", "srgan", "rrdbnet", "esrgan")
 TABLE_METRICS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "psnr_rgb": ("PSNR-RGB", 2), "niqe": ("NIQE", 3),
                  "ma": ("Ma", 3), "pi": ("PI", 3)}
@@ -76,10 +76,9 @@ def paper_table(evals: Evaluations, *, include_interp: bool = False) -> pd.DataF
     for method, row in means.iterrows():
         rows[f"{display_name(str(method))} (ours)"] = [
             "n/a" if pd.isna(row.get(c)) else f"{row[c]:.{TABLE_METRICS[c[1]][1]}f}" for c in columns]
-    for method, key in PAPER_KEYS.items():
-        if method not in means.index and key != "bicubic":
+    for method, ref in PAPER_ROWS.items():
+        if method not in means.index and method != "bicubic":
             continue
-        ref = PAPER_ROWS[key]
         cells = []
         for s, k in columns:
             value = ref["sets"].get(s)
@@ -88,6 +87,18 @@ def paper_table(evals: Evaluations, *, include_interp: bool = False) -> pd.DataF
         rows[ref["label"]] = cells
     header = pd.MultiIndex.from_tuples([(s, TABLE_METRICS[k][0]) for s, k in columns])
     return pd.DataFrame.from_dict(rows, orient="index", columns=header)
+
+
+def cast_table(evals: Evaluations) -> pd.DataFrame:
+    """Per method and set: the colour cast (mean SR - HR per channel) as 'R / G / B' strings."""
+    rows = {}
+    for method, sets in evals.items():
+        rows[display_name(method)] = {
+            s: ("n/a" if "cast_r" not in r else f"{r['cast_r']:+.2f} / {r['cast_g']:+.2f} / {r['cast_b']:+.2f}")
+            for s, r in sets.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.columns = [f"{c} R / G / B" for c in frame.columns]
+    return frame
 
 
 def table_markdown(table: pd.DataFrame) -> str:
@@ -277,6 +288,14 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
         "",
         *[f"- **{k}**: {v}" for k, v in CONVENTIONS.items()],
     ]
+    configs = {m: next(iter(sets.values())).get("configuration") for m, sets in evals.items()
+               if not m.startswith("interp_")}
+    if any(configs.values()):
+        lines += ["", "### What each row is", "",
+                  *[f"- **{display_name(m)} (ours)**: {c}" for m, c in configs.items() if c]]
+    lines += ["", "### Colour cast", "", "Mean of SR - HR per channel (grey levels on 0-255, shave = scale), averaged "
+              "over each set's images: a tint or brightness shift that PSNR hides (0 is unbiased).", "",
+              cast_table(evals).to_markdown(disable_numparse=True)]
     if reasons:
         lines += ["", f"**n/a** (Ma, PI): {reasons.get('ma', '')}. Nothing is estimated in their place; see the "
                   "README, *Ma's score and the perceptual index*, for how to obtain the authors' model."]
@@ -290,7 +309,13 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
         sweep_tab = pd.DataFrame({f"{s} {SWEEP_METRICS[k]}":
                                   [("n/a" if pd.isna(v) else f"{v:.3f}") for v in sweep[(s, k)]] for s, k in cols},
                                  index=[display_name(m) for m in interp])
-        lines += ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True)]
+        lines += ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True), ""]
+        for set_name in dict.fromkeys(s for s, _ in means.columns):
+            niqe = [float(v) for v in sweep[(set_name, "niqe")]]
+            trend = ("falls monotonically" if all(b < a for a, b in itertools.pairwise(niqe))
+                     else "does not fall monotonically")
+            lines.append(f"- {set_name}: NIQE {trend} from α={interp[0].removeprefix('interp_')} "
+                         f"({niqe[0]:.3f}) to α={interp[-1].removeprefix('interp_')} ({niqe[-1]:.3f}).")
     if figure_md:
         lines += ["", "## Comparisons", "", "Full image with the zoomed region in red; under each crop: PSNR-Y / NIQE "
                   "of the whole image.", "", *figure_md]

@@ -30,6 +30,7 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
+from srgan_lib.hardware import Levers, resolve_levers
 from srgan_lib.imageio import ImageReadError, atomic_path, is_image_file, iter_image_files
 from srgan_lib.models import to_unit
 
@@ -110,13 +111,12 @@ class Upscaler:
     def __init__(self, model: nn.Module | str | Path, *, device: str | torch.device = "auto", tile: int | None = None,
                  tile_pad: int = 16, precision: Precision = "auto", alpha: AlphaMethod = "bicubic",
                  prefer_ema: bool = True, tracking_uri: str | None = None,
-                 value_range: tuple[float, float] | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, channels_last: bool = True) -> None:
         from srgan_lib.inference import load_generator
 
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
-        self.model = model.eval().to(self.device)
         self.value_range: tuple[float, float] = value_range or model.value_range  # type: ignore[assignment]
         self.scale: int = getattr(model, "scale", 4)
         if tile is not None and tile < 0:
@@ -124,11 +124,16 @@ class Upscaler:
         if tile_pad < 0:
             raise UpscaleError(f"tile_pad must be >= 0, got {tile_pad}")
         self.tile, self.tile_pad, self.alpha = tile, tile_pad, alpha
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         if self.device.type != "cuda" and precision == "fp16":
             raise UpscaleError(f"precision fp16 needs CUDA; on {self.device} use fp32 or bf16")
-        self.precision = precision
+        if precision == "auto":
+            self.levers = resolve_levers(self.device, "auto", channels_last)
+        else:  # asked for explicitly: honoured (bf16 on a CPU without native bf16 is slow, not wrong)
+            self.levers = Levers(precision, channels_last and self.device.type in ("cpu", "cuda"))
+        self.precision = self.levers.precision
+        # the memory format of the weights: a module shared with a training loop is already in the format it trains
+        # in, and then it is left alone
+        self.model = model.eval().to(self.device, memory_format=self.levers.memory_format)
         self.fp32_retries = 0  # tiles redone in fp32 because the autocast output was not finite
 
     # ------------------------------------------------------------------------------------------------------- arrays
@@ -169,6 +174,7 @@ class Upscaler:
             py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
             patch = torch.from_numpy(np.array(image[py0:py1, px0:px1], copy=True)).permute(2, 0, 1)[None]
             patch = patch.to(self.device, non_blocking=True).float().div_(peak)
+            patch = patch.contiguous(memory_format=self.levers.memory_format)
             y = self._forward(patch)
             y = y[0, :, (y0 - py0) * s:(y1 - py0) * s, (x0 - px0) * s:(x1 - px0) * s].permute(1, 2, 0)
             if peak != 1.0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from srgan_lib.hardware import Levers
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.engine import Dist, NonFiniteLoss, Trainer, train_stage
 from srgan_lib.training.optim import EMA, adam
@@ -17,10 +18,17 @@ PLAIN = {"train.fused_adam": "false", "train.ema_foreach": "false", "train.compi
          "train.channels_last": "false", "train.amp": "none", "train.sync_every": 1, "train.workers": 0}
 
 
+def resolve_levers_forced(params: dict) -> Levers:
+    """The levers exactly as params ask, whatever this CPU runs fast (bf16 is emulated on AVX2-only CPUs: slow, but
+    its numerics are what is checked here)."""
+    common = params["train"]
+    return Levers("fp32" if common["amp"] == "none" else common["amp"], common["channels_last"])
+
+
 def short_run(micro_data, tmp_path, stage: str, steps: int = 4, **levers: object) -> tuple[list[dict], Trainer]:
     """``steps`` optimisation steps of the micro ``stage`` on the store's batches; the loss terms of each step."""
     params = micro_params(micro_data, tmp_path, stage, **{**PLAIN, **levers})
-    trainer = Trainer(stage, params, torch.device("cpu"), Dist(), cpu_levers=True)
+    trainer = Trainer(stage, params, torch.device("cpu"), Dist(), levers=resolve_levers_forced(params))
     store = open_training_store(micro_data / "store", micro_data / "lists" / "train.json", micro_data / "lr" / "X4", 4)
     patches = PairedPatches(store, hr_size=32, augment=True, seed=0)
     losses = []
@@ -135,3 +143,65 @@ def test_worker_processes_train_bit_identically(micro_data, tmp_path):
     a = torch.load(inline.model_path, weights_only=True)["params"]
     b = torch.load(workers.model_path, weights_only=True)["params"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_precise_bn_equals_torch_update_bn_and_leaves_training_alone(micro_data, tmp_path):
+    """The delivered SRResNet's BatchNorm statistics are recomputed over training batches exactly as
+    torch.optim.swa_utils.update_bn does for averaged weights; the training state is not touched (resume stays
+    exact)."""
+    from torch.optim.swa_utils import update_bn
+
+    params = micro_params(micro_data, tmp_path, "srresnet", **{**PLAIN, "srresnet.ema_decay": 0.9})
+    trainer = Trainer("srresnet", params, torch.device("cpu"), Dist(), levers=Levers("fp32", False))
+    store = open_training_store(micro_data / "store", micro_data / "lists" / "train.json", micro_data / "lr" / "X4", 4)
+    patches = PairedPatches(store, hr_size=32, augment=True, seed=0)
+    for it in range(1, 4):
+        trainer.set_lr(it)
+        trainer.step(*patches.batch(it, 4))
+    before = {k: v.clone() for k, v in trainer.ema.model.state_dict().items()}
+    g, ema = trainer.final_generators(patches, batches=3)
+    assert all(torch.equal(before[k], v) for k, v in trainer.ema.model.state_dict().items())  # copies only
+    reference = __import__("copy").deepcopy(trainer.ema.model)
+    cfg = params["srresnet"]
+    update_bn([patches.batch(cfg["iterations"] + 1 + k, cfg["batch_size"])[0].float() / 255 for k in range(3)],
+              reference)
+    for (name, a), b in zip(ema.state_dict().items(), reference.state_dict().values(), strict=True):
+        if "running" in name:
+            torch.testing.assert_close(a, b, msg=name)
+    assert not torch.equal(ema.state_dict()["body.0.bn1.running_mean"], before["body.0.bn1.running_mean"])
+    assert not ema.training and not g.training
+    rrdb = Trainer("rrdbnet", micro_params(micro_data, tmp_path, "rrdbnet", **PLAIN), torch.device("cpu"), Dist())
+    assert rrdb.final_generators(patches, batches=3)[0] is rrdb.net_g  # no BatchNorm: nothing to recompute
+
+
+def test_bf16_training_tracks_fp32_and_resumes_bit_exactly(micro_data, tmp_path):
+    """30 RRDBNet updates in bf16 autocast + channels_last follow the fp32 loss curve within 3 % (each logged loss;
+    the weights, optimiser and EMA stay fp32), and a bf16 run interrupted and resumed ends bit-identical."""
+    common = {**PLAIN, "rrdbnet.iterations": 30, "rrdbnet.ckpt_every": 10, "rrdbnet.log_every": 5,
+              "rrdbnet.val_every": 0, "rrdbnet.lr": 1e-3}
+    bf16 = Levers("bf16", True)
+    fp32 = train_stage(micro_params(micro_data, tmp_path / "fp32", "rrdbnet", **common), "rrdbnet", progress=False,
+                       levers=Levers("fp32", True))
+    ref = train_stage(micro_params(micro_data, tmp_path / "bf16", "rrdbnet", **common), "rrdbnet", progress=False,
+                      levers=bf16)
+
+    def curve(res) -> list[float]:
+        rows = (res.run_dir / "history.csv").read_text().splitlines()
+        col = rows[0].split(",").index("pixel")
+        return [float(r.split(",")[col]) for r in rows[1:]]
+
+    a, b = curve(fp32), curve(ref)
+    worst = max(abs(x - y) / x for x, y in zip(a, b, strict=True))
+    print(f"bf16 vs fp32 over 30 updates: L1 {a[0]:.4f} -> {a[-1]:.4f} (fp32), {b[-1]:.4f} (bf16); "
+          f"worst relative difference {worst:.2%}")
+    assert a[-1] < 0.8 * a[0] and worst < 0.03
+    state = torch.load(ref.model_path, weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state["params"].values() if v.is_floating_point())
+    # interrupted after 16 updates (last checkpoint: 10), resumed: the same bits as the uninterrupted bf16 run
+    params = micro_params(micro_data, tmp_path / "resumed", "rrdbnet", **common)
+    train_stage(params, "rrdbnet", progress=False, stop_after=16, levers=bf16)
+    res = train_stage(params, "rrdbnet", resume=True, progress=False, levers=bf16)
+    assert res.resumed_from == 10
+    resumed = torch.load(res.model_path, weights_only=True)
+    for key in ("params", "params_ema"):
+        assert all(torch.equal(state[key][k], resumed[key][k]) for k in state[key]), key

@@ -10,7 +10,7 @@ from torch import nn
 
 from srgan_lib import losses
 from srgan_lib.models.vgg import VGGFeatureExtractor
-from srgan_lib.training.optim import EMA, multistep_lr
+from srgan_lib.training.optim import EMA, learning_rate, multistep_lr
 
 
 def softplus(x: float) -> float:
@@ -92,6 +92,24 @@ def test_multistep_schedules_of_the_papers():
     assert [multistep_lr(1e-4, ms, 0.5, i) for i in (1, 50_001, 150_000, 250_000, 400_000)] == pytest.approx(
         [1e-4, 5e-5, 2.5e-5, 1.25e-5, 6.25e-6]
     )
+
+
+def test_warmup_and_cosine_schedule_by_hand():
+    # linear warm-up over 100 updates, then half a cosine from 2e-3 to 0 at update 1000
+    lr = lambda i: learning_rate(2e-3, i, schedule="cosine", iterations=1000, warmup=100)  # noqa: E731
+    assert lr(1) == pytest.approx(2e-5) and lr(50) == pytest.approx(1e-3) and lr(100) == pytest.approx(2e-3)
+    assert lr(550) == pytest.approx(1e-3)  # half way through the cosine: (1 + cos(pi / 2)) / 2
+    assert lr(325) == pytest.approx(2e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert lr(1000) == pytest.approx(0.0, abs=1e-15)
+    floor = learning_rate(1e-4, 1000, schedule="cosine", iterations=1000, lr_min=1e-6)
+    assert floor == pytest.approx(1e-6)
+    assert all(lr(i) >= lr(i + 1) for i in range(100, 1000))  # monotone after the warm-up
+    # warm-up in front of the papers' steps; the steps themselves unchanged
+    step = lambda i: learning_rate(1e-4, i, schedule="multistep", iterations=400, warmup=10,  # noqa: E731
+                                   milestones=[200], gamma=0.5)
+    assert step(5) == pytest.approx(5e-5) and step(200) == 1e-4 and step(201) == pytest.approx(5e-5)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        learning_rate(1e-4, 1, schedule="linear", iterations=10)
 
 
 def test_ema_is_the_running_average():

@@ -11,7 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from srgan_lib.imageio import read_image
 from srgan_lib.metrics.niqe import CALIBRATION, aggd_params, niqe
-from srgan_lib.metrics.psnr_ssim import psnr, psnr_torch, rgb_to_y, ssim, ssim_torch
+from srgan_lib.metrics.psnr_ssim import colour_cast, psnr, psnr_torch, rgb_to_y, ssim, ssim_torch
 from srgan_lib.resize import downsample, modcrop, upsample
 from tests.conftest import BENCHMARKS
 
@@ -75,6 +75,15 @@ def test_torch_metrics_match_numpy(pair):
         assert p[1].item() == pytest.approx(psnr(flipped_sr, flipped_hr, space=space, shave=4), abs=1e-5)
         assert s[0].item() == pytest.approx(ssim(sr, hr, space=space, shave=4), abs=1e-6)
         assert s[1].item() == pytest.approx(ssim(flipped_sr, flipped_hr, space=space, shave=4), abs=1e-6)
+
+
+def test_colour_cast_by_hand():
+    rng = np.random.default_rng(0)
+    hr = rng.integers(20, 200, (40, 40, 3)).astype(np.uint8)
+    sr = hr.astype(np.int16) + np.array([3, 0, -2], np.int16)
+    sr[:4] = 255  # a border that the shave removes
+    assert colour_cast(sr.astype(np.uint8), hr, shave=4) == pytest.approx((3.0, 0.0, -2.0))
+    assert colour_cast(hr, hr) == (0.0, 0.0, 0.0)
 
 
 def test_metrics_reject_mismatched_shapes():

@@ -2,7 +2,9 @@
 
 An image is kept when it decodes completely, converts to RGB and is at least ``min_size`` pixels on its short side.
 Rejected: undecodable or truncated files, images that are too small, and duplicates (identical decoded RGB pixels)
-within a split; a training image identical to a test image is rejected as test-set leakage. Order is deterministic:
+within a split. **Test-set leakage**: a training image identical to a test image of any configured test set is
+rejected, and with ``leakage="near"`` (the default) so is one that shows a test image in another form: resized,
+re-encoded, flipped, rotated, turned grey or cropped (:mod:`srgan_lib.data.leakage`). Order is deterministic:
 folders in the order given, files in sorted path order.
 """
 
@@ -17,11 +19,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from srgan_lib.data.leakage import LeakageIndex
 from srgan_lib.imageio import ImageReadError, iter_image_files, open_image, to_rgb, write_json
 
 log = logging.getLogger(__name__)
 LIST_VERSION = 1
 INDEX = "index.json"
+LEAKAGE_CHECKS = ("near", "exact")  # near: also resized/flipped/cropped copies of test images; exact: identical pixels
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,12 @@ def hr_folder(root: str | Path) -> Path:
 
 
 def scan_split(
-    split: str, roots: list[str | Path], min_size: int, forbidden: dict[str, str] | None = None
+    split: str, roots: list[str | Path], min_size: int, forbidden: dict[str, str] | None = None, *,
+    leakage: LeakageIndex | None = None, register: LeakageIndex | None = None,
 ) -> SplitResult:
-    """Validate every image under ``roots``; ``forbidden`` maps pixel md5 -> path of images this split must not hold."""
+    """Validate every image under ``roots``; ``forbidden`` maps pixel md5 -> path of images this split must not hold,
+    ``leakage`` holds test images this split must not show in any form; each accepted image is added to
+    ``register`` (how the test splits fill the leakage index)."""
     result = SplitResult(split=split, roots=[str(r) for r in roots], min_size=min_size)
     seen: dict[str, str] = {}
     forbidden = forbidden or {}
@@ -97,8 +104,15 @@ def scan_split(
         if digest in forbidden:
             result.rejected.append(Rejection(shown, "test_leakage", f"same pixels as test image {forbidden[digest]}"))
             continue
+        leak = leakage.match(rgb) if leakage is not None else None
+        if leak is not None:
+            result.rejected.append(Rejection(shown, "test_leakage",
+                                             f"{leak.how} of test image {leak.test} (match {leak.score:.2f})"))
+            continue
         seen[digest] = shown
         result.images.append(ImageEntry(shown, path.stem, w, h, mode, digest))
+        if register is not None:
+            register.add(f"{split}/{path.stem}", rgb)
     return result
 
 
@@ -109,16 +123,22 @@ def build_lists(
     *,
     min_size: int,
     test_min_size: int = 16,
+    leakage: str = "near",
 ) -> dict[str, SplitResult]:
     """Write ``out_dir/train.json``, ``out_dir/<TEST>.json`` per test set, ``out_dir/rejects.json`` and
-    ``out_dir/index.json`` (the splits in the order given, which every consumer keeps)."""
+    ``out_dir/index.json`` (the splits in the order given, which every consumer keeps). ``leakage``: ``near``
+    rejects training images that show a test image in any form, ``exact`` only identical ones."""
+    if leakage not in LEAKAGE_CHECKS:
+        raise ValueError(f"leakage check must be one of {', '.join(LEAKAGE_CHECKS)}, got {leakage!r}")
     out = Path(out_dir)
     results: dict[str, SplitResult] = {}
+    index = LeakageIndex() if leakage == "near" else None
     for name, root in test.items():
-        results[name] = scan_split(name, [root], test_min_size)
+        results[name] = scan_split(name, [root], test_min_size, register=index)
     test_md5 = {e.md5: e.path for r in results.values() for e in r.images}
     if train:
-        results = {"train": scan_split("train", list(train), min_size, forbidden=test_md5), **results}
+        results = {"train": scan_split("train", list(train), min_size, forbidden=test_md5, leakage=index),
+                   **results}
     for name, res in results.items():
         if not res.images:
             raise ValueError(

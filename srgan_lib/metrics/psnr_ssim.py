@@ -78,6 +78,15 @@ def rmse(sr: np.ndarray, hr: np.ndarray, *, space: Space = "y", shave: int = 0) 
     return float(np.sqrt(_mse(sr, hr, space, shave)))
 
 
+def colour_cast(sr: np.ndarray, hr: np.ndarray, *, shave: int = 0) -> tuple[float, float, float]:
+    """Mean of ``SR - HR`` per RGB channel (grey levels, 0-255 scale): a colour cast or brightness shift that PSNR
+    folds into one number (a broken GAN's tint shows here first); 0 for an unbiased method."""
+    _check_pair(sr, hr)
+    diff = _prepare(sr, "rgb", shave) - _prepare(hr, "rgb", shave)
+    r, g, b = diff.reshape(-1, 3).mean(axis=0)
+    return float(r), float(g), float(b)
+
+
 @lru_cache(maxsize=4)
 def gaussian_1d(size: int = SSIM_WIN, sigma: float = SSIM_SIGMA) -> np.ndarray:
     """Normalised 1-D Gaussian of ``size`` taps."""

@@ -82,6 +82,34 @@ def load_generator_state(path: str | Path, prefer_ema: bool = True) -> dict[str,
     return convert_legacy_state_dict(obj)
 
 
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The ``meta`` record a checkpoint of this project carries (what trained it, or which interpolation it is);
+    empty for checkpoints from elsewhere."""
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+def describe_meta(meta: dict[str, Any]) -> str:
+    """One line saying which configuration a checkpoint is (for tables and reports)."""
+    if not meta:
+        return "external checkpoint"
+    if "alpha" in meta:
+        return f"network interpolation alpha {meta['alpha']:g} between {meta['psnr']} and {meta['gan']}"
+    opts = ", ".join(f"{k} {v}" for k, v in meta.get("generator_options", {}).items())
+    losses = " + ".join(v for v in meta.get("losses", {}).values() if v != "none")
+    text = (f"{meta['generator']} ({opts}; {meta.get('parameters', 0):,} parameters), {meta['iterations']} "
+            f"iterations, batch {meta['batch_size']}, HR {meta['hr_size']}, lr {meta['lr']:g} {meta['schedule']}, "
+            f"{losses}")
+    if meta.get("vgg_weights", "unused") != "unused":
+        text += f", VGG {meta['vgg_weights']}"
+    if meta.get("ema_decay"):
+        text += f", EMA {meta['ema_decay']:g}"
+    if meta.get("train_images"):
+        text += f", {meta['train_images']} training images"
+    return text
+
+
 def summarize(name: str, **options: Any) -> dict[str, Any]:
     """Architecture summary of a registered network: parameters, output shape for its reference input, layers."""
     model = build_model(name, **options).eval()

@@ -40,7 +40,11 @@ class SubPixelUpsample(nn.Module):
 class SRResNet(nn.Module):
     """The SRResNet / SRGAN generator: 9x9 head, B residual blocks, long skip, log2(scale) sub-pixel steps, 9x9 tail."""
 
-    def __init__(self, num_block: int = 16, num_feat: int = 64, scale: int = 4) -> None:
+    def __init__(self, num_block: int = 16, num_feat: int = 64, scale: int = 4,
+                 zero_init_residual: bool = False) -> None:
+        """``zero_init_residual``: start every residual block as the identity (its last BatchNorm's scale at 0, as
+        torchvision's ResNet option and Goyal et al. 2017), so the skip carries the image from the first update; the
+        paper's network and parameter count are unchanged (off by default: PyTorch's initialisation)."""
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f"SRResNet upsamples by powers of two (2, 4, 8), got scale {scale}")
@@ -52,6 +56,9 @@ class SRResNet(nn.Module):
         self.bn_body = nn.BatchNorm2d(num_feat)
         self.upsample = nn.Sequential(*(SubPixelUpsample(num_feat) for _ in range(scale.bit_length() - 1)))
         self.conv_last = nn.Conv2d(num_feat, 3, 9, 1, 4)
+        if zero_init_residual:
+            for block in self.body:
+                nn.init.zeros_(block.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.prelu(self.conv_first(x))

@@ -10,6 +10,7 @@ over the processes, so the result matches a single process on the same batch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import hashlib
 import io
@@ -32,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from srgan_lib import losses
+from srgan_lib.hardware import Levers, cpu_name, resolve_levers
 from srgan_lib.imageio import atomic_path, write_json, write_png, write_text
 from srgan_lib.inference import GeneratorMethod
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
@@ -39,11 +41,12 @@ from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
-from srgan_lib.training.optim import EMA, adam, multistep_lr, set_lr
+from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 from srgan_lib.training.store import open_training_store
 
 log = logging.getLogger("srgan.train")
-# Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values.
+# Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
+# (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
 RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every")
 
 
@@ -111,7 +114,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def config_hash(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int) -> str:
     """Fingerprint of everything that shapes the optimisation trajectory (resumable keys excluded)."""
-    relevant = {k: v for k, v in stage_cfg.items() if k not in RESUMABLE_KEYS}
+    resumable = RESUMABLE_KEYS if stage_cfg.get("schedule", "multistep") == "multistep" else RESUMABLE_KEYS[1:]
+    relevant = {k: v for k, v in stage_cfg.items() if k not in resumable}
     shared = {k: common[k] for k in ("seed", "amp", "channels_last", "vgg_weights", "train_list", "lr_dir")}
     blob = json.dumps({"stage": relevant, "train": shared, "scale": scale}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -150,14 +154,17 @@ class Validator:
         return bool(self.pairs)
 
     @torch.no_grad()
-    def run(self, model: nn.Module, out_range: tuple[float, float], device: torch.device) -> tuple[dict, np.ndarray]:
-        """Mean PSNR-Y/SSIM-Y over the images, and a side-by-side (bicubic | SR | HR) picture of the first one."""
+    def run(self, model: nn.Module, out_range: tuple[float, float], device: torch.device,
+            levers: Levers) -> tuple[dict, np.ndarray]:
+        """Mean PSNR-Y/SSIM-Y over the images, and a side-by-side (bicubic | SR | HR) picture of the first one, in the
+        training run's precision and memory format (the model's own)."""
         from srgan_lib.metrics.psnr_ssim import psnr, ssim
         from srgan_lib.resize import upsample
 
         was_training = model.training
         model.eval()
-        method = GeneratorMethod(model, device, value_range=out_range)
+        method = GeneratorMethod(model, device, value_range=out_range, precision=levers.precision,
+                                 channels_last=levers.channels_last)
         scores: dict[str, list[float]] = {"psnr_y": [], "ssim_y": []}
         picture = None
         for i, (_, lr, hr) in enumerate(self.pairs):
@@ -175,17 +182,18 @@ class Trainer:
     """The models, losses and optimisers of one stage, and the step that updates them."""
 
     def __init__(self, stage: str, params: dict[str, Any], device: torch.device, ddp: Dist, *,
-                 cpu_levers: bool = False) -> None:
-        """``cpu_levers``: apply ``train.amp`` and ``train.channels_last`` on CPU too (tests and benchmarks check their
-        numerics there; training on CPU keeps fp32 and the default layout, which are faster on CPUs without AMX)."""
+                 levers: Levers | None = None) -> None:
+        """``levers``: the precision and memory format to train with; by default what ``train.amp`` and
+        ``train.channels_last`` ask for, as far as the device runs them fast (:func:`srgan_lib.hardware.resolve_levers`:
+        bf16 on a CPU only with native bf16 instructions). Master weights, optimiser state, losses and EMA stay fp32."""
         self.stage, self.cfg, self.common = stage, params[stage], params["train"]
         self.scale, self.device, self.ddp = params["scale"], device, ddp
         cfg, common = self.cfg, self.common
         self.out_range = OUTPUT_RANGES[cfg["generator"]]
         self.cuda = device.type == "cuda"
-        levers = self.cuda or cpu_levers
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(common["amp"]) if levers else None
-        self.memory_format = torch.channels_last if levers and common["channels_last"] else torch.contiguous_format
+        self.levers = levers or resolve_levers(device, common["amp"], common["channels_last"])
+        self.amp_dtype = self.levers.amp_dtype
+        self.memory_format = self.levers.memory_format
         self.sync_every = common["sync_every"]
         self._nonfinite: torch.Tensor | None = None  # accumulated on the device between host syncs
 
@@ -340,12 +348,18 @@ class Trainer:
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.net_g.parameters())
 
-    def set_lr(self, iteration: int) -> float:
+    def learning_rate(self, base_lr: float, iteration: int) -> float:
+        """The stage's schedule (warm-up, then multistep or cosine) at ``iteration`` for a base rate."""
         cfg = self.cfg
-        lr_g = multistep_lr(cfg["lr"], cfg["milestones"], cfg["gamma"], iteration)
+        return learning_rate(base_lr, iteration, schedule=cfg["schedule"], iterations=cfg["iterations"],
+                             warmup=cfg["warmup"], milestones=cfg["milestones"], gamma=cfg["gamma"],
+                             lr_min=cfg["lr_min"] * base_lr / cfg["lr"])
+
+    def set_lr(self, iteration: int) -> float:
+        lr_g = self.learning_rate(self.cfg["lr"], iteration)
         set_lr(self.opt_g, lr_g)
         if self.opt_d is not None:
-            set_lr(self.opt_d, multistep_lr(cfg["d_lr"], cfg["milestones"], cfg["gamma"], iteration))
+            set_lr(self.opt_d, self.learning_rate(self.cfg["d_lr"], iteration))
         return lr_g
 
     def state(self) -> dict[str, Any]:
@@ -370,12 +384,71 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
 
-    def generator_checkpoint(self) -> dict[str, Any]:
-        """The deliverable: ``{'params': G, 'params_ema': EMA(G)}`` (BasicSR/Real-ESRGAN layout)."""
-        params = {k: v.detach().cpu().contiguous() for k, v in self.net_g.state_dict().items()}
-        ema = ({k: v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()}
-               if self.ema is not None else params)
-        return {"params": params, "params_ema": ema}
+    def final_generators(self, patches: PairedPatches, batches: int) -> tuple[nn.Module, nn.Module | None]:
+        """The generator and its EMA as delivered: copies whose BatchNorm statistics are recomputed over ``batches``
+        training batches ("precise BN", as ``torch.optim.swa_utils.update_bn`` does for averaged weights).
+
+        Why: the EMA averages the weights but copies the live network's running statistics, which belong to other
+        weights (on SRResNet that mismatch cost 0.12 dB and a +3 grey-level green cast on Set5), and momentum-0.1
+        running statistics are noisy. The training state itself is left alone, so resume stays exact. Networks
+        without BatchNorm, or ``batches`` 0, are returned as they are."""
+        nets = [self.net_g, self.ema.model if self.ema is not None else None]
+        if batches == 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.net_g.modules()):
+            return nets[0], nets[1]
+        out = []
+        with torch.no_grad():
+            for net in nets:
+                if net is None:
+                    out.append(None)
+                    continue
+                net = copy.deepcopy(net)
+                for m in net.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.reset_running_stats()
+                        m.momentum = None  # a cumulative average over the batches
+                net.train()
+                for k in range(batches):  # batches beyond the run's own: a pure function of (seed, index)
+                    lr_u8, _ = patches.batch(self.cfg["iterations"] + 1 + k, self.cfg["batch_size"])
+                    lr = (lr_u8.to(self.device).float() / 255).contiguous(memory_format=self.memory_format)
+                    with self._autocast():
+                        net(lr)
+                for m in net.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.momentum = 0.1
+                out.append(net.eval())
+        return out[0], out[1]
+
+    def generator_checkpoint(self, meta: dict[str, Any] | None = None,
+                             nets: tuple[nn.Module, nn.Module | None] | None = None) -> dict[str, Any]:
+        """The deliverable: ``{'params': G, 'params_ema': EMA(G)}`` (BasicSR/Real-ESRGAN layout; loaders that read
+        those keys ignore the rest) and ``meta``, what trained it (:func:`srgan_lib.models.checkpoint_meta`).
+        ``nets``: the (generator, EMA) to store, by default the training ones (see :meth:`final_generators`)."""
+        g, ema_net = nets or (self.net_g, self.ema.model if self.ema is not None else None)
+        params = {k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}
+        ema = ({k: v.detach().cpu().contiguous() for k, v in ema_net.state_dict().items()}
+               if ema_net is not None else params)
+        return {"params": params, "params_ema": ema, "meta": self.meta(**(meta or {}))}
+
+    def meta(self, **extra: Any) -> dict[str, Any]:
+        """What trained this generator, in plain values (safe under ``weights_only`` loading)."""
+        cfg = self.cfg
+
+        def loss(kind: str) -> str:
+            term = cfg[kind]
+            if term["type"] == "none":
+                return "none"
+            where = f" on {term['layer']}" if kind == "perceptual" else ""
+            return f"{term['type']}{where} x {term['weight']:g}"
+
+        return {
+            "stage": self.stage, "generator": cfg["generator"], "generator_options": dict(cfg["generator_options"]),
+            "parameters": count_parameters(self.net_g), "iterations": cfg["iterations"],
+            "batch_size": cfg["batch_size"], "hr_size": cfg["hr_size"], "lr": cfg["lr"],
+            "schedule": cfg["schedule"], "warmup": cfg["warmup"], "ema_decay": cfg["ema_decay"],
+            "losses": {k: loss(k) for k in ("pixel", "perceptual", "gan")},
+            "vgg_weights": self.vgg_weights, "init_from": self.init_from or "none",
+            "precision": self.levers.precision, "memory_format": self.levers.layout, **extra,
+        }
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -436,13 +509,16 @@ def train_stage(
     auto_resume: bool = False,
     progress: bool | None = None,
     stop_after: int | None = None,
+    levers: Levers | None = None,
 ) -> TrainResult:
     """Train one stage (``srresnet``, ``srgan``, ``rrdbnet``, ``esrgan``) as ``params`` says; see the module docstring.
 
     ``resume`` continues from the newest compatible checkpoint in ``<train.out>/<stage>`` (a fresh start when there is
     none); ``restart`` deletes that stage's checkpoints first; ``auto_resume`` resumes a compatible run and starts
     over otherwise. ``stop_after`` ends the process after that many
-    iterations of this invocation without a final checkpoint (for timing and smoke runs).
+    iterations of this invocation without a final checkpoint (for timing and smoke runs). ``levers`` overrides the
+    precision and memory format the hardware rule picks (:func:`srgan_lib.hardware.resolve_levers`), e.g. to check
+    bf16 numerics on a CPU that only emulates it.
     """
     from srgan_lib import tracking
 
@@ -461,7 +537,7 @@ def train_stage(
     if not ddp.main:
         ckpt = ckpt_io.latest_checkpoint(run_dir) if (resume or auto_resume) else None
 
-    trainer = Trainer(stage, params, device, ddp)
+    trainer = Trainer(stage, params, device, ddp, levers=levers)
     if trainer.vgg_weights == "random":
         log.warning("%s: perceptual loss on a RANDOMLY initialised VGG19 (train.vgg_weights: random) - not the "
                     "paper's loss; tagged vgg_weights=random in MLflow", stage)
@@ -487,13 +563,14 @@ def train_stage(
         if run_id is None:
             tracker.log_params(tracking.flatten({"scale": scale, "train": common, stage: cfg}))
         device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-                       else f"cpu ({torch.get_num_threads()} threads)")
+                       else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
         tracker.set_tags({
             "git_commit": tracking.git_commit(), "dvc_lock_stage_hash": tracking.dvc_lock_hash(stage),
             "device": device_name,
             "torch_version": torch.__version__, "vgg_weights": trainer.vgg_weights, "config_hash": cfg_hash,
             "world_size": str(ddp.world_size), "init_from": trainer.init_from or "none",
-            "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "fp32",
+            "precision": trainer.levers.precision, "memory_format": trainer.levers.layout,
+            "precision_reason": trainer.levers.reason or "as requested",
             "generator_parameters": str(count_parameters(trainer.net_g)),
             "train_images": str(len(data)),
         })
@@ -512,13 +589,14 @@ def train_stage(
                  "mlflow_run_id": tracker.run_id, "sampler": {"seed": common["seed"], "next_iteration": iteration + 1}}
         ckpt_io.save_checkpoint(run_dir, iteration, state, common["keep_checkpoints"])
 
-    def validate(iteration: int) -> dict[str, float]:
+    def validate(iteration: int, nets: tuple[nn.Module, nn.Module | None] | None = None) -> dict[str, float]:
         if not validator:
             return {}
-        scores, picture = validator.run(trainer.net_g, trainer.out_range, device)
+        g, ema_net = nets or (trainer.net_g, trainer.ema.model if trainer.ema is not None else None)
+        scores, picture = validator.run(g, trainer.out_range, device, trainer.levers)
         row = {"iteration": iteration, **scores}
-        if trainer.ema is not None:
-            ema_scores, ema_picture = validator.run(trainer.ema.model, trainer.out_range, device)
+        if ema_net is not None:
+            ema_scores, ema_picture = validator.run(ema_net, trainer.out_range, device, trainer.levers)
             row.update({f"ema_{k}": v for k, v in ema_scores.items()})
             picture = np.concatenate([picture, np.full((4, picture.shape[1], 3), 255, np.uint8), ema_picture])
         val_history.append(row)
@@ -535,8 +613,9 @@ def train_stage(
     status, last_terms, t_loop, it = "FAILED", {}, time.perf_counter(), start_iter
     window_t, window_n, last_line = time.perf_counter(), 0, time.perf_counter()
     if ddp.main:
-        log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s", stage,
-                 start_iter + 1, end_iter, total, cfg["batch_size"], cfg["hr_size"], len(data), device)
+        log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s, %s", stage,
+                 start_iter + 1, end_iter, total, cfg["batch_size"], cfg["hr_size"], len(data), device,
+                 trainer.levers.describe())
     loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg["batch_size"], workers=common["workers"],
                           pin_memory=device.type == "cuda", rank=ddp.rank, world_size=ddp.world_size)
     try:
@@ -589,11 +668,13 @@ def train_stage(
         model_path = Path(common["models"]) / f"{stage}.pth"
         val_row: dict[str, float] = {}
         if ddp.main:
-            val_row = validate(total) if validator else {}
+            final = trainer.final_generators(data, common["precise_bn"])
+            val_row = validate(total, final) if validator else {}
             save(total)
             _write_csv(run_dir / "history.csv", history)
             with atomic_path(model_path) as tmp:
-                torch.save(trainer.generator_checkpoint(), tmp)
+                meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common["precise_bn"]}
+                torch.save(trainer.generator_checkpoint(meta, final), tmp)
             summary = {"stage": stage, "iterations": total, "resumed_from": start_iter, "model": str(model_path),
                        "final_losses": last_terms, "validation": val_row, "seconds_per_iteration": seconds_per_it,
                        "generator_parameters": count_parameters(trainer.net_g), "mlflow_run_id": tracker.run_id}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -16,6 +17,28 @@ def multistep_lr(base_lr: float, milestones: Sequence[int], gamma: float, iterat
     so a resumed run needs no scheduler state.
     """
     return base_lr * gamma ** sum(1 for m in milestones if iteration > m)
+
+
+SCHEDULES = ("multistep", "cosine")
+
+
+def learning_rate(base_lr: float, iteration: int, *, schedule: str, iterations: int, warmup: int = 0,
+                  milestones: Sequence[int] = (), gamma: float = 1.0, lr_min: float = 0.0) -> float:
+    """The learning rate of update ``iteration`` (1-based): a linear warm-up over the first ``warmup`` updates (from
+    ``base / warmup`` to ``base``), then ``multistep`` (the papers': ``base * gamma^k``, k = milestones passed) or
+    ``cosine`` (half a cosine from ``base`` to ``lr_min`` at ``iterations``, as BasicSR's CosineAnnealing).
+
+    A pure function of the iteration, so a resumed run needs no scheduler state. With ``cosine`` the whole schedule
+    depends on ``iterations``: changing it changes the run (the engine's config hash says so).
+    """
+    if warmup and iteration <= warmup:
+        return base_lr * iteration / warmup
+    if schedule == "multistep":
+        return multistep_lr(base_lr, milestones, gamma, iteration)
+    if schedule == "cosine":
+        t = min(max(iteration - warmup, 0) / max(iterations - warmup, 1), 1.0)
+        return lr_min + (base_lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -1,0 +1,51 @@
+"""The device rule (srgan_lib.hardware): bf16 only where the CPU has native bf16 instructions, read from the kernel's
+flags; channels_last everywhere it is asked for; the reason recorded when a request is not honoured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from srgan_lib.hardware import cpu_flags, cpu_native, resolve_levers
+
+CPU = torch.device("cpu")
+ZEN3 = frozenset({"avx", "avx2", "fma", "f16c"})  # what this project's 2-core CI machines report (AVX2 EPYC)
+ZEN4 = ZEN3 | {"avx512f", "avx512bw", "avx512_bf16"}
+SAPPHIRE_RAPIDS = ZEN4 | {"amx_tile", "amx_bf16", "amx_int8"}
+
+
+def test_cpu_flags_are_the_kernels():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo (not Linux)")
+    line = next(ln for ln in cpuinfo.read_text().splitlines() if ln.startswith(("flags", "Features")))
+    assert cpu_flags() == frozenset(line.split(":", 1)[1].split())
+
+
+@pytest.mark.parametrize(("flags", "precision", "reason"), [
+    (ZEN3, "fp32", "no AMX_BF16 or AVX512_BF16"),
+    (ZEN4, "bf16", "native AVX512_BF16"),
+    (SAPPHIRE_RAPIDS, "bf16", "native AMX_BF16"),
+])
+def test_bf16_on_cpu_only_with_native_instructions(flags, precision, reason):
+    for asked in ("bf16", "auto"):
+        levers = resolve_levers(CPU, asked, True, flags=flags)
+        assert levers.precision == precision and reason in levers.reason
+        assert levers.amp_dtype == (torch.bfloat16 if precision == "bf16" else None)
+        assert levers.memory_format == torch.channels_last and levers.layout == "channels_last"
+
+
+def test_explicit_fp32_and_fp16_on_cpu():
+    assert resolve_levers(CPU, "none", False, flags=SAPPHIRE_RAPIDS).describe() == "fp32, contiguous"
+    assert resolve_levers(CPU, "fp32", True, flags=ZEN4).reason == ""
+    fp16 = resolve_levers(CPU, "fp16", True, flags=SAPPHIRE_RAPIDS)
+    assert fp16.precision == "fp32" and "CUDA" in fp16.reason
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_levers(CPU, "int8", True)
+
+
+def test_this_machine_gets_what_its_flags_allow():
+    levers = resolve_levers(CPU, "bf16", True)
+    assert levers.precision == ("bf16" if cpu_native("bf16") else "fp32")
