@@ -112,13 +112,39 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def config_hash(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int) -> str:
-    """Fingerprint of everything that shapes the optimisation trajectory (resumable keys excluded)."""
+def config_hash(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int,
+                inputs: dict[str, str] | None = None) -> str:
+    """Fingerprint of everything that shapes the optimisation trajectory (resumable keys excluded): the parameters
+    and, in ``inputs``, the content of what the stage reads (:func:`input_digests`), so that a checkpoint made from
+    another PSNR parent or other training photographs under the same paths is never resumed."""
     resumable = RESUMABLE_KEYS if stage_cfg.get("schedule", "multistep") == "multistep" else RESUMABLE_KEYS[1:]
     relevant = {k: v for k, v in stage_cfg.items() if k not in resumable}
     shared = {k: common[k] for k in ("seed", "amp", "channels_last", "vgg_weights", "train_list", "lr_dir")}
-    blob = json.dumps({"stage": relevant, "train": shared, "scale": scale}, sort_keys=True)
+    blob = json.dumps({"stage": relevant, "train": shared, "scale": scale, "inputs": inputs or {}}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def input_digests(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int) -> dict[str, str]:
+    """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest) and the
+    ``init_from`` generator file. A missing input digests as 'missing' (opening it later gives the actionable error)."""
+    from srgan_lib.training.store import fingerprint
+
+    try:
+        data = fingerprint(common["train_list"], Path(common["lr_dir"]) / f"X{scale}", scale)
+    except OSError:
+        data = "missing"
+    init = stage_cfg["init_from"]
+    if init == "none":
+        parent = "none"
+    elif Path(init).is_file():
+        h = hashlib.sha256()
+        with open(init, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        parent = h.hexdigest()
+    else:
+        parent = "missing"
+    return {"data": data, "init_from": parent}
 
 
 def _seed_everything(seed: int) -> None:
@@ -531,7 +557,7 @@ def train_stage(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     run_dir = Path(common["out"]) / stage
-    cfg_hash = config_hash(cfg, common, scale)
+    cfg_hash = config_hash(cfg, common, scale, input_digests(cfg, common, scale))
     ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
     ddp.barrier()
     if not ddp.main:
