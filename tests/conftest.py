@@ -62,6 +62,7 @@ def micro_repo(dest: Path) -> Path:
                              generator_options=tiny[params[stage]["generator"]])
     params["srgan"]["discriminator_options"] = {"num_feat": 8}
     params["esrgan"]["discriminator_options"] = {"num_feat": 8, "input_size": 32}
+    params["interpolate"]["alpha"] = [0.0, 0.5, 1.0]  # a sweep with a middle point: 3 evaluations, not 6
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=srgan-tests", "-c", "user.email=tests@localhost", "-c", "commit.gpgsign=false"]
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "micro profile"]):
