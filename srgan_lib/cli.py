@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from srgan_lib import __version__
 from srgan_lib.config import DEFAULT_PARAMS, ParamsError, load_params
+from srgan_lib.data.lists import LEAKAGE_CHECKS
 from srgan_lib.imageio import ImageReadError, read_image, write_json
 from srgan_lib.pipeline import PipelineError
 from srgan_lib.resize import KERNELS
@@ -199,7 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from srgan_lib import tracking
-    from srgan_lib.evaluation import METRICS, evaluate
+    from srgan_lib.evaluation import BASELINE_CONFIGURATIONS, METRICS, evaluate
     from srgan_lib.models import checkpoint_meta, describe_meta
 
     sets = _evaluation_sets(args)
@@ -220,7 +221,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         meta = checkpoint_meta(checkpoint) if checkpoint != "none" else {}
         for res in results.values():
             res["precision"], res["memory_format"] = precision, getattr(method, "layout", "n/a")
-            res["configuration"] = describe_meta(meta) if checkpoint != "none" else f"{label} upsampling (MATLAB)"
+            res["configuration"] = describe_meta(meta) if checkpoint != "none" else BASELINE_CONFIGURATIONS[args.model]
             res["training"] = meta
         json_out = str(Path(args.json) / f"{label}.json") if args.json and many else args.json
         if json_out:
@@ -381,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="minimum short side of a training image (default 128 = the ESRGAN HR crop)")
     lst.add_argument("--test-min-size", "--test_min_size", dest="test_min_size", type=int, default=16,
                      help="minimum short side of a test image (default 16)")
-    lst.add_argument("--leakage", choices=("near", "exact"), default="near",
+    lst.add_argument("--leakage", choices=LEAKAGE_CHECKS, default="near",
                      help="near (default): reject training images showing a test image in any form (about 0.1 s per "
                      "training image on 2 cores); exact: only identical pixels")
     lst.set_defaults(func=cmd_data_lists)

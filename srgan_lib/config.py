@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from srgan_lib.data.lists import LEAKAGE_CHECKS
 from srgan_lib.resize import KERNELS
 from srgan_lib.training.optim import SCHEDULES
 
@@ -157,7 +158,7 @@ SCHEMA: dict[str, Any] = {
         "test": list_of(named_path()),
         "min_size": integer(minimum=1),
         "test_min_size": integer(minimum=1),
-        "leakage": choice(("near", "exact")),
+        "leakage": choice(LEAKAGE_CHECKS),
         "out": string(),
     },
     "degrade": {"kernel": choice(KERNELS)},

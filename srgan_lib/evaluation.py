@@ -61,6 +61,9 @@ def nearest_method(scale: int) -> SRMethod:
 
 
 BASELINES: dict[str, Callable[[int], SRMethod]] = {"bicubic": bicubic_method, "nearest": nearest_method}
+# what each baseline is, for the report's "What each row is"
+BASELINE_CONFIGURATIONS = {"bicubic": "MATLAB bicubic upsampling (imresize, a = -0.5)",
+                           "nearest": "nearest-neighbour upsampling (pixel replication)"}
 
 
 @dataclass(frozen=True)

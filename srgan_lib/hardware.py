@@ -26,15 +26,23 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of ``/proc/cpuinfo`` (Linux); empty where it cannot be read."""
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each field of ``/proc/cpuinfo`` (Linux; empty where it cannot be read)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (x86 ``flags``, Arm ``Features``); empty where they cannot be read."""
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
 
 
 def cpu_native(precision: str, flags: frozenset[str] | None = None) -> str | None:
@@ -46,13 +54,7 @@ def cpu_native(precision: str, flags: frozenset[str] | None = None) -> str | Non
 
 def cpu_name() -> str:
     """The CPU's model name (for logs and MLflow tags)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 @dataclass(frozen=True)

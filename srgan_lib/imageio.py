@@ -13,6 +13,7 @@ Policy (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -131,6 +132,15 @@ def read_image(
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB chunks: checksums of downloads and content fingerprints."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
+from srgan_lib.imageio import file_sha256
 from srgan_lib.metrics import ma
 from srgan_lib.metrics.psnr_ssim import matlab_luma
 from tests.conftest import run_cli
@@ -137,7 +138,7 @@ def test_model_file_checks(tmp_path):
     write_model(path, [_forest(1, 0.5, 1.0, 3.0)] * 3, [0, 1, 1, 1])
     with pytest.raises(ma.MaUnavailable, match="sha256"):
         ma.load_model(path, sha256="0" * 64)
-    assert ma.load_model(path, sha256=ma.sha256_file(path)).sha256 == ma.sha256_file(path)
+    assert ma.load_model(path, sha256=file_sha256(path)).sha256 == file_sha256(path)
     with pytest.raises(ma.MaUnavailable, match=r"needs evaluate\.ma\.sha256"):  # never downloads an unpinned file
         ma.resolve_model(str(tmp_path / "absent.mat"), None, True)
     (tmp_path / "junk.mat").write_bytes(b"not a mat file")
@@ -156,9 +157,9 @@ def test_evaluate_records_ma_and_pi_or_their_absence(tmp_path):
     path = tmp_path / "model.mat"
     write_model(path, [_forest(1, 0.5, 1.0, 3.0)] * 3, [1.0, 1.0, 1.0, 1.0])
     run_cli("evaluate", "--model", "bicubic", "--set", f"Set5={SHARED_SET5}", "--json", str(tmp_path / "b.json"),
-            "--ma-model", str(path), "--ma-sha256", ma.sha256_file(path))
+            "--ma-model", str(path), "--ma-sha256", file_sha256(path))
     res = json.loads((tmp_path / "b.json").read_text())["Set5"]
-    assert res["unavailable"] == {} and res["ma_model"]["sha256"] == ma.sha256_file(path)
+    assert res["unavailable"] == {} and res["ma_model"]["sha256"] == file_sha256(path)
     for v in res["images"].values():
         assert v["ma"] in (4.0, 6.0, 8.0, 10.0)  # 1 + three forests of 1.0 or 3.0 each
         assert v["pi"] == pytest.approx(((10 - v["ma"]) + v["niqe"]) / 2)

@@ -21,7 +21,6 @@ calibrated against MATLAB output here (no MATLAB, no model file on the build mac
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
@@ -35,6 +34,7 @@ from scipy import ndimage
 from scipy.fft import dctn
 from scipy.special import gammaln
 
+from srgan_lib.imageio import file_sha256
 from srgan_lib.metrics.psnr_ssim import matlab_luma, ssim_map
 from srgan_lib.resize import imresize_to
 
@@ -389,14 +389,6 @@ def _forest_from_struct(rf: np.ndarray, where: str) -> RegressionForest:
                             upper.astype(np.float64), avnode.astype(np.float64), mbest.astype(np.int64))
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_model(path: str | Path, sha256: str | None = None) -> MaModel:
     """Read the authors' ``model.mat`` (struct ``model`` with ``rf`` = 3 regRF forests and ``linear`` 4x1)."""
     from scipy.io import loadmat
@@ -404,7 +396,7 @@ def load_model(path: str | Path, sha256: str | None = None) -> MaModel:
     path = Path(path)
     if not path.is_file():
         raise MaUnavailable(f"Ma model file not found: {path} (see README, 'Ma's score and the perceptual index')")
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     if sha256 and digest != sha256.lower():
         raise MaUnavailable(f"Ma model file {path} has sha256 {digest}, expected {sha256}: a different or damaged "
                             "file; download it again or fix evaluate.ma.sha256")
@@ -434,7 +426,7 @@ def download_model(dest: str | Path, sha256: str, url: str = MODEL_URL) -> Path:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise MaUnavailable(f"cannot download Ma's model from {url}: {exc}") from exc
-    digest = sha256_file(tmp)
+    digest = file_sha256(tmp)
     if digest != sha256.lower():
         tmp.unlink(missing_ok=True)
         raise MaUnavailable(f"downloaded {url} has sha256 {digest}, expected {sha256}: refusing to use it")

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from srgan_lib import losses
 from srgan_lib.hardware import Levers, cpu_name, resolve_levers
-from srgan_lib.imageio import atomic_path, write_json, write_png, write_text
+from srgan_lib.imageio import atomic_path, file_sha256, write_json, write_png, write_text
 from srgan_lib.inference import GeneratorMethod
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
@@ -137,11 +137,7 @@ def input_digests(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int)
     if init == "none":
         parent = "none"
     elif Path(init).is_file():
-        h = hashlib.sha256()
-        with open(init, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        parent = h.hexdigest()
+        parent = file_sha256(init)
     else:
         parent = "missing"
     return {"data": data, "init_from": parent}
