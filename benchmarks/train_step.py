@@ -3,8 +3,8 @@
 For SRResNet (MSE), SRGAN (VGG54 + adversarial), RRDBNet (L1) and ESRGAN (RaGAN + VGG54 + L1 + EMA) at the papers'
 settings from ``configs/paper.yaml`` (batch 16; HR 96 for SRGAN, 128 for ESRGAN; the full networks), it times
 - **ours**: ``Trainer.step`` of the training engine with the levers ``configs/paper.yaml`` sets (fused Adam, foreach
-  EMA, no host sync inside the step; on CUDA also bf16 autocast and channels_last, and torch.compile with
-  ``--compile``), and
+  EMA, no host sync inside the step, channels_last; bf16 autocast where the device runs it natively: CUDA, or CPUs
+  with AVX512_BF16/AMX, see ``srgan_lib.hardware``; torch.compile with ``--compile``), and
 - **reference**: the step written the straightforward way of the PyTorch SRGAN tutorial: fp32, the discriminator
   updated first, then the generator with a second discriminator pass (whose weight gradients are computed and thrown
   away), VGG with its weights frozen, plain Adam (``foreach=False``), a Python loop EMA, ``loss.item()`` every step,
@@ -172,6 +172,7 @@ def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mod
     return {"ours_s": ours_s, "reference_s": ref_s, "ratio": ratio, "tflops": tflop / ours_s,
             "reference_tflops": tflop / ref_s, "counted_tflop": tflop, "design_tflop": DESIGN_TFLOP[stage],
             "batch": batch, "hr_size": hr_size, "steps": steps, "warmup": warmup,
+            "ours_levers": trainer.levers.describe(),
             "first_loss_ours": first_ours, "first_loss_reference": first_ref,
             "ours_all_s": ours, "reference_all_s": ref}
 
@@ -196,7 +197,8 @@ def main() -> None:
     results = {}
     for stage in args.recipes:
         results[stage] = r = bench(stage, device, steps, warmup, args.compile)
-        print(f"  {stage}: ours {r['ours_s']:.3f} s, reference {r['reference_s']:.3f} s", flush=True)
+        print(f"  {stage}: ours {r['ours_s']:.3f} s ({r['ours_levers']}), reference {r['reference_s']:.3f} s "
+              "(fp32, contiguous)", flush=True)
     print(f"\n{'recipe':<9} {'batch':>5} {'HR':>4} {'ours s':>8} {'ref s':>8} {'ratio':>6} {'TFLOP/s':>8} "
           f"{'counted TFLOP':>13} {'DESIGN':>7}  first loss ours / reference")
     for stage, r in results.items():

@@ -46,6 +46,8 @@ def test_explicit_fp32_and_fp16_on_cpu():
         resolve_levers(CPU, "int8", True)
 
 
-def test_this_machine_gets_what_its_flags_allow():
-    levers = resolve_levers(CPU, "bf16", True)
-    assert levers.precision == ("bf16" if cpu_native("bf16") else "fp32")
+def test_this_machine_agrees_with_pytorchs_own_cpu_detection():
+    """Our /proc/cpuinfo reading against PyTorch's (the cpuinfo library's CPUID probe) on the machine running this."""
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert (cpu_native("bf16") is not None) == native
+    assert resolve_levers(CPU, "bf16", True).precision == ("bf16" if native else "fp32")

@@ -4,6 +4,8 @@ processes. Each short run's losses (and weights) must stay within a stated toler
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -161,7 +163,7 @@ def test_precise_bn_equals_torch_update_bn_and_leaves_training_alone(micro_data,
     before = {k: v.clone() for k, v in trainer.ema.model.state_dict().items()}
     g, ema = trainer.final_generators(patches, batches=3)
     assert all(torch.equal(before[k], v) for k, v in trainer.ema.model.state_dict().items())  # copies only
-    reference = __import__("copy").deepcopy(trainer.ema.model)
+    reference = copy.deepcopy(trainer.ema.model)
     cfg = params["srresnet"]
     update_bn([patches.batch(cfg["iterations"] + 1 + k, cfg["batch_size"])[0].float() / 255 for k in range(3)],
               reference)
@@ -195,7 +197,9 @@ def test_bf16_training_tracks_fp32_and_resumes_bit_exactly(micro_data, tmp_path)
     print(f"bf16 vs fp32 over 30 updates: L1 {a[0]:.4f} -> {a[-1]:.4f} (fp32), {b[-1]:.4f} (bf16); "
           f"worst relative difference {worst:.2%}")
     assert a[-1] < 0.8 * a[0] and worst < 0.03
+    assert worst > 0  # bf16 really ran: identical curves would mean the levers were ignored
     state = torch.load(ref.model_path, weights_only=True)
+    assert state["meta"]["precision"] == "bf16" and state["meta"]["memory_format"] == "channels_last"
     assert all(v.dtype == torch.float32 for v in state["params"].values() if v.is_floating_point())
     # interrupted after 16 updates (last checkpoint: 10), resumed: the same bits as the uninterrupted bf16 run
     params = micro_params(micro_data, tmp_path / "resumed", "rrdbnet", **common)
