@@ -6,7 +6,7 @@ Per worker process (this process, one thread), for HR 96 (SRGAN) and HR 128 (ESR
 and prints samples (HR/LR pairs) per second for both and the ratio. By default the source images are DIV2K-sized
 (2040 x 1356) PNGs made from scikit-image's photographs (upscaled, with sensor-like noise so they compress like
 photographs); ``--images DIR`` uses real ones (for example DIV2K_train_HR). ESRGAN at the H100 FLOP floor consumes
-about 4,300 HR 128x128 patches per second (DESIGN section 8): the table shows how many worker processes each path
+about 4,300 HR 128x128 patches per second (the design floors): the table shows how many worker processes each path
 needs for that.
 
     python benchmarks/data.py --json benchmarks/results/data-cpu.json
@@ -32,7 +32,7 @@ from srgan_lib.imageio import read_image
 from srgan_lib.training.data import PairedPatches, augment
 from srgan_lib.training.store import TrainingStore, build_store, open_training_store
 
-FLOOR_PATCHES_PER_S = 4300  # ESRGAN at the H100 FLOP floor, HR 128 (DESIGN section 8)
+FLOOR_PATCHES_PER_S = 4300  # ESRGAN at the H100 FLOP floor, HR 128 (the design floors)
 DIV2K_SIZE = (2040, 1356)
 
 

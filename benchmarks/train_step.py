@@ -11,7 +11,7 @@ settings from ``configs/paper.yaml`` (batch 16; HR 96 for SRGAN, 128 for ESRGAN;
 on the same batches from the same initial weights, interleaved (one step of each in turn), warm-up excluded, the median
 of ``--steps`` (the ratio: the median of the paired step ratios).
 It prints seconds per step, the ratio reference / ours (higher is better) and the achieved TFLOP/s of
-ours against the FLOPs of the step counted with ``torch.utils.flop_counter`` (next to DESIGN section 8's figures).
+ours against the FLOPs of the step counted with ``torch.utils.flop_counter`` (next to the design floors's figures).
 VGG weights are random (speed does not depend on them; nothing is downloaded).
 
     python benchmarks/train_step.py --json benchmarks/results/train-step-cpu.json     # CPU: ~15 min on 2 cores
@@ -40,7 +40,7 @@ from srgan_lib.training.engine import Dist, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("srresnet", "srgan", "rrdbnet", "esrgan")
-# DESIGN section 8: TFLOP per step at batch 16 (conv layers, fwd+bwd = 3 x fwd); RRDBNet: 3 x 35.9 TFLOP/MP x LR MP
+# the design floors: TFLOP per step at batch 16 (conv layers, fwd+bwd = 3 x fwd); RRDBNet: 3 x 35.9 TFLOP/MP x LR MP
 DESIGN_TFLOP = {"srresnet": 0.12, "srgan": 0.72, "rrdbnet": 3 * 35.9 * 16 * 32 * 32 / 1e6, "esrgan": 2.9}
 
 

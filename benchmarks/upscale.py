@@ -4,7 +4,7 @@ For SRResNet and the 23-block RRDBNet (the papers' configurations, random weight
 it times input megapixels per second at several tile sizes and the plain reference, and prints the ratio
 (ours / reference, higher is better) and the peak memory of each (CPU: resident set growth sampled every 5 ms;
 CUDA: ``max_memory_allocated``). On a GPU the achieved TFLOP/s is compared with the FLOP count (RRDBNet: 35.9 TFLOP
-per input megapixel at x4, DESIGN section 8).
+per input megapixel at x4, the design floors).
 
     python benchmarks/upscale.py                 # CPU defaults: SRResNet 256x256, RRDBNet 512x512 (~25 min, 2 cores)
     python benchmarks/upscale.py --models rrdbnet --repeats 1 --warmup 0   # the RRDBNet large-tile rows (~10 min)
@@ -31,7 +31,7 @@ from srgan_lib.upscale import Upscaler
 
 def conv_tflop_per_input_mp(model: torch.nn.Module, side: int = 32) -> float:
     """Forward FLOPs (2 x multiply-accumulates of every convolution) per input megapixel, counted with hooks on a
-    side x side input; DESIGN section 8 gives 35.9 for the paper's RRDBNet."""
+    side x side input; the design floors gives 35.9 for the paper's RRDBNet."""
     total = 0
 
     def hook(mod: torch.nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:

@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from srgan_lib import tracking
+from srgan_lib.metrics import METRICS, SUMMARY, format_value
 from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_dvc, stage_env, stage_names
 from srgan_lib.summary import eval_table
 
@@ -24,7 +25,6 @@ TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@s
 TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "evaluate_models@rrdbnet",
                 "evaluate_models@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
-REPORT_METRICS = ("psnr_y", "ssim_y", "niqe", "pi")
 
 
 @task(name="dvc-repro", task_run_name="dvc repro {stage}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
@@ -62,11 +62,11 @@ def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
     evaluated = [r for r in runs if r["kind"] == "evaluation"]
     if evaluated:
         sets = sorted({k.split("/")[0] for r in evaluated for k in r["metrics"] if "/" in k})
-        head = [f"{s} {m}" for s in sets for m in REPORT_METRICS]
+        head = [f"{s} {METRICS[m].label}" for s in sets for m in SUMMARY]
         lines += ["| model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
         for r in evaluated:
-            cells = [r["metrics"].get(f"{s}/{m}") for s in sets for m in REPORT_METRICS]
-            lines.append(f"| {r['model']} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in cells) + " |")
+            cells = [format_value(m, r["metrics"].get(f"{s}/{m}")) for s in sets for m in SUMMARY]
+            lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
         reasons = {k: v for r in evaluated for k, v in r["unavailable"].items()}
         if "pi" in reasons:
             lines += ["", f"n/a: pi - {reasons['pi']}."]

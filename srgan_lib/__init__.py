@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 __version__ = "0.1.0"
+DEFAULT_PARAMS = Path("params.yaml")  # the one parameter file every stage reads (srgan_lib.config validates it)
+
+
+class UserError(Exception):
+    """An error the user can fix (bad parameters, a missing file, a refused checkpoint): the CLI prints its message
+    as one line and exits with status 2. Every module's user-facing errors derive from it."""
+
 
 # Quiet, offline-friendly defaults for every tool the project drives; a user's explicit setting wins.
 TELEMETRY_OFF: dict[str, str] = {

@@ -8,24 +8,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 
-from srgan_lib import __version__
-from srgan_lib.config import DEFAULT_PARAMS, ParamsError, load_params
+from srgan_lib import DEFAULT_PARAMS, UserError, __version__
 from srgan_lib.data.lists import LEAKAGE_CHECKS
 from srgan_lib.imageio import ImageReadError, read_image, write_json
-from srgan_lib.pipeline import PipelineError
 from srgan_lib.resize import KERNELS
-from srgan_lib.training import TrainingError
 
 log = logging.getLogger("srgan")
 
 
-class CLIError(Exception):
+class CLIError(UserError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
@@ -99,149 +95,28 @@ def cmd_data_store(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------------ evaluate
 
 
-def _fmt(v: float | None, digits: int) -> str:
-    if v is None:
-        return "n/a"
-    return "inf" if math.isinf(v) else f"{v:.{digits}f}"
-
-
-def format_eval_table(*evaluations: dict[str, dict]) -> str:
-    """Human-readable table of one or more evaluations (set -> metrics each), rows grouped by set, with the paper's
-    row beside ours where one is known. Ma and PI read 'n/a' where the Ma model was unavailable."""
-    from srgan_lib.references import PAPER_ROWS
-
-    lines = [
-        f"{'set':<10} {'model':<12} {'n':>3}  {'PSNR-Y':>7} {'SSIM-Y':>7}  {'PSNR-RGB':>8} {'SSIM-RGB':>8}  "
-        f"{'NIQE':>6} {'Ma':>6} {'PI':>6}   paper PSNR-Y/SSIM-Y"
-    ]
-    rows = [(name, r) for ev in evaluations for name, r in ev.items()]
-    order = list(dict.fromkeys(name for name, _ in rows))
-    reasons = {}
-    for name, r in sorted(rows, key=lambda nr: order.index(nr[0])):
-        ref = PAPER_ROWS.get(r["model"], {}).get("sets", {}).get(name)
-        paper = f"{ref[0]:.2f} / {ref[1]:.4f}" if ref else "-"
-        reasons.update(r.get("unavailable", {}))
-        lines.append(
-            f"{name:<10} {r['model']:<12} {r['n_images']:>3}  {_fmt(r['psnr_y'], 2):>7} {_fmt(r['ssim_y'], 4):>7}  "
-            f"{_fmt(r['psnr_rgb'], 2):>8} {_fmt(r['ssim_rgb'], 4):>8}  {_fmt(r['niqe'], 3):>6} "
-            f"{_fmt(r.get('ma'), 3):>6} {_fmt(r.get('pi'), 3):>6}   {paper}"
-        )
-    lines.append(
-        "PSNR/SSIM-Y: BT.601 Y, shave = scale (the papers' convention); -RGB: RGB, same shave (BasicSR's zoo); "
-        "NIQE, PI: lower is better; Ma: higher is better"
-    )
-    if "ma" in reasons:
-        lines.append(f"Ma, PI n/a: {reasons['ma']}")
-    return "\n".join(lines)
-
-
-def _evaluation_sets(args: argparse.Namespace) -> dict:
-    from srgan_lib.data.lists import test_lists
-    from srgan_lib.evaluation import test_set_from_folder, test_set_from_list
-
-    sets = {}
-    for name, path in args.set or []:
-        sets[name] = test_set_from_folder(path, args.scale)
-    for lists_dir in args.lists or []:
-        for list_file in test_lists(lists_dir):
-            name, images = test_set_from_list(list_file, args.scale)
-            sets[name] = images
-    if not sets:
-        raise CLIError("no test set given: use --set NAME=PATH (repeatable) or --lists DIR")
-    return sets
-
-
-def _evaluation_methods(args: argparse.Namespace) -> list[tuple[str, str, object]]:
-    """(label, checkpoint or 'none', method) for --model: a baseline, a checkpoint, or a folder of checkpoints."""
-    from pathlib import Path
-
-    from srgan_lib.evaluation import BASELINES
-
-    if args.model in BASELINES:
-        return [(args.name or args.model, "none", BASELINES[args.model](args.scale))]
-    path = Path(args.model)
-    if path.is_dir():
-        checkpoints = sorted(p for p in path.iterdir() if p.suffix in (".pth", ".pt"))
-        if not checkpoints:
-            raise CLIError(f"no checkpoints (*.pth) in folder '{path}'")
-        if args.name:
-            raise CLIError("--name labels one model; a folder's checkpoints are labelled by their file names")
-    elif path.suffix in (".pth", ".pt") or path.is_file():
-        checkpoints = [path]
-    else:
-        raise CLIError(f"unknown model {args.model!r}: give {', '.join(BASELINES)}, a generator checkpoint (.pth) "
-                       "or a folder of them")
-    from srgan_lib.inference import GeneratorMethod, load_generator
-
-    methods = []
-    for ckpt in checkpoints:
-        model = load_generator(ckpt, prefer_ema=not args.no_ema)
-        if model.scale != args.scale:
-            raise CLIError(f"'{ckpt}' is a x{model.scale} generator but --scale is {args.scale}")
-        label = args.name if args.name and len(checkpoints) == 1 else ckpt.stem
-        methods.append((label, str(ckpt), GeneratorMethod(model, tile=args.tile, precision=args.precision)))
-    return methods
-
-
-def _ma_model(args: argparse.Namespace) -> tuple[object | None, str]:
-    """(Ma model, '') or (None, why it is unavailable)."""
-    from srgan_lib.metrics.ma import MaUnavailable, resolve_model
-
-    if not args.ma_model:
-        return None, "no Ma model file configured (evaluate.ma.model / --ma-model)"
-    try:
-        return resolve_model(args.ma_model, args.ma_sha256 or None, args.ma_download == "true"), ""
-    except MaUnavailable as exc:
-        log.warning("Ma's score and PI unavailable: %s", exc)
-        return None, str(exc)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from srgan_lib.stages.evaluate import EvaluateSettings, ModelEvaluation, run_evaluate
+    from srgan_lib.tables import format_eval_table
 
-    from srgan_lib import tracking
-    from srgan_lib.evaluation import BASELINE_CONFIGURATIONS, METRICS, evaluate
-    from srgan_lib.models import checkpoint_meta, describe_meta
+    settings = EvaluateSettings(
+        model=args.model, name=args.name, sets=args.set or [], lists=args.lists or [], scale=args.scale,
+        lr_source=args.lr_source, kernel=args.kernel, precision=args.precision, tile=args.tile, ema=not args.no_ema,
+        json=args.json, metrics_json=args.metrics_json, sr_dir=args.sr_dir, ma_model=args.ma_model,
+        ma_sha256=args.ma_sha256, ma_download=args.ma_download == "true", tracking_uri=args.tracking_uri,
+        experiment=args.experiment, reuse=args.reuse or [])
 
-    sets = _evaluation_sets(args)
-    methods = _evaluation_methods(args)
-    ma_model, ma_reason = _ma_model(args)
-    uri = tracking.resolve_uri(args.tracking_uri or "none")
-    many = len(methods) > 1
-    if many and args.json == "-":
-        raise CLIError("--json - (stdout) takes one model; give a folder for a folder of checkpoints")
-    all_metrics: dict[str, dict] = {}
-    for label, checkpoint, method in methods:
-        start = time.perf_counter()
-        results = evaluate(label, method, sets, scale=args.scale, lr_source=args.lr_source, kernel=args.kernel,
-                           ma_model=ma_model, ma_unavailable=ma_reason,
-                           sr_dir=Path(args.sr_dir) / label if args.sr_dir else None)
-        elapsed = time.perf_counter() - start
-        precision = getattr(method, "precision", "n/a (no network)")
-        meta = checkpoint_meta(checkpoint) if checkpoint != "none" else {}
-        for res in results.values():
-            res["precision"], res["memory_format"] = precision, getattr(method, "layout", "n/a")
-            res["configuration"] = describe_meta(meta) if checkpoint != "none" else BASELINE_CONFIGURATIONS[args.model]
-            res["training"] = meta
-        json_out = str(Path(args.json) / f"{label}.json") if args.json and many else args.json
-        if json_out:
-            _emit_json(results, json_out)
-        keys = (*METRICS, "n_images")
-        all_metrics[label] = {s: {k: r[k] for k in keys if k in r} for s, r in results.items()}
-        settings = {"checkpoint": checkpoint, "scale": args.scale, "lr_source": args.lr_source,
-                    "lr_kernel": args.kernel, "ema": not args.no_ema, "precision": precision,
-                    "ma_model": getattr(ma_model, "sha256", "") or "unavailable"}
-        unavailable = next(iter(results.values()))["unavailable"]
-        run_id = tracking.log_evaluation(uri, args.experiment, label, results, settings=settings, metrics=METRICS,
-                                         unavailable=unavailable,
-                                         artifacts=[a for a in (json_out,) if a and a != "-"])
-        if args.json != "-":
-            print(format_eval_table(results))
-        n = sum(r["n_images"] for r in results.values())
-        print(f"evaluate: {label} on {len(results)} set(s), {n} images, LR {args.lr_source} ({elapsed:.1f} s)"
-              + (f"; MLflow run {run_id}" if run_id else ""), file=sys.stderr if args.json == "-" else sys.stdout)
-    if args.metrics_json:
-        write_json(args.metrics_json, all_metrics)
+    def show(e: ModelEvaluation) -> None:
+        if args.json == "-":
+            _emit_json(e.results, "-")
+        else:
+            print(format_eval_table(e.results))
+        n = sum(r["n_images"] for r in e.results.values())
+        how = f"reused from {e.reused_from}" if e.reused_from else f"LR {args.lr_source}"
+        print(f"evaluate: {e.label} on {len(e.results)} set(s), {n} images, {how} ({e.seconds:.1f} s)"
+              + (f"; MLflow run {e.run_id}" if e.run_id else ""), file=sys.stderr if args.json == "-" else sys.stdout)
+
+    run_evaluate(settings, on_result=show)
     return 0
 
 
@@ -321,6 +196,8 @@ def cmd_models_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_params_check(args: argparse.Namespace) -> int:
+    from srgan_lib.config import load_params
+
     params = load_params(args.params)
     sections = ", ".join(k for k in params if isinstance(params[k], dict))
     print(f"params: {args.params} is valid (sections: {sections})")
@@ -452,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ma-sha256", default="", metavar="HEX", help="expected sha256 of the Ma model file")
     ev.add_argument("--ma-download", type=str.lower, choices=("true", "false"), default="false",
                     help="download the Ma model when missing (needs --ma-sha256; default false)")
+    ev.add_argument("--reuse", nargs="+", action="extend", metavar="JSON",
+                    help="earlier results (--json files): a network with bit-identical weights evaluated under the "
+                    "same settings takes them instead of running again (the sweep's alpha 0 and 1)")
     _add_tracking(ev, "the per-set means as one run per model")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -489,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one stage as params.yaml says (its own section plus `train`). Checkpoints go to "
         "<train.out>/<stage>/checkpoints, the final generator to <train.models>/<stage>.pth as "
         "{'params', 'params_ema'}; metrics, validation images and the config go to MLflow "
-        "(train.tracking_uri or MLFLOW_TRACKING_URI). Under torchrun the same command trains with DDP: "
+        "(params.yaml tracking.uri, or MLFLOW_TRACKING_URI). Under torchrun the same command trains with DDP: "
         "torchrun --nproc-per-node N -m srgan_lib.cli train esrgan.",
     )
     tr.add_argument("stage", choices=("srresnet", "srgan", "rrdbnet", "esrgan"))
@@ -609,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from srgan_lib.config import load_params
     from srgan_lib.training.engine import install_sigterm_handler, train_stage
 
     params = load_params(args.params, args.set or [])
@@ -669,9 +550,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                       existing=existing, max_pixels=args.max_pixels)
     rate = s.input_pixels / 1e6 / s.seconds if s.seconds and s.input_pixels else 0.0
     print(f"upscale: x{up.scale} -> {args.out}/  processed {len(s.written)}, skipped {len(s.skipped)}, "
-          f"failed {len(s.failed)}  ({s.seconds:.1f} s, {rate:.3f} input MP/s, {up.device}, {up.precision})")
+          f"failed {len(s.failed)}, not images {len(s.ignored)}  ({s.seconds:.1f} s, {rate:.3f} input MP/s, "
+          f"{up.device}, {up.precision})")
     for src, why in s.failed.items():
         print(f"  failed: {src}: {why}", file=sys.stderr)
+    for src, why in s.ignored.items():
+        print(f"  not an image, left out: {src}: {why}", file=sys.stderr)
     if up.fp32_retries:
         print(f"  {up.fp32_retries} tile(s) redone in fp32 (non-finite {up.precision} output)")
     return 1 if s.failed else 0
@@ -679,7 +563,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from srgan_lib.export import export_onnx
-    from srgan_lib.inference import load_generator
+    from srgan_lib.models import load_generator
     from srgan_lib.upscale import resolve_model_path
 
     model = load_generator(resolve_model_path(args.model, args.tracking_uri), prefer_ema=not args.no_ema)
@@ -696,27 +580,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from srgan_lib import tracking
-    from srgan_lib.report import FIGURE_METHODS, table_markdown, write_report
+    from srgan_lib.report import FIGURE_METHODS, table_markdown
+    from srgan_lib.stages.report import ReportSettings, run_report
 
-    start = time.perf_counter()
-    try:
-        summary = write_report(args.eval, args.out, sr_dir=args.sr_dir, figure_methods=args.methods or FIGURE_METHODS,
-                               crop=args.crop)
-    except FileNotFoundError as exc:
-        raise CLIError(str(exc)) from exc
-    run = tracking.Tracker(tracking.resolve_uri(args.tracking_uri or "none"), args.experiment, "report",
-                           tags={"srgan.kind": "report"})
-    try:
-        run.set_tags({"report.perceptual_axis": summary.perceptual_axis})
-        run.log_artifacts([args.out], "report")
-    except BaseException:
-        run.end("FAILED")
-        raise
-    run.end()
-    print(table_markdown(summary.table))
-    print(f"report: {summary.report} ({len(summary.figures)} figures, {time.perf_counter() - start:.1f} s)"
-          + (f"; MLflow run {run.run_id} (artifacts 'report/')" if run.run_id else ""))
+    res = run_report(ReportSettings(eval_dirs=args.eval, out=args.out, sr_dir=args.sr_dir,
+                                    figure_methods=args.methods or FIGURE_METHODS, crop=args.crop,
+                                    tracking_uri=args.tracking_uri, experiment=args.experiment))
+    print(table_markdown(res.summary.table))
+    print(f"report: {res.summary.report} ({len(res.summary.figures)} figures, {res.seconds:.1f} s)"
+          + (f"; MLflow run {res.run_id} (artifacts 'report/')" if res.run_id else ""))
     return 0
 
 
@@ -747,8 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ParamsError, ImageReadError, FileNotFoundError, ValueError, TrainingError,
-            PipelineError) as exc:
+    except (UserError, FileNotFoundError, ValueError) as exc:
         print(f"srgan: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

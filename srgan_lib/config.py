@@ -15,14 +15,13 @@ from typing import Any
 
 import yaml
 
+from srgan_lib import DEFAULT_PARAMS, UserError
 from srgan_lib.data.lists import LEAKAGE_CHECKS
 from srgan_lib.resize import KERNELS
 from srgan_lib.training.optim import SCHEDULES
 
-DEFAULT_PARAMS = Path("params.yaml")
 
-
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """``params.yaml`` is invalid; the message names the file, the key and what is allowed."""
 
 
@@ -359,11 +358,34 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently:
+    ``scale: 4`` then ``scale: 2`` would train x2)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key == "<<":  # a merge key may repeat
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice in one section (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}): keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML parameter file, duplicate keys refused (:class:`_UniqueKeyLoader`)."""
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read and validate ``params.yaml`` (with optional ``section.key=value`` overrides); errors name file and key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found (run from the repository root or pass --params)") from None
     except yaml.YAMLError as exc:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from srgan_lib.data.lists import hr_folder, read_list
 from srgan_lib.imageio import iter_image_files, read_image, write_png
+from srgan_lib.metrics import NAMES
 from srgan_lib.metrics.ma import MaModel, perceptual_index
 from srgan_lib.metrics.niqe import niqe
 from srgan_lib.metrics.psnr_ssim import colour_cast, psnr, rmse, ssim
@@ -28,21 +29,6 @@ from srgan_lib.resize import Kernel, downsample, modcrop, upsample
 log = logging.getLogger(__name__)
 SRMethod = Callable[[np.ndarray], np.ndarray]
 LRSource = Literal["generate", "folder"]
-METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "rmse_y", "niqe", "ma", "pi",
-                             "cast_r", "cast_g", "cast_b")
-CONVENTIONS = {
-    "psnr_y": "PSNR (dB) on BT.601 Y (16-235, float), shave = scale: the papers' tables",
-    "ssim_y": "SSIM on BT.601 Y, 11x11 Gaussian window sigma 1.5, valid region, shave = scale: the papers' tables",
-    "psnr_rgb": "PSNR (dB) on RGB, shave = scale: what BasicSR's model zoo reports",
-    "ssim_rgb": "SSIM averaged over R, G, B, shave = scale",
-    "rmse_y": "RMSE on BT.601 Y (0-255), shave = scale: the distortion axis of the PIRM perception-distortion plane",
-    "niqe": "NIQE (MATLAB R2021a-calibrated) on the SR image's Y, shave = scale (PIRM 2018); lower is better",
-    "ma": "Ma et al. (2017) score with the authors' trained model, Y, shave = scale (PIRM 2018); higher is better",
-    "pi": "perceptual index ((10 - Ma) + NIQE) / 2 (PIRM 2018); lower is better",
-    "cast_r": "colour cast: mean of SR - HR on R (grey levels, 0-255), shave = scale; 0 is unbiased",
-    "cast_g": "colour cast: mean of SR - HR on G (grey levels, 0-255), shave = scale",
-    "cast_b": "colour cast: mean of SR - HR on B (grey levels, 0-255), shave = scale",
-}
 
 
 def unavailable_reasons(reason: str) -> dict[str, str]:
@@ -161,7 +147,7 @@ def evaluate_set(
         per_image[img.name] = measure(sr, hr, scale, ma_model)
         if sr_dir is not None:
             write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False))
-    present = [m for m in METRICS if all(m in v for v in per_image.values())]
+    present = [m for m in NAMES if all(m in v for v in per_image.values())]
     means = {m: float(np.mean([v[m] for v in per_image.values()])) for m in present}
     if any(math.isinf(v) for v in means.values()):
         log.warning("an SR image equals its HR image exactly: PSNR is infinite")

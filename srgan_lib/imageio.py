@@ -26,6 +26,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from srgan_lib import UserError
+
 AlphaPolicy = Literal["composite", "drop", "error"]
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".tga"}
@@ -35,7 +37,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageReadError(OSError):
+class ImageReadError(UserError, OSError):
     """An image file could not be read; the message names the file and what to do."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

@@ -1,4 +1,4 @@
-"""The papers' losses (DESIGN section 4): pixel, perceptual (VGG features) and adversarial (standard and RaGAN).
+"""The papers' losses (SRGAN sec. 2.2, ESRGAN sec. 3): pixel, perceptual (VGG features), adversarial (GAN, RaGAN).
 
 Conventions:
 - ``C(x)`` is the discriminator's raw logit; every adversarial loss is written with ``BCEWithLogits`` on logits, which

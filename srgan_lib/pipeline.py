@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srgan_lib import tracking
+from srgan_lib import UserError, tracking
 from srgan_lib.config import DEFAULT_PARAMS, load_params
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def tool(name: str) -> str:
     return str(BIN / name) if (BIN / name).exists() else name
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A DVC command failed; the message names it and its exit status."""
 
 

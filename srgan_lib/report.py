@@ -18,17 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from srgan_lib.evaluation import CONVENTIONS
 from srgan_lib.imageio import atomic_path, read_image, write_text
+from srgan_lib.metrics import CONVENTIONS, METRICS, SWEEP, TABLE, format_value
 from srgan_lib.references import PAPER_ROWS
 from srgan_lib.resize import modcrop
 
 DISPLAY = {"nearest": "Nearest", "bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN", "rrdbnet": "RRDB",
            "esrgan": "ESRGAN"}
 FIGURE_METHODS = ("bicubic", "srresnet", "srgan", "rrdbnet", "esrgan")
-TABLE_METRICS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "psnr_rgb": ("PSNR-RGB", 2), "niqe": ("NIQE", 3),
-                 "ma": ("Ma", 3), "pi": ("PI", 3)}
-SWEEP_METRICS = {"psnr_y": "PSNR-Y", "rmse_y": "RMSE-Y", "niqe": "NIQE", "pi": "PI"}
 Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
 
 
@@ -59,7 +56,7 @@ def per_image_frame(evals: Evaluations) -> pd.DataFrame:
 
 def means_frame(evals: Evaluations) -> pd.DataFrame:
     """Per-set means: index method, columns (set, metric); Ma/PI NaN where unavailable."""
-    data = {m: {(s, k): r.get(k, math.nan) for s, r in sets.items() for k in (*TABLE_METRICS, "rmse_y")}
+    data = {m: {(s, k): r.get(k, math.nan) for s, r in sets.items() for k in dict.fromkeys((*TABLE, *SWEEP))}
             for m, sets in evals.items()}
     frame = pd.DataFrame.from_dict(data, orient="index")
     frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["set", "metric"])
@@ -71,21 +68,21 @@ def paper_table(evals: Evaluations, *, include_interp: bool = False) -> pd.DataF
     formatted as strings ('n/a' where a metric was unavailable, '-' where a paper gives no number)."""
     means = means_frame({m: v for m, v in evals.items() if include_interp or not m.startswith("interp_")})
     sets = list(dict.fromkeys(s for s, _ in means.columns))
-    columns = [(s, k) for s in sets for k in TABLE_METRICS]
+    columns = [(s, k) for s in sets for k in TABLE]
     rows = {}
     for method, row in means.iterrows():
         rows[f"{display_name(str(method))} (ours)"] = [
-            "n/a" if pd.isna(row.get(c)) else f"{row[c]:.{TABLE_METRICS[c[1]][1]}f}" for c in columns]
+            format_value(c[1], None if pd.isna(row.get(c)) else float(row[c])) for c in columns]
     for method, ref in PAPER_ROWS.items():
         if method not in means.index and method != "bicubic":
             continue
         cells = []
         for s, k in columns:
             value = ref["sets"].get(s)
-            cells.append(f"{value[0]:.2f}" if value and k == "psnr_y" else
-                         f"{value[1]:.4f}" if value and k == "ssim_y" else "-")
+            cells.append(format_value(k, value[0]) if value and k == "psnr_y" else
+                         format_value(k, value[1]) if value and k == "ssim_y" else "-")
         rows[ref["label"]] = cells
-    header = pd.MultiIndex.from_tuples([(s, TABLE_METRICS[k][0]) for s, k in columns])
+    header = pd.MultiIndex.from_tuples([(s, METRICS[k].label) for s, k in columns])
     return pd.DataFrame.from_dict(rows, orient="index", columns=header)
 
 
@@ -305,9 +302,10 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
               "(ESRGAN paper, Fig. 2 and Sec. 4.5).", "", "![perception-distortion](perception_distortion.png)"]
     if interp:
         sweep = means.loc[interp]
-        cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in SWEEP_METRICS]
-        sweep_tab = pd.DataFrame({f"{s} {SWEEP_METRICS[k]}":
-                                  [("n/a" if pd.isna(v) else f"{v:.3f}") for v in sweep[(s, k)]] for s, k in cols},
+        cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in SWEEP]
+        sweep_tab = pd.DataFrame({f"{s} {METRICS[k].label}":
+                                  [format_value(k, None if pd.isna(v) else float(v)) for v in sweep[(s, k)]]
+                                  for s, k in cols},
                                  index=[display_name(m) for m in interp])
         lines += ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True), ""]
         for set_name in dict.fromkeys(s for s, _ in means.columns):

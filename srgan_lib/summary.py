@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from srgan_lib.cli import format_eval_table
+from srgan_lib.tables import format_eval_table
 
 NEXT_STEPS = """\
 report: reports/report/report.md (table, comparison figures, perception-distortion plane; per_image.csv beside it)

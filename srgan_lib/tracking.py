@@ -1,6 +1,6 @@
 """MLflow tracking: one run per stage, nested under a pipeline's parent run, in a local SQLite store by default.
 
-The tracking URI comes from ``MLFLOW_TRACKING_URI`` or ``params.yaml`` (``train.tracking_uri``); ``none`` turns tracking
+The tracking URI comes from ``MLFLOW_TRACKING_URI`` or ``params.yaml`` (``tracking.uri``); ``none`` turns tracking
 off. A ``sqlite:///path/mlflow.db`` store keeps its artifacts beside the database (``path/artifacts``), never in a bare
 ``mlruns/`` folder. A pipeline (``make run``, a Prefect flow) exports ``SRGAN_PARENT_RUN_ID`` and every stage run
 becomes its child. Everything goes through :class:`mlflow.tracking.MlflowClient`: no global "active run" state, so a

@@ -30,9 +30,10 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
+from srgan_lib import UserError
 from srgan_lib.hardware import Levers, resolve_levers
-from srgan_lib.imageio import ImageReadError, atomic_path, is_image_file, iter_image_files
-from srgan_lib.models import to_unit
+from srgan_lib.imageio import IMAGE_EXTENSIONS, ImageReadError, atomic_path, is_image_file, iter_image_files
+from srgan_lib.models import load_generator, to_unit
 
 log = logging.getLogger(__name__)
 AlphaMethod = Literal["bicubic", "model"]
@@ -40,7 +41,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DEFAULT_MAX_PIXELS = 200_000_000  # input pixels; larger images are refused (decompression bombs)
 
 
-class UpscaleError(ValueError):
+class UpscaleError(UserError, ValueError):
     """An image cannot be upscaled (too large, unsupported); the message names it and what to do."""
 
 
@@ -112,8 +113,6 @@ class Upscaler:
                  tile_pad: int = 16, precision: Precision = "auto", alpha: AlphaMethod = "bicubic",
                  prefer_ema: bool = True, tracking_uri: str | None = None,
                  value_range: tuple[float, float] | None = None, channels_last: bool = True) -> None:
-        from srgan_lib.inference import load_generator
-
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
@@ -359,12 +358,21 @@ def output_format(src: Path, fmt: str, image: Image.Image) -> tuple[str, str]:
     return ext, FORMATS[ext]
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
-    """(file, output path relative to the output folder): folders recursively, keeping their sub-folders."""
+def collect_inputs(inputs: Sequence[str | Path], ignored: dict[str, str] | None = None) -> list[tuple[Path, Path]]:
+    """(file, output path relative to the output folder): folders recursively, keeping their sub-folders. Files in
+    the folders that are not images go to ``ignored`` (path -> why) so that none disappears unreported; a file named
+    on the command line is always attempted (and fails with its reason)."""
     pairs: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            pairs += [(f, f.relative_to(item)) for f in iter_image_files(item, recursive=True)]
+            images = list(iter_image_files(item, recursive=True))
+            pairs += [(f, f.relative_to(item)) for f in images]
+            if ignored is not None:
+                kept = set(images)
+                for f in sorted(p for p in item.rglob("*") if p.is_file() and p not in kept):
+                    ignored[str(f)] = ("hidden file" if f.name.startswith(".") else
+                                       f"not a supported image extension ({f.suffix or 'none'}; supported: "
+                                       f"{' '.join(sorted(IMAGE_EXTENSIONS))})")
         elif item.is_file() or not item.exists():
             pairs.append((item, Path(item.name)))
     return pairs
@@ -372,11 +380,13 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
 
 @dataclass
 class UpscaleSummary:
-    """What a batch did: written outputs, skipped (existing) ones, failures with their reasons."""
+    """What a batch did: written outputs, skipped (existing) ones, failures and files in the input folders that are
+    not images, each with its reason."""
 
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    ignored: dict[str, str] = field(default_factory=dict)
     input_pixels: int = 0
     seconds: float = 0.0
 
@@ -399,7 +409,7 @@ def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str
                   max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> UpscaleSummary:
     """Upscale every input image into ``out_dir``; a bad file is reported and the others are still written."""
     summary, start, out_dir = UpscaleSummary(), time.perf_counter(), Path(out_dir)
-    pairs = collect_inputs(inputs)
+    pairs = collect_inputs(inputs, summary.ignored)
     claimed: dict[Path, Path] = {}
     bar = tqdm(pairs, desc="upscale", unit="img", disable=None if progress is None else not progress)
     for src, rel in bar:

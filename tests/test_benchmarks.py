@@ -33,5 +33,5 @@ def test_train_step_benchmark_matches_the_reference_loss(tmp_path):
     assert {"ours_s", "reference_s", "ratio", "tflops"} <= row.keys()
     # the same first step from the same weights: the engine and the independently written reference agree
     assert abs(row["first_loss_ours"] - row["first_loss_reference"]) <= 1e-6 * row["first_loss_reference"]
-    # FLOPs counted by torch's flop counter vs DESIGN section 8 (0.12 TFLOP per SRResNet step at batch 16, HR 96)
+    # FLOPs counted by torch's flop counter vs the design floors (0.12 TFLOP per SRResNet step at batch 16, HR 96)
     assert abs(row["counted_tflop"] - 0.12) / 0.12 < 0.05

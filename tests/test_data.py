@@ -152,3 +152,15 @@ def test_bad_params_are_named(tmp_path, mutate, message):
     with pytest.raises(ParamsError, match=message) as exc:
         load_params(_params(tmp_path, mutate))
     assert "params.yaml" in str(exc.value)
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    # plain YAML keeps the last value silently: 'scale: 4' then 'scale: 2' would train x2
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("scale: 4 ", "scale: 4\nscale: 2 ", 1)
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"params\.yaml: not valid YAML.*key 'scale' is given twice.*lines 5 and 6"):
+        load_params(tmp_path / "params.yaml")
+    nested = (REPO / "params.yaml").read_text(encoding="utf-8").replace("  seed: 0\n", "  seed: 0\n  seed: 1\n", 1)
+    (tmp_path / "params.yaml").write_text(nested, encoding="utf-8")
+    with pytest.raises(ParamsError, match="key 'seed' is given twice"):
+        load_params(tmp_path / "params.yaml")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from srgan_lib.inference import GeneratorMethod, infer_architecture, load_generator
-from srgan_lib.models import build_model, count_parameters
+from srgan_lib.inference import GeneratorMethod
+from srgan_lib.models import build_model, count_parameters, infer_architecture, load_generator
 from tests.conftest import BENCHMARKS, run_cli
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
 
 import pytest
 import torch
@@ -12,6 +11,8 @@ from torchvision.models import vgg19
 from srgan_lib.models import PAPER_PARAMETERS, build_model, count_parameters, load_generator_state
 from srgan_lib.models.rrdbnet import RRDBNet, convert_legacy_state_dict
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing, vgg19_layer_names
+from srgan_lib.training.checkpoint import load_checkpoint
+from srgan_lib.weights import DamagedCheckpoint, UnsafeCheckpoint
 from tests.conftest import run_cli
 
 
@@ -71,16 +72,19 @@ def test_conv_cut_is_before_relu():
 
 
 def test_missing_imagenet_weights_say_what_to_do(tmp_path, monkeypatch):
+    # an empty torch cache and a download that fails for certain (through a proxy on a closed loopback port): the
+    # real torchvision download path runs and fails the way it does on a machine without internet
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
     with pytest.raises(VGGWeightsMissing) as exc:
         VGGFeatureExtractor("relu5_4", weights="imagenet")
     msg = str(exc.value)
     assert "vgg19-dcbb9e9d.pth" in msg and str(tmp_path) in msg and "copy it to" in msg
+    assert "URLError" in msg  # the download was really attempted, and failed
+    assert not list(tmp_path.rglob("*.pth"))  # nothing half-written left in the cache
     with pytest.raises(VGGWeightsMissing, match="not found"):
         VGGFeatureExtractor("relu5_4", weights=str(tmp_path / "nope.pth"))
     with pytest.raises(ValueError, match="unknown VGG19 layer"):
@@ -137,10 +141,21 @@ def test_checkpoints_never_run_code(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"params": Evil()}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match="not a loadable weights-only"):
+    with pytest.raises(UnsafeCheckpoint) as refused:
         load_generator_state(tmp_path / "evil.pth")
-    with pytest.raises(FileNotFoundError):
+    message = str(refused.value)
+    # our words: what was found, that it would run code, what to do; never PyTorch's advice to turn the check off
+    assert "evil.pth" in message and "(it contains print)" in message and "would run code" in message
+    assert "torch.save({'params': model.state_dict()}" in message and "weights_only=False" not in message
+    with pytest.raises(FileNotFoundError, match=r"absent\.pth"):
         load_generator_state(tmp_path / "absent.pth")
+    good = tmp_path / "good.pth"
+    torch.save({"params": {"w": torch.zeros(3)}}, good)
+    (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:100])  # an interrupted copy
+    with pytest.raises(DamagedCheckpoint, match=r"cut\.pth.*truncated"):
+        load_generator_state(tmp_path / "cut.pth")
+    with pytest.raises(UnsafeCheckpoint, match="training checkpoint"):
+        load_checkpoint(tmp_path / "evil.pth")
 
 
 def test_models_summary_cli():

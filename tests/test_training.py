@@ -310,8 +310,9 @@ def test_embedded_profile_psnr_stage_learns(embedded_data, tmp_path):
     """The embedded profile's first PSNR stage (params.yaml's srresnet section as it is, cut to 300 of its iterations
     with its schedule) ends far above its seeded start and within 4 dB of bicubic on Set5 after a quarter of its
     budget (the release before issue 14 ended its whole stage 6 dB below bicubic)."""
-    from srgan_lib.inference import GeneratorMethod, load_generator
+    from srgan_lib.inference import GeneratorMethod
     from srgan_lib.metrics.psnr_ssim import psnr
+    from srgan_lib.models import load_generator
     from srgan_lib.resize import upsample
     from srgan_lib.training.engine import Dist, Trainer, Validator
 

@@ -12,8 +12,7 @@ import torch
 from PIL import Image, ImageCms
 
 import srgan_lib.upscale as upscale_mod
-from srgan_lib.inference import load_generator
-from srgan_lib.models import build_model
+from srgan_lib.models import build_model, load_generator
 from srgan_lib.upscale import Upscaler, auto_tile, bytes_per_lr_pixel, tile_grid
 from tests.conftest import run_cli
 
@@ -142,11 +141,17 @@ def test_cli_reports_a_bad_file_and_writes_the_others(srresnet_ckpt, tmp_path):
     Image.fromarray(_photo(20, 28)).save(src / "a.png")
     Image.fromarray(_photo(16, 16, seed=1)).convert("L").save(src / "sub" / "b.jpg", quality=95)
     _write_corrupt(src / "broken.png", src / "a.png")
+    Image.fromarray(_photo(8, 8)).save(src / "sub" / "anim.gif")  # not an image format we upscale
+    (src / "notes.txt").write_text("x")
+    (src / ".DS_Store").write_bytes(b"x")
     out = tmp_path / "out"
     res = run_cli("upscale", str(src), "-o", str(out), "--model", str(srresnet_ckpt), check=False)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert "processed 2, skipped 0, failed 1" in res.stdout
+    assert "processed 2, skipped 0, failed 1, not images 3" in res.stdout
     assert "broken.png" in res.stderr
+    # every file of the folder is accounted for, with its reason
+    assert "anim.gif: not a supported image extension (.gif" in res.stderr
+    assert "notes.txt: not a supported image extension (.txt" in res.stderr and ".DS_Store: hidden file" in res.stderr
     assert Image.open(out / "a.png").size == (112, 80)
     with Image.open(out / "sub" / "b.jpg") as b:
         assert (b.format, b.mode, b.size) == ("JPEG", "L", (64, 64))
@@ -157,7 +162,7 @@ def test_cli_reports_a_bad_file_and_writes_the_others(srresnet_ckpt, tmp_path):
     again = run_cli("upscale", str(src / "a.png"), "-o", str(out), "--model", str(srresnet_ckpt), check=False)
     assert again.returncode == 1 and "exists" in again.stderr
     skip = run_cli("upscale", str(src / "a.png"), "-o", str(out), "--model", str(srresnet_ckpt), "--skip-existing")
-    assert "processed 0, skipped 1, failed 0" in skip.stdout
+    assert "processed 0, skipped 1, failed 0, not images 0" in skip.stdout
     assert (out / "a.png").stat().st_mtime_ns == before
 
 

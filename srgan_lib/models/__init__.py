@@ -1,7 +1,10 @@
-"""The papers' networks, registered explicitly by name (paper configurations by default)."""
+"""The papers' networks, registered explicitly by name (paper configurations by default), and generator checkpoints:
+loading them with ``weights_only=True`` and recognising their architecture from the state dict's keys and shapes (ours,
+BasicSR's and Real-ESRGAN's x4 RRDBNet, the older ESRGAN layouts) without a config."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from torch import nn
 
 from srgan_lib.models.rrdbnet import RRDBNet, VGGStyleDiscriminator, convert_legacy_state_dict
 from srgan_lib.models.srresnet import SRGANDiscriminator, SRResNet
+from srgan_lib.weights import load_weights
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "srresnet": SRResNet,
@@ -18,7 +22,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "rrdbnet": RRDBNet,
     "esrgan_discriminator": VGGStyleDiscriminator,
 }
-# The paper configurations' parameter counts (DESIGN section 3), asserted in tests.
+# The paper configurations' parameter counts (SRResNet 1.55 M, RRDBNet 16.7 M as BasicSR counts them), asserted in
+# tests/test_models.py.
 PAPER_PARAMETERS: dict[str, int] = {
     "srresnet": 1_549_462,
     "srgan_discriminator": 23_565_505,
@@ -65,12 +70,7 @@ def load_generator_state(path: str | Path, prefer_ema: bool = True) -> dict[str,
     """A generator state dict from a checkpoint file: ``{'params_ema'|'params': ...}`` (BasicSR, Real-ESRGAN, ours)
     or a bare state dict, older ESRGAN key layouts converted. Loaded with ``weights_only=True``: never runs code."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"'{path}' is not a loadable weights-only PyTorch checkpoint: {exc}") from None
+    obj = load_weights(path, "generator checkpoint")
     if isinstance(obj, dict):
         order = ("params_ema", "params") if prefer_ema else ("params", "params_ema")
         for key in order:
@@ -82,10 +82,41 @@ def load_generator_state(path: str | Path, prefer_ema: bool = True) -> dict[str,
     return convert_legacy_state_dict(obj)
 
 
+def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
+    """(model name, constructor options) of a generator state dict; a clear error for anything else."""
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
+    if "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state:
+        return "rrdbnet", {
+            "num_block": len(blocks),
+            "num_feat": state["conv_first.weight"].shape[0],
+            "num_grow_ch": state["body.0.rdb1.conv1.weight"].shape[0],
+        }
+    if "conv_first.weight" in state and "body.0.bn1.weight" in state:
+        ups = {int(m.group(1)) for k in state if (m := re.match(r"upsample\.(\d+)\.", k))}
+        return "srresnet", {
+            "num_block": len(blocks),
+            "num_feat": state["conv_first.weight"].shape[0],
+            "scale": 2 ** len(ups),
+        }
+    sample = ", ".join(list(state)[:4])
+    raise ValueError(f"not an SRResNet or RRDBNet generator state dict (keys start with {sample})")
+
+
+def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
+    """The generator stored in ``path`` (EMA weights when present), in eval mode, with ``value_range`` set."""
+    state = load_generator_state(path, prefer_ema=prefer_ema)
+    name, options = infer_architecture(state)
+    model = build_model(name, **options)
+    model.load_state_dict(state, strict=True)
+    model.value_range = OUTPUT_RANGES[name]  # type: ignore[assignment]
+    model.arch = (name, options)  # type: ignore[assignment]
+    return model.eval().to(device)
+
+
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The ``meta`` record a checkpoint of this project carries (what trained it, or which interpolation it is);
     empty for checkpoints from elsewhere."""
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    obj = load_weights(path, "generator checkpoint")
     meta = obj.get("meta") if isinstance(obj, dict) else None
     return dict(meta) if isinstance(meta, dict) else {}
 

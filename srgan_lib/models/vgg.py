@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
+from srgan_lib.weights import load_weights
+
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,7 +88,7 @@ class VGGFeatureExtractor(nn.Module):
             path = Path(weights)
             if not path.is_file():
                 raise VGGWeightsMissing(f"VGG19 weights file '{path}' not found; give a torchvision vgg19 state dict")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights(path, "VGG19 weights file")
         if state is not None:
             wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
             features.load_state_dict({k: wanted[k] for k in features.state_dict()}, strict=True)

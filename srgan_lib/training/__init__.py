@@ -2,5 +2,8 @@
 schedules and EMA (``optim``) and checkpoints (``checkpoint``). Importing this package does not import torch."""
 
 
-class TrainingError(Exception):
+from srgan_lib import UserError
+
+
+class TrainingError(UserError):
     """A training run cannot go on; the message says why and what to do (the CLI prints it as one line)."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from srgan_lib.imageio import atomic_path
+from srgan_lib.weights import load_weights
 
 log = logging.getLogger(__name__)
 FORMAT = "srgan-train-1"
@@ -93,10 +94,7 @@ def save_checkpoint(run_dir: str | Path, iteration: int, state: dict[str, Any], 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read one training checkpoint (weights only); a foreign or damaged file is a clear error naming it."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"training checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc})") from None
+    ckpt = load_weights(path, "training checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"'{path}' is not a srgan training checkpoint (format {FORMAT})")
     return ckpt
