@@ -21,5 +21,10 @@ TELEMETRY_OFF: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
 }
-for _key, _value in TELEMETRY_OFF.items():
-    os.environ.setdefault(_key, _value)
+
+
+def telemetry_off() -> None:
+    """Set :data:`TELEMETRY_OFF` in this process's environment where the user has not set them. Importing the
+    library changes nothing; the entry points call this (the CLI) and so does the code about to import MLflow."""
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from srgan_lib import DEFAULT_PARAMS, UserError, __version__
+from srgan_lib import DEFAULT_PARAMS, UserError, __version__, telemetry_off
 from srgan_lib.data.lists import LEAKAGE_CHECKS
 from srgan_lib.imageio import ImageReadError, read_image, write_json
 from srgan_lib.resize import KERNELS
@@ -608,6 +608,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``srgan`` console script."""
     args = build_parser().parse_args(argv)
+    telemetry_off()
     quiet_rank = int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 talks
     logging.basicConfig(
         level=logging.ERROR if quiet_rank else logging.DEBUG if args.verbose else logging.INFO,

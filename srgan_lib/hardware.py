@@ -19,10 +19,29 @@ from pathlib import Path
 
 import torch
 
+from srgan_lib import UserError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 # /proc/cpuinfo flags that give native bf16 dot products (x86); the first present names the capability
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class DeviceUnavailable(UserError, ValueError):
+    """A device was asked for that this machine does not have."""
+
+
+def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
+    """The one device rule: ``auto`` -> CUDA when present (this process's GPU under torchrun), else CPU; ``cuda``
+    -> ``cuda:<local_rank>``; asking for CUDA on a machine without it is an error naming the fix."""
+    name = str(name)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(f"device {name!r} asked for, but no CUDA device is available; use auto or cpu")
+        return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+    return torch.device(name)
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srgan_lib import UserError, tracking
+from srgan_lib import TELEMETRY_OFF, UserError, tracking
 from srgan_lib.config import DEFAULT_PARAMS, load_params
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,9 @@ def override_strings(overrides: Mapping[str, Any] | Sequence[str] | None) -> lis
 
 
 def stage_env(run_id: str | None, uri: str | None) -> dict[str, str]:
-    """Environment for DVC and its stages: the project's tools first on PATH, the parent run, an absolute store
-    (telemetry is already off: importing :mod:`srgan_lib` sets ``TELEMETRY_OFF`` in ``os.environ``)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    """Environment for DVC and its stages: the project's tools first on PATH, the parent run, an absolute store,
+    telemetry off (:data:`srgan_lib.TELEMETRY_OFF`, where the user has not set those variables)."""
+    env = {**TELEMETRY_OFF, **os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop(tracking.PARENT_ENV, None)
     if run_id:
         env[tracking.PARENT_ENV] = run_id

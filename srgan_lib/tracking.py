@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from srgan_lib import telemetry_off
+
 log = logging.getLogger(__name__)
 PARENT_ENV = "SRGAN_PARENT_RUN_ID"
 _MAX_PARAM = 6000
@@ -92,6 +94,7 @@ class Tracker:
         self._pending: list[Any] = []
         if uri is None:
             return
+        telemetry_off()
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)
@@ -204,6 +207,7 @@ def child_runs(uri: str | None, parent_run_id: str | None) -> list[dict[str, Any
     """The runs nested under a pipeline run, oldest first: name, kind, status, metrics (for flow summaries)."""
     if uri is None or parent_run_id is None:
         return []
+    telemetry_off()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)

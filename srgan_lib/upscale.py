@@ -30,8 +30,8 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
-from srgan_lib import UserError
-from srgan_lib.hardware import Levers, resolve_levers
+from srgan_lib import UserError, telemetry_off
+from srgan_lib.hardware import Levers, resolve_device, resolve_levers
 from srgan_lib.imageio import IMAGE_EXTENSIONS, ImageReadError, atomic_path, is_image_file, iter_image_files
 from srgan_lib.models import load_generator, to_unit
 
@@ -53,12 +53,6 @@ def tile_grid(height: int, width: int, tile: int) -> Iterator[tuple[int, int, in
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             yield y0, min(y0 + tile, height), x0, min(x0 + tile, width)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -250,6 +244,7 @@ def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
         if not Path(model).is_file():
             raise FileNotFoundError(f"model '{model}' not found: give a checkpoint (.pth) or models:/NAME@ALIAS")
         return model
+    telemetry_off()
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient

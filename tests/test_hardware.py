@@ -51,3 +51,15 @@ def test_this_machine_agrees_with_pytorchs_own_cpu_detection():
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert (cpu_native("bf16") is not None) == native
     assert resolve_levers(CPU, "bf16", True).precision == ("bf16" if native else "fp32")
+
+
+def test_one_device_rule_for_training_and_inference():
+    from srgan_lib.hardware import DeviceUnavailable, resolve_device
+
+    assert resolve_device("auto") == torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(torch.device("cpu")) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda", local_rank=0) == torch.device("cuda:0")
+    else:
+        with pytest.raises(DeviceUnavailable, match="no CUDA device is available; use auto or cpu"):
+            resolve_device("cuda:1")

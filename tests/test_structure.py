@@ -226,3 +226,20 @@ def test_the_core_library_imports_without_the_workflow_tools() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_importing_the_library_leaves_the_environment_alone() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY",
+                                                               "PREFECT_SERVER_ANALYTICS_ENABLED", "DVC_NO_ANALYTICS")}
+    code = ("import os, srgan_lib, srgan_lib.upscale, srgan_lib.tracking, srgan_lib.cli\n"
+            "assert 'DO_NOT_TRACK' not in os.environ, 'import changed os.environ'\n"
+            "srgan_lib.tracking.Tracker(None, 'x', 'y')  # tracking off: MLflow is not touched\n"
+            "assert 'MLFLOW_DISABLE_TELEMETRY' not in os.environ\n"
+            "srgan_lib.telemetry_off()\n"
+            "assert os.environ['MLFLOW_DISABLE_TELEMETRY'] == 'true' and os.environ['DO_NOT_TRACK'] == 'true'\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

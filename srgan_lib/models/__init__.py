@@ -86,11 +86,19 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, A
     """(model name, constructor options) of a generator state dict; a clear error for anything else."""
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
     if "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state:
-        return "rrdbnet", {
+        in_ch = state["conv_first.weight"].shape[1]
+        scales = {3: 4, 12: 2, 48: 1}  # x4; Real-ESRGAN's x2plus and x1 (pixel-unshuffled input)
+        if in_ch not in scales:
+            raise ValueError(f"an RRDBNet whose conv_first takes {in_ch} input channels: neither RGB x4 (3) nor "
+                             "Real-ESRGAN's pixel-unshuffle x2 (12) / x1 (48); not supported")
+        options: dict[str, Any] = {
             "num_block": len(blocks),
             "num_feat": state["conv_first.weight"].shape[0],
             "num_grow_ch": state["body.0.rdb1.conv1.weight"].shape[0],
         }
+        if scales[in_ch] != 4:
+            options["scale"] = scales[in_ch]
+        return "rrdbnet", options
     if "conv_first.weight" in state and "body.0.bn1.weight" in state:
         ups = {int(m.group(1)) for k in state if (m := re.match(r"upsample\.(\d+)\.", k))}
         return "srresnet", {

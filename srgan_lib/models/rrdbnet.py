@@ -62,15 +62,18 @@ class RRDB(nn.Module):
 class RRDBNet(nn.Module):
     """ESRGAN generator: conv_first, ``num_block`` RRDBs, conv_body + long skip, 2x (nearest x2, conv, LReLU), head.
 
-    No batch norm. Input and output are RGB in [0, 1] (unclamped output).
+    No batch norm. Input and output are RGB in [0, 1] (unclamped output). ``scale`` 2 and 1 are Real-ESRGAN's
+    x2plus / x1 layouts: the input is pixel-unshuffled by 4 / scale first (``conv_first`` takes 12 or 48 channels),
+    after a reflection pad to a multiple of that factor that is cropped off the output again.
     """
 
     def __init__(self, num_block: int = 23, num_feat: int = 64, num_grow_ch: int = 32, scale: int = 4) -> None:
         super().__init__()
-        if scale != 4:
-            raise ValueError(f"RRDBNet is built for x4 (two nearest x2 steps), got scale {scale}")
+        if scale not in (1, 2, 4):
+            raise ValueError(f"RRDBNet is built for x4 (x2 and x1 by pixel-unshuffled input), got scale {scale}")
         self.scale = scale
-        self.conv_first = nn.Conv2d(3, num_feat, 3, 1, 1)
+        self.unshuffle = 4 // scale
+        self.conv_first = nn.Conv2d(3 * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -80,11 +83,16 @@ class RRDBNet(nn.Module):
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if self.unshuffle > 1:
+            f = self.unshuffle
+            x = F.pixel_unshuffle(F.pad(x, (0, -w % f, 0, -h % f), mode="reflect") if (h % f or w % f) else x, f)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
         feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
         feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        return self.conv_last(self.lrelu(self.conv_hr(feat)))
+        out = self.conv_last(self.lrelu(self.conv_hr(feat)))
+        return out[..., : h * self.scale, : w * self.scale] if self.unshuffle > 1 else out
 
 
 class VGGStyleDiscriminator(nn.Module):

@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from srgan_lib import losses
-from srgan_lib.hardware import Levers, cpu_name, resolve_levers
+from srgan_lib.hardware import Levers, cpu_name, resolve_device, resolve_levers
 from srgan_lib.imageio import atomic_path, file_sha256, write_json, write_png, write_text
 from srgan_lib.inference import GeneratorMethod
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
@@ -99,17 +99,6 @@ def init_distributed(device: str) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (this process's local GPU under torchrun) when present, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"train.device is {name!r} but no CUDA device is available; use auto or cpu")
-        return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
-    return torch.device(name)
 
 
 def config_hash(stage_cfg: dict[str, Any], common: dict[str, Any], scale: int,
