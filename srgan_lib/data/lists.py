@@ -15,12 +15,15 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from srgan_lib.data.leakage import LeakageIndex
 from srgan_lib.imageio import ImageReadError, iter_image_files, open_image, to_rgb, write_json
+
+if TYPE_CHECKING:  # the index needs torch: imported only where a near-duplicate check runs (CLI start-up stays fast)
+    from srgan_lib.data.leakage import LeakageIndex
 
 log = logging.getLogger(__name__)
 LIST_VERSION = 1
@@ -132,6 +135,8 @@ def build_lists(
         raise ValueError(f"leakage check must be one of {', '.join(LEAKAGE_CHECKS)}, got {leakage!r}")
     out = Path(out_dir)
     results: dict[str, SplitResult] = {}
+    from srgan_lib.data.leakage import LeakageIndex
+
     index = LeakageIndex() if leakage == "near" else None
     for name, root in test.items():
         results[name] = scan_split(name, [root], test_min_size, register=index)
