@@ -178,6 +178,28 @@ def test_ddp_two_gloo_processes_match_one_process(micro_data, tmp_path):
     assert moved > 1e-4  # the comparison is between trained weights, not two copies of the initialisation
 
 
+def test_ddp_a_non_finite_loss_on_one_rank_stops_every_rank(micro_data, tmp_path):
+    """Rank 1 alone sees NaN: both ranks stop at the same iteration with the reason, no rank waits in the gradient
+    all-reduce for the one that left (gloo's default timeout is 30 minutes), and no checkpoint of that step exists."""
+    common = {"rrdbnet.iterations": 6, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "train.sync_every": 1}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "--monitor-interval", "20",  # slower than a healthy stop: a rank that hangs is killed, silently, later
+           str(REPO / "tests" / "ddp_nonfinite_worker.py"), "train", "rrdbnet", "--no-progress", "--set",
+           *micro_overrides(micro_data, tmp_path, "rrdbnet", **common)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    elapsed = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "non-finite loss {'pixel': nan" in out  # rank 1, in its own words
+    assert "non-finite loss on rank(s) [1] at iteration 3" in out  # rank 0 learnt it from rank 1
+    assert elapsed < 120, f"ranks took {elapsed:.0f} s to stop"
+    kept = [it for it, _ in list_checkpoints(tmp_path / "runs" / "rrdbnet")]
+    assert kept == [2]  # the checkpoint before the bad step, none after
+
+
 def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

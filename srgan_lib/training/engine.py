@@ -338,6 +338,17 @@ class Trainer:
             self.ema.update(self.net_g)
         return {k: v.detach() for k, v in terms.items()}
 
+    def _ranks_agree(self, bad: torch.Tensor) -> tuple[bool, list[int]]:
+        """Under DDP every rank learns whether any rank saw a non-finite loss (one all-gather of a flag), so all of
+        them stop together instead of the healthy ones waiting in the next gradient all-reduce until the timeout.
+        Returns (any bad, the ranks that were)."""
+        if self.ddp.world_size <= 1:
+            return bool(bad), [self.ddp.rank] if bool(bad) else []
+        flags = [torch.zeros((), dtype=torch.int32, device=self.device) for _ in range(self.ddp.world_size)]
+        dist.all_gather(flags, bad.to(device=self.device, dtype=torch.int32).reshape(()))
+        ranks = [r for r, f in enumerate(flags) if int(f)]
+        return bool(ranks), ranks
+
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         """Every step with ``sync_every: 1`` (the update is refused); otherwise the flag stays on the device and
         :meth:`sync` reads it, so the step never waits for the device."""
@@ -345,16 +356,22 @@ class Trainer:
         if self.sync_every > 1:
             bad = ~torch.isfinite(values).all()
             self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        elif not bool(torch.isfinite(values).all()):
-            bad = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
-            raise NonFiniteLoss(f"non-finite loss {bad}")
+            return
+        any_bad, ranks = self._ranks_agree(~torch.isfinite(values).all())
+        if any_bad:
+            mine = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
+            raise NonFiniteLoss(f"non-finite loss {mine}" if mine else f"non-finite loss on rank(s) {ranks}")
 
     def sync(self) -> None:
-        """Read the non-finite flag accumulated since the last sync (one host synchronisation)."""
-        if self._nonfinite is not None:
-            bad, self._nonfinite = bool(self._nonfinite), None
-            if bad:
-                raise NonFiniteLoss(f"non-finite loss within the last {self.sync_every} iterations (train.sync_every)")
+        """Read the non-finite flag accumulated since the last sync (one host synchronisation; under DDP every rank
+        syncs at the same iterations and they agree)."""
+        if self.sync_every > 1:
+            flag = self._nonfinite if self._nonfinite is not None else torch.zeros((), dtype=torch.bool)
+            self._nonfinite = None
+            any_bad, ranks = self._ranks_agree(flag)
+            if any_bad:
+                raise NonFiniteLoss(f"non-finite loss within the last {self.sync_every} iterations on rank(s) "
+                                    f"{ranks} (train.sync_every)")
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.net_g.parameters())
