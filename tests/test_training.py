@@ -3,6 +3,7 @@ SIGKILL, the NaN guard, DDP with gloo against a single process, MLflow tracking 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -357,3 +358,32 @@ def test_embedded_profile_psnr_stage_learns(embedded_data, tmp_path):
     print(f"embedded srresnet, 300 iterations: Set5 PSNR-Y {start:.2f} -> {end:.2f} dB (bicubic {bicubic:.2f}); "
           f"{res.seconds_per_iteration:.3f} s/iteration")
     assert end > start + 10 and end > bicubic - 4.0
+
+
+def test_rerunning_a_finished_stage_adds_nothing(micro_data, tmp_path, monkeypatch):
+    """`dvc repro` re-runs a finished stage when a lever outside the fingerprint changed (train.fused_adam): the run
+    resumes at its last iteration, writes its outputs again, and neither adds a validation row nor reopens MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    extra = {"tracking.uri": uri, "tracking.experiment": "micro"}
+    first = train_stage(micro_params(micro_data, tmp_path, "rrdbnet", **extra), "rrdbnet", progress=False)
+    client = MlflowClient(tracking_uri=uri)
+    before = client.get_run(first.mlflow_run_id)
+    rows = (tmp_path / "runs" / "rrdbnet" / "validation.csv").read_text().splitlines()
+    model = generator(first.model_path, "params_ema")
+    summary = json.loads((tmp_path / "runs" / "rrdbnet" / "summary.json").read_text())
+    first.model_path.unlink()  # DVC deletes a stage's outputs before running it
+
+    again = train_stage(micro_params(micro_data, tmp_path, "rrdbnet", **{**extra, "train.fused_adam": False}),
+                        "rrdbnet", auto_resume=True, progress=False)
+    assert again.resumed_from == 6 and again.mlflow_run_id == first.mlflow_run_id
+    assert (tmp_path / "runs" / "rrdbnet" / "validation.csv").read_text().splitlines() == rows  # no duplicate row
+    after = client.get_run(first.mlflow_run_id)
+    assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)  # not reopened
+    assert len(client.search_runs([before.info.experiment_id])) == 1
+    for k, v in generator(again.model_path, "params_ema").items():
+        assert torch.equal(v, model[k]), k
+    rewritten = json.loads((tmp_path / "runs" / "rrdbnet" / "summary.json").read_text())
+    assert rewritten["final_losses"] == summary["final_losses"] and rewritten["validation"] == summary["validation"]

@@ -581,9 +581,15 @@ def train_stage(
         run_id = ckpt.get("mlflow_run_id")
         if ddp.main:
             log.info("%s: resuming from %s at iteration %d", stage, ckpt["path"], start_iter)
+    # resumed from the final checkpoint (re-run after a lever that does not change the result, e.g. fused_adam):
+    # nothing to train; the outputs are written again from that checkpoint and its MLflow run stays as it ended
+    finished = start_iter >= cfg["iterations"] and stop_after is None
 
     tracker = tracking.Tracker(None, "", "")
-    if ddp.main:
+    if ddp.main and finished:
+        log.info("%s: already trained to iteration %d (MLflow run %s kept as it ended); writing the outputs from "
+                 "its final checkpoint", stage, start_iter, run_id or "none")
+    elif ddp.main:
         tracker = tracking.Tracker(
             tracking.resolve_uri(params["tracking"]["uri"]), params["tracking"]["experiment"], stage, run_id=run_id,
             tags={"srgan.stage": stage, "srgan.kind": "train"},
@@ -627,7 +633,7 @@ def train_stage(
             ema_scores, ema_picture = validator.run(ema_net, trainer.out_range, device, trainer.levers)
             row.update({f"ema_{k}": v for k, v in ema_scores.items()})
             picture = np.concatenate([picture, np.full((4, picture.shape[1], 3), 255, np.uint8), ema_picture])
-        val_history.append(row)
+        val_history[:] = [r for r in val_history if r["iteration"] != iteration] + [row]  # one row per iteration
         image = write_png(run_dir / "val" / f"iter_{iteration:08d}.png", picture)
         tracker.log_metrics({f"val_{k}": v for k, v in row.items() if k != "iteration"}, iteration, flush=True)
         tracker.log_artifacts([image], "validation")
@@ -693,19 +699,24 @@ def train_stage(
                                last_terms, {}, tracker.run_id,
                                (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1))
         seconds_per_it = (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1)
+        if finished and history:  # what the run recorded, not this invocation's zero iterations
+            last_terms = {k: v for k, v in history[-1].items() if k not in ("iteration", "lr", "it_per_s")}
+            seconds_per_it = 1.0 / max(float(np.mean([h["it_per_s"] for h in history])), 1e-9)
         model_path = Path(common["models"]) / f"{stage}.pth"
         val_row: dict[str, float] = {}
         if ddp.main:
             final = trainer.final_generators(data, common["precise_bn"])
             val_row = validate(total, final) if validator else {}
-            save(total)
+            if not finished:
+                save(total)
             _write_csv(run_dir / "history.csv", history)
             with atomic_path(model_path) as tmp:
                 meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common["precise_bn"]}
                 torch.save(trainer.generator_checkpoint(meta, final), tmp)
             summary = {"stage": stage, "iterations": total, "resumed_from": start_iter, "model": str(model_path),
                        "final_losses": last_terms, "validation": val_row, "seconds_per_iteration": seconds_per_it,
-                       "generator_parameters": count_parameters(trainer.net_g), "mlflow_run_id": tracker.run_id}
+                       "generator_parameters": count_parameters(trainer.net_g),
+                       "mlflow_run_id": run_id if finished else tracker.run_id}
             write_json(run_dir / "summary.json", summary)
             tracker.log_metrics({"seconds_per_iteration": seconds_per_it}, total)
             tracker.log_artifacts([model_path], "model")
@@ -713,7 +724,8 @@ def train_stage(
         ddp.barrier()
         status = "FINISHED"
         return TrainResult(stage, total, model_path, run_dir, time.perf_counter() - t_start, start_iter, last_terms,
-                           {k: v for k, v in val_row.items() if k != "iteration"}, tracker.run_id, seconds_per_it)
+                           {k: v for k, v in val_row.items() if k != "iteration"},
+                           run_id if finished else tracker.run_id, seconds_per_it)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
