@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import torch
 
-from srgan_lib.models import OUTPUT_RANGES, build_model
+from srgan_lib.models import as_generator, build_model
 from srgan_lib.upscale import Upscaler
 
 
@@ -94,9 +94,7 @@ def _measure(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float
 
 def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device, repeats: int,
           warmup: int) -> list[dict]:
-    model = build_model(name).eval().to(device)
-    model.value_range = OUTPUT_RANGES[name]
-    model.arch = (name, {})
+    model = as_generator(build_model(name).eval().to(device))
     img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     mp = size * size / 1e6
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)

@@ -575,7 +575,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     check = (f"onnxruntime vs PyTorch on {res.checked_shape}: max |diff| {res.max_abs_diff:.2e}"
              if res.max_abs_diff is not None else "not checked (onnxruntime missing or --no-verify)")
     print(f"export: {args.model} -> {res.path} (ONNX opset {args.opset}, input 'lr' N x 3 x H x W in [0, 1], "
-          f"output 'sr' x{model.scale}; {time.perf_counter() - start:.1f} s); {check}")
+          f"output 'sr' x{model.scale}, {model.architecture} {model.options or 'paper configuration'}; "
+          f"{time.perf_counter() - start:.1f} s); {check}")
     return 0
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from srgan_lib.imageio import atomic_path
-from srgan_lib.models import to_unit
+from srgan_lib.models import Generator, as_generator, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 class UnitRangeGenerator(nn.Module):
     """The generator with its output mapped to [0, 1] and clamped: the contract of the exported graph."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, value_range: tuple[float, float]) -> None:
         super().__init__()
         self.model = model
-        self.value_range: tuple[float, float] = model.value_range  # type: ignore[assignment]
+        self.value_range = value_range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return to_unit(self.model(x), self.value_range).clamp(0, 1)
@@ -42,7 +42,7 @@ class ExportResult:
     checked_shape: tuple[int, ...] | None
 
 
-def export_onnx(model: nn.Module, out: str | Path, *, opset: int = 18, verify: bool = True) -> ExportResult:
+def export_onnx(model: Generator | nn.Module, out: str | Path, *, opset: int = 18, verify: bool = True) -> ExportResult:
     """Write ``model`` as ONNX (atomically) and, if onnxruntime is available, compare it with PyTorch on CPU."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
@@ -50,7 +50,8 @@ def export_onnx(model: nn.Module, out: str | Path, *, opset: int = 18, verify: b
     except ImportError as exc:
         raise RuntimeError(f"ONNX export needs the optional packages onnx and onnxscript ({exc.name} is missing): "
                            "pip install 'srgan[onnx]'") from None
-    wrapped = UnitRangeGenerator(model.float().cpu().eval())
+    gen = as_generator(model)
+    wrapped = UnitRangeGenerator(gen.module.float().cpu().eval(), gen.value_range)
     example = torch.rand(1, 3, 32, 32)
     dims = {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim("height", min=8, max=16384),
             3: torch.export.Dim("width", min=8, max=16384)}

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srgan_lib.models import Generator
 from srgan_lib.upscale import Upscaler
 
 
@@ -20,9 +21,9 @@ class GeneratorMethod:
     tiles sized from the free memory (``tile=None``) instead of running out of memory; ``tile=0`` forces whole images.
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", value_range: tuple[float, float] | None
-                 = None, *, tile: int | None = None, tile_pad: int = 32, precision: str = "fp32",
-                 channels_last: bool = True) -> None:
+    def __init__(self, model: Generator | nn.Module, device: str | torch.device = "cpu",
+                 value_range: tuple[float, float] | None = None, *, tile: int | None = None, tile_pad: int = 32,
+                 precision: str = "fp32", channels_last: bool = True) -> None:
         self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision=precision,
                                  value_range=value_range, channels_last=channels_last)
         self.precision, self.layout = self.upscaler.levers.precision, self.upscaler.levers.layout

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from srgan_lib import UserError, telemetry_off
 from srgan_lib.hardware import Levers, resolve_device, resolve_levers
 from srgan_lib.imageio import IMAGE_EXTENSIONS, ImageReadError, atomic_path, is_image_file, iter_image_files
-from srgan_lib.models import load_generator, to_unit
+from srgan_lib.models import Generator, as_generator, load_generator, to_unit
 
 log = logging.getLogger(__name__)
 AlphaMethod = Literal["bicubic", "model"]
@@ -68,11 +68,12 @@ def _available_bytes(device: torch.device) -> int:
     return 4 << 30
 
 
-def bytes_per_lr_pixel(model: nn.Module) -> int:
-    """A generous estimate of the activation memory per input pixel of one forward pass (no grad, fp32)."""
-    name, options = getattr(model, "arch", ("rrdbnet", {}))
+def bytes_per_lr_pixel(generator: Generator) -> int:
+    """A generous estimate of the activation memory per input pixel of one forward pass (no grad, fp32); an unknown
+    architecture is costed as the paper's RRDBNet."""
+    name, options = generator.arch
     feat = options.get("num_feat", 64)
-    scale = getattr(model, "scale", 4)
+    scale = generator.scale
     widest = feat + 4 * options.get("num_grow_ch", 32) if name == "rrdbnet" else 2 * feat
     return 4 * (6 * widest + 3 * feat * scale * scale + 8 * scale * scale)
 
@@ -83,11 +84,11 @@ def bytes_per_lr_pixel(model: nn.Module) -> int:
 MAX_AUTO_TILE = {"cpu": 512, "cuda": 2048}
 
 
-def auto_tile(model: nn.Module, device: torch.device, height: int, width: int, pad: int) -> int:
+def auto_tile(generator: Generator, device: torch.device, height: int, width: int, pad: int) -> int:
     """The largest tile (multiple of 32, from 64 to the device's :data:`MAX_AUTO_TILE`) whose forward pass fits in a
     quarter of the free memory; 0 (no tiling) when the whole image fits in that budget and in the cap."""
     budget = _available_bytes(device) // 4
-    per_px = bytes_per_lr_pixel(model)
+    per_px = bytes_per_lr_pixel(generator)
     cap = MAX_AUTO_TILE.get(device.type, 2048)
     if height * width * per_px <= budget and max(height, width) <= cap + 2 * pad:
         return 0
@@ -98,20 +99,22 @@ def auto_tile(model: nn.Module, device: torch.device, height: int, width: int, p
 class Upscaler:
     """A generator ready to upscale images: ``Upscaler("models/esrgan.pth").upscale(pil_image)``.
 
-    ``model`` is a module (with ``value_range``, or pass ``value_range``), a checkpoint path, or an MLflow registry
-    URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``). ``tile=None`` picks a tile from the free memory, ``0``
-    runs whole images.
+    ``model`` is a :class:`srgan_lib.models.Generator` (what ``load_generator`` returns), a registered generator
+    module, a checkpoint path, or an MLflow registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``);
+    ``value_range`` overrides its output range (and is needed for a module that is not a registered generator).
+    ``tile=None`` picks a tile from the free memory, ``0`` runs whole images.
     """
 
-    def __init__(self, model: nn.Module | str | Path, *, device: str | torch.device = "auto", tile: int | None = None,
-                 tile_pad: int = 16, precision: Precision = "auto", alpha: AlphaMethod = "bicubic",
-                 prefer_ema: bool = True, tracking_uri: str | None = None,
+    def __init__(self, model: Generator | nn.Module | str | Path, *, device: str | torch.device = "auto",
+                 tile: int | None = None, tile_pad: int = 16, precision: Precision = "auto",
+                 alpha: AlphaMethod = "bicubic", prefer_ema: bool = True, tracking_uri: str | None = None,
                  value_range: tuple[float, float] | None = None, channels_last: bool = True) -> None:
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
-        self.value_range: tuple[float, float] = value_range or model.value_range  # type: ignore[assignment]
-        self.scale: int = getattr(model, "scale", 4)
+        self.generator = as_generator(model, value_range)
+        self.value_range: tuple[float, float] = self.generator.value_range
+        self.scale: int = self.generator.scale
         if tile is not None and tile < 0:
             raise UpscaleError(f"tile must be >= 0 (0: whole image), got {tile}")
         if tile_pad < 0:
@@ -126,7 +129,7 @@ class Upscaler:
         self.precision = self.levers.precision
         # the memory format of the weights: a module shared with a training loop is already in the format it trains
         # in, and then it is left alone
-        self.model = model.eval().to(self.device, memory_format=self.levers.memory_format)
+        self.model = self.generator.module.eval().to(self.device, memory_format=self.levers.memory_format)
         self.fp32_retries = 0  # tiles redone in fp32 because the autocast output was not finite
 
     # ------------------------------------------------------------------------------------------------------- arrays
@@ -158,7 +161,7 @@ class Upscaler:
             raise UpscaleError(f"unsupported array dtype {image.dtype} (uint8, uint16 or float32)")
         h, w, _ = image.shape
         s, pad = self.scale, self.tile_pad
-        tile = auto_tile(self.model, self.device, h, w, pad) if self.tile is None else self.tile
+        tile = auto_tile(self.generator, self.device, h, w, pad) if self.tile is None else self.tile
         out = np.empty((h * s, w * s, 3), dtype=image.dtype)
         tiles = list(tile_grid(h, w, tile))
         bar = tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=(len(tiles) < 2) if progress is None

@@ -29,7 +29,9 @@ def test_architecture_is_read_from_the_state_dict(name, options, tmp_path):
     torch.save({"params": net.state_dict()}, tmp_path / "g.pth")
     model = load_generator(tmp_path / "g.pth")
     assert infer_architecture(net.state_dict()) == (name, options) and model.arch == (name, options)
-    assert count_parameters(model) == count_parameters(net)
+    assert count_parameters(model.module) == count_parameters(net) and model.source == str(tmp_path / "g.pth")
+    assert model.scale == options.get("scale", 4) and model.value_range == ((-1.0, 1.0) if name == "srresnet" else
+                                                                          (0.0, 1.0))
 
 
 def test_generator_method_maps_uint8_through_the_output_range(tmp_path):

@@ -347,8 +347,8 @@ def test_embedded_profile_psnr_stage_learns(embedded_data, tmp_path):
         "srresnet.val_every=0", "srresnet.ckpt_every=300"])
     validator = Validator(str(d / "lists" / "Set5.json"), 5, 0, 4)  # whole Set5 images
 
-    def set5_psnr(model: torch.nn.Module) -> float:
-        method = GeneratorMethod(model.eval(), "cpu", value_range=(-1.0, 1.0))
+    def set5_psnr(model) -> float:  # a module or a Generator
+        method = GeneratorMethod(model, "cpu")
         return sum(psnr(method(lr), hr, space="y", shave=4) for _, lr, hr in validator.pairs) / 5
 
     start = set5_psnr(Trainer("srresnet", params, torch.device("cpu"), Dist()).net_g)  # the seeded initialisation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from PIL import Image, ImageCms
 
 import srgan_lib.upscale as upscale_mod
-from srgan_lib.models import build_model, load_generator
+from srgan_lib.models import as_generator, build_model, load_generator
 from srgan_lib.upscale import Upscaler, auto_tile, bytes_per_lr_pixel, tile_grid
 from tests.conftest import run_cli
 
@@ -55,8 +56,7 @@ def test_tile_grid_covers_the_image_once():
 def test_auto_tile_follows_memory_and_the_cpu_cap(monkeypatch):
     """A quarter of the free memory sizes the tile; CPU caps it at 512 (measured slower per pixel beyond), CUDA at
     2048; a small image that fits runs whole."""
-    model = build_model("rrdbnet")
-    model.arch = ("rrdbnet", {})
+    model = as_generator(build_model("rrdbnet"))
     per_px = bytes_per_lr_pixel(model)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: 1 << 40)  # a very large machine
@@ -237,7 +237,7 @@ class _OverflowsUnderAutocast(torch.nn.Module):
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
-        self.inner, self.value_range, self.scale, self.arch = inner, inner.value_range, inner.scale, inner.arch
+        self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.inner(x)
@@ -245,7 +245,8 @@ class _OverflowsUnderAutocast(torch.nn.Module):
 
 
 def test_non_finite_reduced_precision_tiles_are_redone_in_fp32(srresnet_ckpt):
-    model = _OverflowsUnderAutocast(load_generator(srresnet_ckpt))
+    gen = load_generator(srresnet_ckpt)
+    model = dataclasses.replace(gen, module=_OverflowsUnderAutocast(gen.module))
     img = _photo(40, 40)
     guarded = Upscaler(model, device="cpu", tile=20, tile_pad=8, precision="bf16")
     out = guarded.upscale_array(img)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +111,54 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, A
     raise ValueError(f"not an SRResNet or RRDBNet generator state dict (keys start with {sample})")
 
 
-def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
-    """The generator stored in ``path`` (EMA weights when present), in eval mode, with ``value_range`` set."""
+# autocast precisions each generator runs correctly in (fp16 with the upscaler's non-finite guard)
+GENERATOR_PRECISIONS: dict[str, tuple[str, ...]] = {"srresnet": ("fp32", "bf16", "fp16"),
+                                                     "rrdbnet": ("fp32", "bf16", "fp16")}
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A generator and what it is, as read from its weights: what inference needs to know, instead of attributes
+    patched onto the module."""
+
+    module: nn.Module
+    architecture: str  # a name of MODELS
+    options: dict[str, Any]  # its constructor options (empty: the paper configuration)
+    scale: int
+    value_range: tuple[float, float]  # of its output: SRResNet's tanh [-1, 1], RRDBNet's [0, 1]
+    precisions: tuple[str, ...]
+    source: str = ""  # the file it came from ("" for a module built in memory)
+
+    @property
+    def arch(self) -> tuple[str, dict[str, Any]]:
+        return self.architecture, self.options
+
+
+def as_generator(model: nn.Module | Generator, value_range: tuple[float, float] | None = None) -> Generator:
+    """A :class:`Generator` for a module built in memory (its architecture read from its state dict), or the one
+    given; ``value_range`` overrides the architecture's. A module that is not a registered generator (a wrapper, a
+    compiled module) needs ``value_range``; its scale is its ``scale`` attribute, else 4."""
+    if isinstance(model, Generator):
+        return model if value_range is None else replace(model, value_range=value_range)
+    try:
+        name, options = infer_architecture(model.state_dict())
+    except ValueError:
+        if value_range is None:
+            raise ValueError(f"{type(model).__name__} is not a registered generator: pass its output value_range "
+                             "(SRResNet (-1, 1), RRDBNet (0, 1))") from None
+        return Generator(model, "unknown", {}, int(getattr(model, "scale", 4)), value_range, ("fp32", "bf16", "fp16"))
+    return Generator(model, name, options, int(options.get("scale", 4)), value_range or OUTPUT_RANGES[name],
+                     GENERATOR_PRECISIONS[name])
+
+
+def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | torch.device = "cpu") -> Generator:
+    """The generator stored in ``path`` (EMA weights when present), in eval mode on ``device``."""
     state = load_generator_state(path, prefer_ema=prefer_ema)
     name, options = infer_architecture(state)
     model = build_model(name, **options)
     model.load_state_dict(state, strict=True)
-    model.value_range = OUTPUT_RANGES[name]  # type: ignore[assignment]
-    model.arch = (name, options)  # type: ignore[assignment]
-    return model.eval().to(device)
+    return Generator(model.eval().to(device), name, options, int(options.get("scale", 4)), OUTPUT_RANGES[name],
+                     GENERATOR_PRECISIONS[name], str(path))
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:

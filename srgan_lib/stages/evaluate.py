@@ -123,12 +123,12 @@ def _methods(s: EvaluateSettings) -> list[tuple[str, str, SRMethod, str]]:
                             "or a folder of them")
     methods = []
     for ckpt in checkpoints:
-        model = load_generator(ckpt, prefer_ema=s.ema)
-        if model.scale != s.scale:
-            raise EvaluateError(f"'{ckpt}' is a x{model.scale} generator but --scale is {s.scale}")
+        gen = load_generator(ckpt, prefer_ema=s.ema)
+        if gen.scale != s.scale:
+            raise EvaluateError(f"'{ckpt}' is a x{gen.scale} generator but --scale is {s.scale}")
         label = s.name if s.name and len(checkpoints) == 1 else ckpt.stem
-        methods.append((label, str(ckpt), GeneratorMethod(model, tile=s.tile, precision=s.precision),
-                        state_digest(model)))
+        methods.append((label, str(ckpt), GeneratorMethod(gen, tile=s.tile, precision=s.precision),
+                        state_digest(gen.module)))
     return methods
 
 
