@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -139,27 +137,16 @@ def evaluate_set(
     sr_dir: str | Path | None = None,
 ) -> dict:
     """Per-image metrics and their means over one test set; with ``sr_dir`` the SR images are kept as PNGs there
-    (``<sr_dir>/<image>.png``: the report's comparison figures crop them).
-
-    The metrics of image i are computed in a second thread while image i+1 is loaded and super-resolved (NumPy and
-    SciPy release the GIL in their loops): the same numbers, sooner. At most two images wait to be measured."""
+    (``<sr_dir>/<image>.png``: the report's comparison figures crop them)."""
     per_image: dict[str, dict[str, float]] = {}
-    pending: deque[tuple[str, Future[dict[str, float]]]] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="measure") as pool:
-        for img in tqdm(images, desc=desc, unit="img", leave=False, disable=None):
-            lr, hr = _load_pair(img, scale, lr_source, kernel)
-            sr = np.asarray(method(lr))
-            if sr.shape != hr.shape:
-                raise ValueError(f"method returned {sr.shape} for '{img.name}', expected {hr.shape}")
-            while len(pending) >= 2:
-                name, job = pending.popleft()
-                per_image[name] = job.result()
-            pending.append((img.name, pool.submit(measure, sr, hr, scale, ma_model)))
-            if sr_dir is not None:
-                write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False))
-        for name, job in pending:
-            per_image[name] = job.result()
-    per_image = {i.name: per_image[i.name] for i in images}  # the set's order
+    for img in tqdm(images, desc=desc, unit="img", leave=False, disable=None):
+        lr, hr = _load_pair(img, scale, lr_source, kernel)
+        sr = np.asarray(method(lr))
+        if sr.shape != hr.shape:
+            raise ValueError(f"method returned {sr.shape} for '{img.name}', expected {hr.shape}")
+        per_image[img.name] = measure(sr, hr, scale, ma_model)
+        if sr_dir is not None:
+            write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False))
     present = [m for m in NAMES if all(m in v for v in per_image.values())]
     means = {m: float(np.mean([v[m] for v in per_image.values()])) for m in present}
     if any(math.isinf(v) for v in means.values()):
