@@ -215,12 +215,20 @@ class Upscaler:
         elif mode in ("I;16", "I;16L", "I;16B", "I"):
             grey = np.asarray(image, dtype=np.int64 if mode == "I" else np.uint16)
             if grey.min() < 0 or grey.max() > 65535:
-                raise UpscaleError(f"32-bit integer image with values outside 0..65535 ({grey.min()}..{grey.max()})")
+                raise UpscaleError(f"32-bit integer image with values outside 0..65535 ({grey.min()}..{grey.max()}): "
+                                   "scale it to 16 bits (0..65535) or to a 0..1 float image first")
             up = self.upscale_array(np.repeat(grey.astype(np.uint16)[..., None], 3, axis=2))
             # luma of the three (near-equal) channels, as PIL's RGB -> L does, kept in 16 bits
             luma = (up[..., 0] * 299 + up[..., 1].astype(np.uint32) * 587 + up[..., 2].astype(np.uint32) * 114 + 500)
             out = Image.fromarray((luma // 1000).astype(np.uint16))
             out = out if mode != "I" else out.convert("I")
+        elif mode == "F":  # 32-bit float grey, values in [0, 1]: upscaled in float, written as float (TIFF)
+            grey = np.asarray(image, dtype=np.float32)
+            if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
+                raise UpscaleError(f"float image with values outside 0..1 ({np.nanmin(grey):g}..{np.nanmax(grey):g}) "
+                                   "or not finite: scale it to 0..1 first")
+            up = self.upscale_array(np.repeat(grey[..., None], 3, axis=2))
+            out = Image.fromarray((up @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32), mode="F")
         elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
             rgba = image.convert("RGBA") if mode != "LA" else image
             colour, alpha = (rgba.convert("RGB"), rgba.getchannel("A"))
@@ -310,6 +318,10 @@ def write_png16(path: Path, image: np.ndarray) -> None:
         writer.write(fh, image.reshape(h, w * c))
 
 
+# TIFF's own structure tags (sizes, sample layout, strips, compression, palette...): Pillow's getexif() of a TIFF
+# input returns them with the descriptive tags, and writing them into a new TIFF breaks its encoder
+TIFF_STRUCTURE_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 290,
+                                 291, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530, 532})
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
            ".bmp": "BMP"}
 OUTPUT_FORMATS = ("auto", "png", "jpg", "webp", "tiff")
@@ -344,10 +356,16 @@ def open_limited(path: Path, max_pixels: int) -> Image.Image:
 
 
 def output_format(src: Path, fmt: str, image: Image.Image) -> tuple[str, str]:
-    """(extension, Pillow format) for an output: ``auto`` keeps the input's format where it can hold the result."""
+    """(extension, Pillow format) for an output: ``auto`` keeps the input's format where it can hold the result;
+    float images and several pages only fit in TIFF."""
     ext = src.suffix.lower() if fmt == "auto" else f".{fmt}"
     if ext not in FORMATS:
         ext = ".png"
+    if image.mode == "F" or getattr(image, "n_frames", 1) > 1:
+        if fmt not in ("auto", "tiff"):
+            what = "a float image" if image.mode == "F" else f"{image.n_frames} pages"
+            raise UpscaleError(f"'{src}' has {what}, which only TIFF holds: use --format tiff (or auto)")
+        return (ext if FORMATS.get(ext) == "TIFF" else ".tif"), "TIFF"
     if FORMATS[ext] in ("JPEG", "BMP") and (image.mode not in ("RGB", "L", "CMYK") or
                                             (image.mode == "CMYK" and FORMATS[ext] == "BMP")):
         ext = ".png"  # JPEG/BMP cannot hold alpha, 16 bits or a palette faithfully
@@ -432,16 +450,27 @@ def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str
                 if not _claim(dest, src, claimed, existing, summary):
                     continue
                 exif = image.getexif()
-                result = upscaler.upscale(image)
-                summary.input_pixels += image.width * image.height
+                for tag in TIFF_STRUCTURE_TAGS & set(exif):
+                    del exif[tag]
+                exif_bytes = None
+                if exif and pil_format in ("JPEG", "PNG", "WEBP", "TIFF"):
+                    exif[0x0112] = 1  # orientation already applied to the pixels
+                    exif_bytes = exif.tobytes()  # now: seeking to another page reloads the image's EXIF
+                pages = []
+                for page in range(getattr(image, "n_frames", 1)):  # every page of a multi-page TIFF
+                    image.seek(page)
+                    pages.append(upscaler.upscale(image))
+                    summary.input_pixels += image.width * image.height
+                result = pages[0]
             options: dict[str, object] = {}
             if pil_format in ("JPEG", "WEBP"):
                 options["quality"] = quality
             if "icc_profile" in result.info and pil_format != "BMP":
                 options["icc_profile"] = result.info["icc_profile"]
-            if exif and pil_format in ("JPEG", "PNG", "WEBP", "TIFF"):
-                exif[0x0112] = 1  # orientation already applied to the pixels
-                options["exif"] = exif.tobytes()
+            if exif_bytes:
+                options["exif"] = exif_bytes
+            if len(pages) > 1:
+                options.update(save_all=True, append_images=pages[1:])
             with atomic_path(dest) as tmp:
                 result.save(tmp, format=pil_format, **options)
             summary.written.append(dest)

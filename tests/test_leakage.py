@@ -101,10 +101,10 @@ def test_real_training_photographs_are_not_test_images(index, shared_data):
     print(f"30 shared training photographs: best crop match {worst:.3f} (threshold {CROP_THRESHOLD})")
 
 
-def test_lists_stage_rejects_disguised_copies_and_reports_them(tmp_path, shared_data):
+def test_lists_stage_rejects_disguised_copies_and_reports_them(tmp_path):
     train = tmp_path / "train"
     train.mkdir()
-    for p in sorted((shared_data / "train" / "T91").glob("*.png"))[:6]:
+    for p in sorted((BENCHMARKS.parent / "train" / "T91").glob("*.png"))[:6]:  # the committed T91 photographs
         Image.open(p).save(train / p.name)
     bird = read_image(BENCHMARKS / "Set5" / "HR" / "bird.png")
     Image.fromarray(_jpeg(_resize(bird[:, ::-1], 0.7), 80)).save(train / "bird_flipped_small.jpg")

@@ -254,3 +254,37 @@ def test_non_finite_reduced_precision_tiles_are_redone_in_fp32(srresnet_ckpt):
     assert np.array_equal(out, Upscaler(model, device="cpu", tile=20, tile_pad=8).upscale_array(img))
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         Upscaler(model, device="cpu", precision="fp16")
+
+
+def test_tiff_outputs_multi_page_float_16_bit_and_cmyk(srresnet_ckpt, tmp_path):
+    """TIFF inputs that used to fail with "codec configuration error" (their structure tags were copied into the
+    output's EXIF) are written; every page of a multi-page TIFF is upscaled; float images stay float."""
+    src = tmp_path / "in"
+    src.mkdir()
+    pages = [Image.fromarray(_photo(16, 20, seed=s)) for s in range(3)]
+    pages[0].save(src / "multi.tif", save_all=True, append_images=pages[1:])
+    grey = _photo(16, 16)[..., 0].astype(np.float32) / 255
+    Image.fromarray(grey, mode="F").save(src / "float.tif")
+    Image.fromarray(_photo(16, 16)[..., 0].astype(np.uint16) * 257).save(src / "grey16.tif")
+    Image.fromarray(_photo(16, 16)).convert("CMYK").save(src / "cmyk.tif")
+    Image.fromarray(np.full((8, 8), 2.0, np.float32), mode="F").save(src / "too_bright.tif")
+    out = tmp_path / "out"
+    res = run_cli("upscale", str(src), "-o", str(out), "--model", str(srresnet_ckpt), check=False)
+    assert "processed 4, skipped 0, failed 1" in res.stdout, res.stdout + res.stderr
+    assert "too_bright.tif: float image with values outside 0..1 (2..2)" in res.stderr
+    assert "scale it to 0..1 first" in res.stderr
+    up = Upscaler(srresnet_ckpt, device="cpu", tile=0)
+    with Image.open(out / "multi.tif") as multi:
+        assert multi.n_frames == 3
+        for i, page in enumerate(pages):
+            multi.seek(i)
+            assert np.array_equal(np.asarray(multi.convert("RGB")), np.asarray(up.upscale(page))), f"page {i}"
+    with Image.open(out / "float.tif") as f:
+        expected = up.upscale_array(np.repeat(grey[..., None], 3, axis=2)) @ np.array([0.299, 0.587, 0.114],
+                                                                                        np.float32)
+        assert f.mode == "F" and np.allclose(np.asarray(f), expected, atol=1e-6)
+    with Image.open(out / "grey16.tif") as g, Image.open(out / "cmyk.tif") as c:
+        assert (g.mode, g.size, c.mode, c.size) == ("I;16", (64, 64), "CMYK", (64, 64))
+    refused = run_cli("upscale", str(src / "multi.tif"), "-o", str(tmp_path / "png"), "--model", str(srresnet_ckpt),
+                      "--format", "png", check=False)
+    assert "multi.tif' has 3 pages, which only TIFF holds: use --format tiff" in refused.stderr

@@ -36,7 +36,7 @@ from srgan_lib import losses
 from srgan_lib.hardware import Levers, cpu_name, resolve_device, resolve_levers
 from srgan_lib.imageio import atomic_path, file_sha256, write_json, write_png, write_text
 from srgan_lib.inference import GeneratorMethod
-from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, load_generator_state, to_unit
+from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, from_unit, load_generator_state, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
@@ -285,8 +285,7 @@ class Trainer:
         nb = self.cuda
         lr = (lr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
         hr01 = (hr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
-        lo, hi = self.out_range
-        hr = hr01 if (lo, hi) == (0.0, 1.0) else hr01 * (hi - lo) + lo  # the generator's native range
+        hr = from_unit(hr01, self.out_range)  # the generator's native range
         terms: dict[str, torch.Tensor] = {}
 
         # generator
