@@ -32,10 +32,20 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
+def _runtime_nodes(node: ast.AST):  # type: ignore[no-untyped-def]
+    """Every node under ``node`` except the bodies of ``if TYPE_CHECKING:`` (annotations only, never imported)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and getattr(child.test, "id", getattr(child.test, "attr", "")) == "TYPE_CHECKING":
+            yield from (n for c in child.orelse for n in [c, *_runtime_nodes(c)])
+            continue
+        yield child
+        yield from _runtime_nodes(child)
+
+
 def _imports(node: ast.AST, here: str) -> set[str]:
-    """Project modules imported anywhere under ``node`` (module level and inside functions alike)."""
+    """Project modules imported anywhere under ``node`` at run time (module level and inside functions alike)."""
     found = set()
-    for n in ast.walk(node):
+    for n in [node, *_runtime_nodes(node)]:
         names: list[str] = []
         if isinstance(n, ast.Import):
             names = [a.name for a in n.names]

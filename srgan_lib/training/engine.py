@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 import random
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +27,27 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from srgan_lib import losses
 from srgan_lib.hardware import Levers, cpu_name, resolve_device, resolve_levers
-from srgan_lib.imageio import atomic_path, file_sha256, write_json, write_png, write_text
+from srgan_lib.imageio import atomic_path, file_sha256, write_json
 from srgan_lib.inference import GeneratorMethod
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, from_unit, load_generator_state, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
-from srgan_lib.training import TrainingError
+from srgan_lib.training import NonFiniteLoss, TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
+from srgan_lib.training.loop import (
+    Checkpointing,
+    HistoryCSV,
+    MLflowTracking,
+    Progress,
+    Run,
+    Validation,
+    run_loop,
+    write_csv,
+    write_summary,
+)
 from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 from srgan_lib.training.store import open_training_store
 
@@ -48,10 +55,6 @@ log = logging.getLogger("srgan.train")
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
 # (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
 RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every")
-
-
-class NonFiniteLoss(TrainingError):
-    """A loss became NaN/inf; training stopped and the last good checkpoint is kept."""
 
 
 class ResumeError(TrainingError):
@@ -139,9 +142,10 @@ def _seed_everything(seed: int) -> None:
 
 
 class Validator:
-    """PSNR-Y / SSIM-Y (the papers' conventions, shave = scale) on centre crops of a few held-out images."""
+    """PSNR-Y / SSIM-Y (the papers' conventions, shave = scale) on centre crops of a few held-out images, their LR made
+    with the kernel the training LR was made with (``degrade.kernel``)."""
 
-    def __init__(self, val_list: str, n_images: int, crop: int, scale: int) -> None:
+    def __init__(self, val_list: str, n_images: int, crop: int, scale: int, kernel: str = "matlab") -> None:
         from srgan_lib.evaluation import test_set_from_list
         from srgan_lib.imageio import read_image
         from srgan_lib.resize import downsample, modcrop
@@ -159,7 +163,7 @@ class Validator:
                 c = min(crop, *hr.shape[:2]) // scale * scale
                 y, x = (hr.shape[0] - c) // 2 // scale * scale, (hr.shape[1] - c) // 2 // scale * scale
                 hr = hr[y : y + c, x : x + c]
-            self.pairs.append((img.name, downsample(hr, scale, "matlab"), hr))
+            self.pairs.append((img.name, downsample(hr, scale, kernel), hr))  # type: ignore[arg-type]
 
     def __bool__(self) -> bool:
         return bool(self.pairs)
@@ -478,19 +482,6 @@ class Trainer:
         }
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    fields: list[str] = []
-    for r in rows:
-        fields.extend(k for k in r if k not in fields)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
 def _prepare_run_dir(run_dir: Path, resume: bool, restart: bool, cfg_hash: str,
                      auto: bool = False) -> dict[str, Any] | None:
     """The checkpoint to resume from (or None), enforcing: never silently mix two runs in one folder.
@@ -570,7 +561,8 @@ def train_stage(
                     "paper's loss; tagged vgg_weights=random in MLflow", stage)
     store = open_training_store(common["store"], common["train_list"], Path(common["lr_dir"]) / f"X{scale}", scale)
     data = PairedPatches(store, hr_size=cfg["hr_size"], augment=cfg["augment"], seed=common["seed"])
-    validator = Validator(common["val_list"], common["val_images"], common["val_crop"], scale) if ddp.main else None
+    validator = (Validator(common["val_list"], common["val_images"], common["val_crop"], scale,
+                           params["degrade"]["kernel"]) if ddp.main else None)
 
     start_iter, history, val_history, run_id = 0, [], [], None
     if ckpt is not None:
@@ -584,155 +576,88 @@ def train_stage(
     # nothing to train; the outputs are written again from that checkpoint and its MLflow run stays as it ended
     finished = start_iter >= cfg["iterations"] and stop_after is None
 
+    total = cfg["iterations"]
+    end_iter = total if stop_after is None else min(total, start_iter + stop_after)
+    loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg["batch_size"], workers=common["workers"],
+                          pin_memory=device.type == "cuda", rank=ddp.rank, world_size=ddp.world_size)
+    run = Run(stage, cfg, common, run_dir, trainer, ddp, device, cfg_hash, start_iter, end_iter, loader, len(data),
+              history, val_history, run_id)
     tracker = tracking.Tracker(None, "", "")
     if ddp.main and finished:
         log.info("%s: already trained to iteration %d (MLflow run %s kept as it ended); writing the outputs from "
                  "its final checkpoint", stage, start_iter, run_id or "none")
     elif ddp.main:
-        tracker = tracking.Tracker(
-            tracking.resolve_uri(params["tracking"]["uri"]), params["tracking"]["experiment"], stage, run_id=run_id,
-            tags={"srgan.stage": stage, "srgan.kind": "train"},
-        )
-        if run_id is None:
-            tracker.log_params(tracking.flatten({"scale": scale, "train": common, stage: cfg}))
-        device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-                       else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
-        tracker.set_tags({
-            "git_commit": tracking.git_commit(), "dvc_lock_stage_hash": tracking.dvc_lock_hash(stage),
-            "device": device_name,
-            "torch_version": torch.__version__, "vgg_weights": trainer.vgg_weights, "config_hash": cfg_hash,
-            "world_size": str(ddp.world_size), "init_from": trainer.init_from or "none",
-            "precision": trainer.levers.precision, "memory_format": trainer.levers.layout,
-            "precision_reason": trainer.levers.reason or "as requested",
-            "generator_parameters": str(count_parameters(trainer.net_g)),
-            "train_images": str(len(data)),
-        })
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", {"stage": stage, "scale": scale, "train": common, stage: cfg,
-                                             "config_hash": cfg_hash})
-        tracker.log_artifacts([run_dir / "config.json"])
-
-    def save(iteration: int) -> None:
-        if not ddp.main:
-            return
-        if not trainer.weights_finite():
-            raise NonFiniteLoss(f"generator weights are not finite at iteration {iteration}; checkpoint not written")
-        state = {**trainer.state(), "rng": ckpt_io.rng_state(), "config": {stage: cfg, "train": common},
-                 "config_hash": cfg_hash, "stage": stage, "history": history, "val_history": val_history,
-                 "mlflow_run_id": tracker.run_id, "sampler": {"seed": common["seed"], "next_iteration": iteration + 1}}
-        ckpt_io.save_checkpoint(run_dir, iteration, state, common["keep_checkpoints"])
-
-    def validate(iteration: int, nets: tuple[nn.Module, nn.Module | None] | None = None) -> dict[str, float]:
-        if not validator:
-            return {}
-        g, ema_net = nets or (trainer.net_g, trainer.ema.model if trainer.ema is not None else None)
-        scores, picture = validator.run(g, trainer.out_range, device, trainer.levers)
-        row = {"iteration": iteration, **scores}
-        if ema_net is not None:
-            ema_scores, ema_picture = validator.run(ema_net, trainer.out_range, device, trainer.levers)
-            row.update({f"ema_{k}": v for k, v in ema_scores.items()})
-            picture = np.concatenate([picture, np.full((4, picture.shape[1], 3), 255, np.uint8), ema_picture])
-        val_history[:] = [r for r in val_history if r["iteration"] != iteration] + [row]  # one row per iteration
-        image = write_png(run_dir / "val" / f"iter_{iteration:08d}.png", picture)
-        tracker.log_metrics({f"val_{k}": v for k, v in row.items() if k != "iteration"}, iteration, flush=True)
-        tracker.log_artifacts([image], "validation")
-        _write_csv(run_dir / "validation.csv", val_history)
-        return row
-
-    total = cfg["iterations"]
-    end_iter = total if stop_after is None else min(total, start_iter + stop_after)
-    bar = tqdm(total=total, initial=start_iter, desc=stage, unit="it", disable=(not ddp.main) or progress is False
-               or (progress is None and not sys.stderr.isatty()), dynamic_ncols=True)
-    status, last_terms, t_loop, it = "FAILED", {}, time.perf_counter(), start_iter
-    window_t, window_n, last_line = time.perf_counter(), 0, time.perf_counter()
-    if ddp.main:
-        log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s, %s", stage,
-                 start_iter + 1, end_iter, total, cfg["batch_size"], cfg["hr_size"], len(data), device,
-                 trainer.levers.describe())
-    loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg["batch_size"], workers=common["workers"],
-                          pin_memory=device.type == "cuda", rank=ddp.rank, world_size=ddp.world_size)
+        tracker = _open_tracker(run, params, data)
+        run.mlflow_run_id = tracker.run_id
+    validation, checkpoints, mlflow = Validation(validator), Checkpointing(), MLflowTracking(tracker)
+    run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow]
+    status, t_loop = "FAILED", time.perf_counter()
     try:
-        for it, (lr_u8, hr_u8) in zip(range(start_iter + 1, end_iter + 1), loader, strict=True):
-            lr_now = trainer.set_lr(it)
-            try:
-                terms = trainer.step(lr_u8, hr_u8)
-                if it % trainer.sync_every == 0 or it % cfg["log_every"] == 0 or it % cfg["ckpt_every"] == 0 \
-                        or it == end_iter:
-                    trainer.sync()
-            except NonFiniteLoss as exc:
-                last = ckpt_io.list_checkpoints(run_dir)
-                keep = f"the last good checkpoint is '{last[-1][1]}'" if last else "no checkpoint was written yet"
-                raise NonFiniteLoss(
-                    f"{stage}: {exc} at iteration {it} (lr {lr_now:.3g}); training stopped, {keep}. Lower "
-                    f"{stage}.lr or check the data, then --resume"
-                ) from None
-            window_n += 1
-            if it % cfg["log_every"] == 0 or it == end_iter:
-                now = time.perf_counter()
-                ips = window_n / max(now - window_t, 1e-9)
-                window_t, window_n = now, 0
-                last_terms = {k: float(v) for k, v in terms.items()}
-                history.append({"iteration": it, "lr": lr_now, **last_terms, "it_per_s": ips})
-                tracker.log_metrics({**{f"loss_{k}": v for k, v in last_terms.items()}, "lr": lr_now,
-                                     "it_per_s": ips}, it)
-                shown = {k: f"{v:.4g}" for k, v in last_terms.items()
-                         if k in ("pixel", "perceptual", "gan_g", "gan_d", "total_g")} | {"lr": f"{lr_now:.1e}"}
-                bar.set_postfix(shown, refresh=False)
-                if bar.disable and ddp.main and (now - last_line > 30 or it == end_iter):
-                    last_line = now  # no progress bar (not a terminal): a concise line every 30 s instead
-                    log.info("%s: iteration %d/%d  %s  %.2f it/s", stage, it, total,
-                             "  ".join(f"{k} {v}" for k, v in shown.items()), ips)
-            bar.update(1)
-            if ddp.main and cfg["val_every"] and it % cfg["val_every"] == 0 and it != total:
-                validate(it)
-            if it % cfg["ckpt_every"] == 0 and it != total:
-                save(it)
-                if ddp.main:
-                    _write_csv(run_dir / "history.csv", history)
-                ddp.barrier()
+        run.emit("on_start")
+        run_loop(run)
+        seconds_per_it = (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1)
         if stop_after is not None and end_iter < total:
             status = "KILLED"
-            if ddp.main:
-                _write_csv(run_dir / "history.csv", history)
             return TrainResult(stage, end_iter, Path(), run_dir, time.perf_counter() - t_start, start_iter,
-                               last_terms, {}, tracker.run_id,
-                               (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1))
-        seconds_per_it = (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1)
+                               run.last_terms, {}, run.mlflow_run_id, seconds_per_it)
         if finished and history:  # what the run recorded, not this invocation's zero iterations
-            last_terms = {k: v for k, v in history[-1].items() if k not in ("iteration", "lr", "it_per_s")}
+            run.last_terms = {k: v for k, v in history[-1].items() if k not in ("iteration", "lr", "it_per_s")}
             seconds_per_it = 1.0 / max(float(np.mean([h["it_per_s"] for h in history])), 1e-9)
         model_path = Path(common["models"]) / f"{stage}.pth"
         val_row: dict[str, float] = {}
         if ddp.main:
             final = trainer.final_generators(data, common["precise_bn"])
-            val_row = validate(total, final) if validator else {}
+            val_row = validation.validate(run, total, final)
             if not finished:
-                save(total)
-            _write_csv(run_dir / "history.csv", history)
+                checkpoints.save(run, total)
+            write_csv(run_dir / "history.csv", history)
             with atomic_path(model_path) as tmp:
                 meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common["precise_bn"]}
                 torch.save(trainer.generator_checkpoint(meta, final), tmp)
-            summary = {"stage": stage, "iterations": total, "resumed_from": start_iter, "model": str(model_path),
-                       "final_losses": last_terms, "validation": val_row, "seconds_per_iteration": seconds_per_it,
-                       "generator_parameters": count_parameters(trainer.net_g),
-                       "mlflow_run_id": run_id if finished else tracker.run_id}
-            write_json(run_dir / "summary.json", summary)
-            tracker.log_metrics({"seconds_per_iteration": seconds_per_it}, total)
-            tracker.log_artifacts([model_path], "model")
-            tracker.log_artifacts([run_dir / "history.csv", run_dir / "validation.csv", run_dir / "summary.json"])
+            write_summary(run, model_path, val_row, seconds_per_it, count_parameters(trainer.net_g))
+            mlflow.log_final(run, model_path, seconds_per_it)
         ddp.barrier()
         status = "FINISHED"
-        return TrainResult(stage, total, model_path, run_dir, time.perf_counter() - t_start, start_iter, last_terms,
-                           {k: v for k, v in val_row.items() if k != "iteration"},
-                           run_id if finished else tracker.run_id, seconds_per_it)
+        return TrainResult(stage, total, model_path, run_dir, time.perf_counter() - t_start, start_iter,
+                           run.last_terms, {k: v for k, v in val_row.items() if k != "iteration"},
+                           run.mlflow_run_id, seconds_per_it)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        bar.close()
-        tracker.end(status)
+        run.emit("on_end", status)
         if ddp.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _open_tracker(run: Run, params: dict[str, Any], data: PairedPatches) -> Any:
+    """The stage's MLflow run (reopened when resuming), its parameters, tags and config file (main process)."""
+    from srgan_lib import tracking
+
+    stage, cfg, common, trainer, ddp, device = run.stage, run.cfg, run.common, run.trainer, run.ddp, run.device
+    tracker = tracking.Tracker(
+        tracking.resolve_uri(params["tracking"]["uri"]), params["tracking"]["experiment"], stage,
+        run_id=run.mlflow_run_id, tags={"srgan.stage": stage, "srgan.kind": "train"},
+    )
+    if run.mlflow_run_id is None:
+        tracker.log_params(tracking.flatten({"scale": params["scale"], "train": common, stage: cfg}))
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
+    tracker.set_tags({
+        "git_commit": tracking.git_commit(), "dvc_lock_stage_hash": tracking.dvc_lock_hash(stage),
+        "device": device_name,
+        "torch_version": torch.__version__, "vgg_weights": trainer.vgg_weights, "config_hash": run.cfg_hash,
+        "world_size": str(ddp.world_size), "init_from": trainer.init_from or "none",
+        "precision": trainer.levers.precision, "memory_format": trainer.levers.layout,
+        "precision_reason": trainer.levers.reason or "as requested",
+        "generator_parameters": str(count_parameters(trainer.net_g)),
+        "train_images": str(len(data)),
+    })
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.run_dir / "config.json", {"stage": stage, "scale": params["scale"], "train": common, stage: cfg,
+                                             "config_hash": run.cfg_hash})
+    tracker.log_artifacts([run.run_dir / "config.json"])
+    return tracker
 
 
 def install_sigterm_handler() -> None:
