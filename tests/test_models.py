@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,17 +75,20 @@ def test_conv_cut_is_before_relu():
         assert (ext(torch.rand(1, 3, 32, 32)) < 0).any()  # pre-activation features can be negative
 
 
-def test_missing_imagenet_weights_say_what_to_do(tmp_path, monkeypatch):
+def test_missing_imagenet_weights_say_what_to_do(tmp_path):
     # an empty torch cache and a download that fails for certain (through a proxy on a closed loopback port): the
-    # real torchvision download path runs and fails the way it does on a machine without internet
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    for var in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    with pytest.raises(VGGWeightsMissing) as exc:
-        VGGFeatureExtractor("relu5_4", weights="imagenet")
-    msg = str(exc.value)
+    # real torchvision download path runs and fails the way it does on a machine without internet. In a process of
+    # its own: urllib keeps the proxy of its first request for the rest of a process (the servers of other tests)
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    env.update({"TORCH_HOME": str(tmp_path), **{v: "http://127.0.0.1:9" for v in
+                                                 ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")}})
+    code = ("from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing\n"
+            "try:\n    VGGFeatureExtractor('relu5_4', weights='imagenet')\n"
+            "except VGGWeightsMissing as exc:\n    print(exc)\nelse:\n    raise SystemExit('no error')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    msg = res.stdout
+    assert res.returncode == 0, res.stderr[-2000:]
     assert "vgg19-dcbb9e9d.pth" in msg and str(tmp_path) in msg and "copy it to" in msg
     assert "URLError" in msg  # the download was really attempted, and failed
     assert not list(tmp_path.rglob("*.pth"))  # nothing half-written left in the cache
