@@ -94,7 +94,8 @@ def _measure(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float
 
 def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device, repeats: int,
           warmup: int) -> list[dict]:
-    model = as_generator(build_model(name).eval().to(device))
+    gen = as_generator(build_model(name).eval().to(device))
+    model = gen.module
     img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     mp = size * size / 1e6
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
@@ -107,7 +108,7 @@ def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device
     rows = [{"model": name, "config": "reference model(x)", "tile": None, "seconds": ref_s, "mp_per_s": mp / ref_s,
              "ratio": 1.0, "peak_mib": ref_mem}]
     for tile in tiles:
-        up = Upscaler(model, device=device, tile=tile, tile_pad=pad, precision="fp32")
+        up = Upscaler(gen, device=device, tile=tile, tile_pad=pad, precision="fp32")
         s, mem = _measure(lambda up=up: up.upscale_array(img, progress=False), device, repeats, warmup)
         rows.append({"model": name, "config": f"Upscaler tile {tile or 'whole'} pad {pad}", "tile": tile,
                      "seconds": s, "mp_per_s": mp / s, "ratio": ref_s / s, "peak_mib": mem})

@@ -35,3 +35,13 @@ def test_train_step_benchmark_matches_the_reference_loss(tmp_path):
     assert abs(row["first_loss_ours"] - row["first_loss_reference"]) <= 1e-6 * row["first_loss_reference"]
     # FLOPs counted by torch's flop counter vs the design floors (0.12 TFLOP per SRResNet step at batch 16, HR 96)
     assert abs(row["counted_tflop"] - 0.12) / 0.12 < 0.05
+
+
+def test_upscale_benchmark_runs_ours_beside_the_plain_forward(tmp_path):
+    _run("upscale.py", "--models", "srresnet", "--size", "32", "--tiles", "16", "0", "--repeats", "1", "--warmup", "0",
+         "--json", str(tmp_path / "u.json"))
+    rows = json.loads((tmp_path / "u.json").read_text())
+    rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+    configs = [r["config"] for r in rows]
+    assert configs[0] == "reference model(x)" and any("tile 16" in c for c in configs)
+    assert all(r["seconds"] > 0 and r["ratio"] > 0 for r in rows)
