@@ -21,9 +21,10 @@ from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_
 from srgan_lib.summary import eval_table
 
 DATA_STAGES = ("embedded", "lists", "degrade", "store")
-TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@srresnet", "evaluate_models@srgan")
+TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@srresnet", "evaluate_models@srgan",
+               "register@srresnet", "register@srgan")
 TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "evaluate_models@rrdbnet",
-                "evaluate_models@esrgan")
+                "evaluate_models@esrgan", "register@rrdbnet", "register@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
 
 
@@ -94,14 +95,15 @@ def _run(title: str, stages: list[str], overrides: dict[str, Any] | None) -> str
 
 @flow(name="train-srgan", log_prints=True)
 def train_srgan(overrides: dict[str, Any] | None = None) -> str:
-    """Data stages, SRResNet pretraining (MSE), SRGAN (VGG54 + adversarial), evaluation of both."""
+    """Data stages, SRResNet pretraining (MSE), SRGAN (VGG54 + adversarial), evaluation and registration of both
+    (the gate moves ``champion``)."""
     return _run("train-srgan", list(TRAIN_SRGAN), overrides)
 
 
 @flow(name="train-esrgan", log_prints=True)
 def train_esrgan(overrides: dict[str, Any] | None = None) -> str:
     """Data stages, RRDBNet pretraining (L1), ESRGAN (RaGAN + VGG54 before activation), network interpolation,
-    evaluation of both."""
+    evaluation and registration of both (the gate moves ``champion``)."""
     return _run("train-esrgan", list(TRAIN_ESRGAN), overrides)
 
 

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from srgan_lib import TELEMETRY_OFF
+from srgan_lib import TELEMETRY_OFF, telemetry_off
 from srgan_lib.pipeline import BIN
 from srgan_lib.pipeline import tool as _tool
 
@@ -182,6 +182,17 @@ def mlflow_ui_command(store: str, port: int) -> list[str]:
     return cmd + (["--default-artifact-root", root] if root else [])
 
 
+def runs_url(uri: str, experiment: str, port: int) -> str:
+    """The UI page of the experiment's runs, in the UI's model-training mode (MLflow 3 otherwise opens its GenAI
+    overview; the experiment's kind tag alone does not override a browser's last choice)."""
+    from mlflow.tracking import MlflowClient
+
+    telemetry_off()
+    exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    where = f"experiments/{exp.experiment_id}/runs" if exp else "experiments"
+    return f"http://{HOST}:{port}/#/{where}?workflowType=machine_learning"
+
+
 def mlflow_env() -> dict[str, str]:
     """Environment for the MLflow server: no telemetry, no background job runner."""
     return {**os.environ, **TELEMETRY_OFF, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -214,11 +225,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(st) if st else "not running (make prefect-up)")
         else:
             os.chdir(root)
-            uri = resolve_uri(load_params("params.yaml")["tracking"]["uri"])
+            params = load_params("params.yaml")
+            uri = resolve_uri(params["tracking"]["uri"])
             if uri is None:
                 raise ServiceError("tracking.uri is 'none' in params.yaml: there is no store to show")
             port = args.port or 5000
-            print(f"MLflow UI: http://{HOST}:{port}  (store {uri}; Ctrl-C stops it)", flush=True)
+            print(f"MLflow UI: http://{HOST}:{port}  (store {uri}; Ctrl-C stops it)\n"
+                  f"  the runs: {runs_url(uri, params['tracking']['experiment'], port)}\n"
+                  f"  the registered generators: http://{HOST}:{port}/#/models", flush=True)
             return subprocess.call(mlflow_ui_command(uri, port), env=mlflow_env())
     except ServiceError as exc:
         print(f"services: error: {exc}", file=sys.stderr)

@@ -103,7 +103,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model=args.model, name=args.name, sets=args.set or [], lists=args.lists or [], scale=args.scale,
         lr_source=args.lr_source, kernel=args.kernel, precision=args.precision, tile=args.tile, ema=not args.no_ema,
         json=args.json, metrics_json=args.metrics_json, sr_dir=args.sr_dir, ma_model=args.ma_model,
-        ma_sha256=args.ma_sha256, ma_download=args.ma_download == "true", tracking_uri=args.tracking_uri,
+        ma_sha256=args.ma_sha256, ma_download=args.ma_download == "true", lpips_net=args.lpips_net,
+        lpips_weights=args.lpips_weights, lpips_sha256=args.lpips_sha256, lpips_backbone=args.lpips_backbone,
+        tracking_uri=args.tracking_uri,
         experiment=args.experiment, reuse=args.reuse or [])
 
     def show(e: ModelEvaluation) -> None:
@@ -302,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--model", required=True,
                     help="bicubic, nearest, a generator checkpoint (models/esrgan.pth, BasicSR/Real-ESRGAN x4 RRDB), "
-                    "or a folder of checkpoints (models/interp: each is labelled by its file name)")
+                    "a folder of checkpoints (models/interp: each is labelled by its file name), or a registered "
+                    "version: models:/NAME@ALIAS, models:/NAME/VERSION (resolved in --tracking-uri's registry)")
     ev.add_argument("--name", help="label for the results (default: the baseline's name or the checkpoint's stem)")
     ev.add_argument("--no-ema", action="store_true", help="use 'params' rather than 'params_ema' from a checkpoint")
     ev.add_argument("--set", nargs="+", action="extend", type=_named_path, metavar="NAME=PATH",
@@ -329,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ma-sha256", default="", metavar="HEX", help="expected sha256 of the Ma model file")
     ev.add_argument("--ma-download", type=str.lower, choices=("true", "false"), default="false",
                     help="download the Ma model when missing (needs --ma-sha256; default false)")
+    ev.add_argument("--lpips-net", choices=("alex", "vgg", "none"), default="none",
+                    help="LPIPS v0.1 on AlexNet (the authors' recommended metric) or VGG16; none: off (default)")
+    ev.add_argument("--lpips-weights", default=None, metavar="FILE",
+                    help="the authors' v0.1 linear layers (alex.pth / vgg.pth; README 'LPIPS'); missing: LPIPS "
+                    "recorded as unavailable")
+    ev.add_argument("--lpips-sha256", default="", metavar="HEX",
+                    help="expected sha256 of --lpips-weights (default: the authors' published file's)")
+    ev.add_argument("--lpips-backbone", default="imagenet", metavar="imagenet|FILE",
+                    help="the backbone's ImageNet weights: torchvision's cache (imagenet) or a state dict file")
     ev.add_argument("--reuse", nargs="+", action="extend", metavar="JSON",
                     help="earlier results (--json files): a network with bit-identical weights evaluated under the "
                     "same settings takes them instead of running again (the sweep's alpha 0 and 1)")
@@ -398,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--alpha", required=True, type=float, nargs="+", action="extend", metavar="A",
                     help="one or more alphas in [0, 1], e.g. --alpha 0 0.2 0.4 0.6 0.8 1")
     it.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for interp_<alpha>.pth")
+    it.add_argument("--format", choices=("pth", "safetensors"), default="pth",
+                    help="pth ({'params': ...}, BasicSR layout) or safetensors (a flat state dict + meta)")
     it.set_defaults(func=cmd_interpolate)
 
     rep = sub.add_parser(
@@ -457,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
         "RGB in [0, 1]) and returns 'sr' in [0, 1]; it is checked against PyTorch with onnxruntime when installed.",
     )
     _add_model_source(exp)
-    exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    exp.add_argument("--format", choices=("onnx", "safetensors"), default="onnx",
+                     help="onnx (a graph for onnxruntime/TensorRT) or safetensors (the weights as one flat state "
+                     "dict with the checkpoint's meta: what spandrel/chaiNNer load; no code can hide in it)")
     exp.add_argument("-o", "--out", required=True, metavar="FILE", help="output file, e.g. esrgan.onnx")
     exp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     exp.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
@@ -479,6 +495,36 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--exp-name", help="name of the DVC experiment (with --set; default: DVC picks one)")
     rp.add_argument("--force", action="store_true", help="run the stages even if nothing changed")
     rp.set_defaults(func=cmd_repro)
+
+    reg = sub.add_parser(
+        "register",
+        help="register a generator in the MLflow model registry; the gate decides its alias (champion/challenger)",
+        description="Log the checkpoint as an MLflow Model (pyfunc: uint8 H x W x 3 in, x4 out; servable with "
+        "`mlflow models serve`) in its training run, register it as a new version of NAME with its metrics, commit "
+        "and dvc.lock hash as tags, and move the alias 'champion' to it only if it beats the current champion on "
+        "--set: PSNR-Y for PSNR models; PI, else LPIPS, else NIQE for GAN models, which must also keep PSNR-Y >= "
+        "the baseline's - --psnr-floor. A version that loses gets 'challenger'. Weights already registered "
+        "register nothing new.",
+    )
+    reg.add_argument("--model", required=True, metavar="CKPT", help="the generator checkpoint (models/esrgan.pth)")
+    reg.add_argument("--name", required=True, help="registered model name (srgan-esrgan)")
+    reg.add_argument("--metrics", required=True, metavar="JSON",
+                     help="its evaluation (srgan evaluate --metrics-json; metrics/esrgan.json)")
+    reg.add_argument("--baseline", metavar="JSON", help="the baseline's evaluation for the GAN floor "
+                     "(metrics/bicubic.json)")
+    reg.add_argument("--kind", choices=("auto", "psnr", "gan"), default="auto",
+                     help="how the gate judges it (auto: gan if the checkpoint was trained with a GAN loss)")
+    reg.add_argument("--set", dest="test_set", default="Set14", help="test set the gate compares on (Set14)")
+    reg.add_argument("--psnr-floor", type=float, default=1.5, help="GAN models: PSNR-Y >= baseline - this (1.5)")
+    reg.add_argument("--min-gain", type=float, default=0.0, help="margin the champion must be beaten by (0)")
+    reg.add_argument("--train-summary", metavar="JSON", help="runs/<stage>/summary.json: the training run to log "
+                     "the model in (else a new run register/NAME)")
+    reg.add_argument("--stage", help="DVC stage that trained it (train_esrgan): its dvc.lock hash becomes a tag")
+    reg.add_argument("-o", "--out", metavar="JSON", help="write the registration record here")
+    reg.add_argument("--tracking-uri", default=None, metavar="URI",
+                     help="MLflow store and registry (default: $MLFLOW_TRACKING_URI); dvc.yaml passes tracking.uri")
+    reg.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+    reg.set_defaults(func=cmd_register)
 
     par = sub.add_parser("params", help="params.yaml tools")
     psub = par.add_subparsers(dest="params_command", required=True, metavar="ACTION")
@@ -566,7 +612,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from srgan_lib.models import load_generator
     from srgan_lib.upscale import resolve_model_path
 
-    model = load_generator(resolve_model_path(args.model, args.tracking_uri), prefer_ema=not args.no_ema)
+    source = resolve_model_path(args.model, args.tracking_uri)
+    if args.format == "safetensors":
+        from srgan_lib.weights import load_weights, save_generator_safetensors
+
+        start = time.perf_counter()
+        checkpoint = load_weights(source, "generator checkpoint")
+        model = load_generator(source, prefer_ema=not args.no_ema)  # refuses anything that is not a generator
+        which = save_generator_safetensors(checkpoint if isinstance(checkpoint, dict) else {}, args.out,
+                                           prefer_ema=not args.no_ema)
+        print(f"export: {args.model} -> {args.out} (safetensors, {which} weights, {model.architecture} "
+              f"{model.options or 'paper configuration'}; {time.perf_counter() - start:.1f} s)")
+        return 0
+    model = load_generator(source, prefer_ema=not args.no_ema)
     start = time.perf_counter()
     try:
         res = export_onnx(model, args.out, opset=args.opset, verify=not args.no_verify)
@@ -593,13 +651,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    from srgan_lib.registry import GateRule
+    from srgan_lib.stages.register import RegisterSettings, run_register
+
+    res = run_register(RegisterSettings(
+        model=args.model, name=args.name, metrics=args.metrics, baseline=args.baseline, kind=args.kind,
+        rule=GateRule(args.test_set, args.psnr_floor, args.min_gain), train_summary=args.train_summary,
+        stage=args.stage, out=args.out, tracking_uri=args.tracking_uri, experiment=args.experiment))
+    if res.new and res.decision is not None:
+        d = res.decision
+        print(f"register: {res.name} version {res.version} -> @{res.alias} ({d.reason}; {d.metric} "
+              f"{d.score:.4g} vs champion {'none' if d.champion_score is None else f'{d.champion_score:.4g}'}) "
+              f"in {res.seconds:.1f} s")
+    else:
+        print(f"register: {res.name}: these weights are already version {res.version}"
+              + (f" (@{res.alias})" if res.alias else "") + "; nothing registered")
+    print(f"  load it: srgan upscale --model models:/{res.name}@{res.alias or res.version} IMAGE -o OUT   "
+          f"serve it: mlflow models serve -m models:/{res.name}@{res.alias or res.version} --env-manager local")
+    return 0
+
+
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from srgan_lib.interpolate import interpolate_files
 
     for a in args.alpha:
         if not 0 <= a <= 1:
             raise CLIError(f"--alpha must be in [0, 1], got {a}")
-    paths = interpolate_files(args.psnr, args.gan, args.alpha, args.out)
+    paths = interpolate_files(args.psnr, args.gan, args.alpha, args.out, fmt=args.format)
     print(f"interpolate: {len(paths)} network(s) between {args.psnr} (alpha 0) and {args.gan} (alpha 1)")
     for a, path in zip(args.alpha, paths, strict=True):
         print(f"  alpha {a:.2f} -> {path}")
@@ -619,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # MLflow's store set-up chatter ("Creating initial MLflow database tables...")
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow resets its loggers when imported
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as exc:

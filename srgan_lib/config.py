@@ -167,6 +167,8 @@ SCHEMA: dict[str, Any] = {
         "baselines": list_of(choice(("bicubic", "nearest"))),
         "models": list_of(choice(("srresnet", "srgan", "rrdbnet", "esrgan")), non_empty=False),
         "ma": {"model": string(), "sha256": sha256_hex(), "download": boolean()},
+        "lpips": {"net": choice(("alex", "vgg", "none")), "weights": string(), "sha256": sha256_hex(),
+                  "backbone": string()},
     },
     "report": {"out": string(), "crop": integer(minimum=16)},
 }
@@ -246,6 +248,15 @@ SCHEMA["train"] = {
     "precise_bn": integer(minimum=0),
 }
 SCHEMA["tracking"] = {"uri": string(), "experiment": string()}
+SCHEMA["register"] = {
+    "models": list_of(choice(("srresnet", "srgan", "rrdbnet", "esrgan")), non_empty=False),
+    "prefix": string(),
+    "set": string(),
+    "baseline": choice(("bicubic", "nearest")),
+    "psnr_floor": number(0),
+    "min_gain": number(0),
+    "out": string(),
+}
 for _stage in TRAIN_STAGES:
     SCHEMA[_stage] = _stage_schema()
 
@@ -319,6 +330,13 @@ def _check_semantics(params: dict[str, Any], base: Path) -> None:
         raise ParamsError("'lists.test': 'train' is reserved for the training split; rename that test set")
     for stage in TRAIN_STAGES:
         _check_stage(stage, params[stage], params["scale"])
+    reg = params["register"]  # (register.set is checked by the stage: a run may evaluate on fewer test sets)
+    for i, model in enumerate(reg["models"]):
+        if model not in params["evaluate"]["models"]:
+            raise ParamsError(f"'register.models[{i}]': {model!r} is not evaluated (evaluate.models), so the gate has "
+                              "no numbers for it")
+    if reg["baseline"] not in params["evaluate"]["baselines"]:
+        raise ParamsError(f"'register.baseline': {reg['baseline']!r} is not in evaluate.baselines")
 
 
 def validate(params: Any, *, base: str | Path = ".") -> dict[str, Any]:

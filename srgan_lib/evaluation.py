@@ -21,6 +21,7 @@ from tqdm import tqdm
 from srgan_lib.data.lists import hr_folder, read_list
 from srgan_lib.imageio import iter_image_files, read_image, write_png
 from srgan_lib.metrics import NAMES
+from srgan_lib.metrics.lpips import LPIPSMetric
 from srgan_lib.metrics.ma import MaModel, perceptual_index
 from srgan_lib.metrics.niqe import niqe
 from srgan_lib.metrics.psnr_ssim import colour_cast, psnr, rmse, ssim
@@ -107,9 +108,10 @@ def _load_pair(img: TestImage, scale: int, lr_source: LRSource, kernel: Kernel) 
     return lr, hr
 
 
-def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None = None) -> dict[str, float]:
+def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None = None,
+            lpips_model: LPIPSMetric | None = None) -> dict[str, float]:
     """Every full-reference and no-reference metric of one SR image, with the papers' conventions; Ma and PI only
-    with the authors' model."""
+    with the authors' model, LPIPS only with its real weights."""
     out = {
         "psnr_y": psnr(sr, hr, space="y", shave=scale),
         "ssim_y": ssim(sr, hr, space="y", shave=scale),
@@ -122,6 +124,8 @@ def measure(sr: np.ndarray, hr: np.ndarray, scale: int, ma_model: MaModel | None
     if ma_model is not None:
         out["ma"] = ma_model.score(sr, shave=scale)
         out["pi"] = perceptual_index(out["ma"], out["niqe"])
+    if lpips_model is not None:
+        out["lpips"] = lpips_model.score(sr, hr, shave=scale)
     return out
 
 
@@ -134,6 +138,7 @@ def evaluate_set(
     kernel: Kernel = "matlab",
     desc: str = "evaluate",
     ma_model: MaModel | None = None,
+    lpips_model: LPIPSMetric | None = None,
     sr_dir: str | Path | None = None,
 ) -> dict:
     """Per-image metrics and their means over one test set; with ``sr_dir`` the SR images are kept as PNGs there
@@ -144,7 +149,7 @@ def evaluate_set(
         sr = np.asarray(method(lr))
         if sr.shape != hr.shape:
             raise ValueError(f"method returned {sr.shape} for '{img.name}', expected {hr.shape}")
-        per_image[img.name] = measure(sr, hr, scale, ma_model)
+        per_image[img.name] = measure(sr, hr, scale, ma_model, lpips_model)
         if sr_dir is not None:
             write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False))
     present = [m for m in NAMES if all(m in v for v in per_image.values())]
@@ -164,19 +169,28 @@ def evaluate(
     kernel: Kernel = "matlab",
     ma_model: MaModel | None = None,
     ma_unavailable: str = "no Ma model given",
+    lpips_model: LPIPSMetric | None = None,
+    lpips_unavailable: str = "no LPIPS weights given",
     sr_dir: str | Path | None = None,
 ) -> dict[str, dict]:
     """Evaluate one method on several sets: set name -> metrics (means, ``n_images``, per-image values, settings).
 
-    Without ``ma_model`` each set records ``unavailable`` = {metric: reason} for Ma and PI instead of a number."""
+    Without ``ma_model`` each set records ``unavailable`` = {metric: reason} for Ma and PI instead of a number, and
+    so for LPIPS without ``lpips_model``."""
     out = {}
     for name, images in sets.items():
         res = evaluate_set(
             method, images, scale=scale, lr_source=lr_source, kernel=kernel, desc=f"{method_name}@{name}",
-            ma_model=ma_model, sr_dir=None if sr_dir is None else Path(sr_dir) / name,
+            ma_model=ma_model, lpips_model=lpips_model, sr_dir=None if sr_dir is None else Path(sr_dir) / name,
         )
+        unavailable = {} if ma_model is not None else unavailable_reasons(ma_unavailable)
+        if lpips_model is None:
+            unavailable["lpips"] = lpips_unavailable
         out[name] = {**res, "model": method_name, "scale": scale, "lr_source": lr_source, "lr_kernel": kernel,
-                     "unavailable": {} if ma_model is not None else unavailable_reasons(ma_unavailable)}
+                     "unavailable": unavailable}
         if ma_model is not None:
             out[name]["ma_model"] = {"path": ma_model.source, "sha256": ma_model.sha256}
+        if lpips_model is not None:
+            out[name]["lpips_model"] = {"net": lpips_model.net, "linear": lpips_model.linear,
+                                        "backbone": lpips_model.backbone}
     return out

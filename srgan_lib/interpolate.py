@@ -13,6 +13,7 @@ import torch
 
 from srgan_lib.imageio import atomic_path
 from srgan_lib.models import load_generator_state
+from srgan_lib.weights import save_generator_safetensors
 
 
 class ArchitectureMismatch(ValueError):
@@ -42,15 +43,21 @@ def interpolate_states(
 
 
 def interpolate_files(psnr_path: str | Path, gan_path: str | Path, alphas: Sequence[float],
-                      out_dir: str | Path, prefer_ema: bool = True) -> list[Path]:
-    """Write ``<out_dir>/interp_<alpha>.pth`` (``{'params': ...}``) for each alpha; return the paths."""
+                      out_dir: str | Path, prefer_ema: bool = True, fmt: str = "pth") -> list[Path]:
+    """Write ``<out_dir>/interp_<alpha>.pth`` (``{'params': ...}``; ``fmt`` safetensors: ``.safetensors``) for each
+    alpha; return the paths."""
+    if fmt not in ("pth", "safetensors"):
+        raise ValueError(f"format must be pth or safetensors, got {fmt!r}")
     psnr, gan = load_generator_state(psnr_path, prefer_ema), load_generator_state(gan_path, prefer_ema)
     paths = []
     for alpha in alphas:
-        state = interpolate_states(psnr, gan, alpha)
-        path = Path(out_dir) / f"interp_{alpha:.2f}.pth"
-        with atomic_path(path) as tmp:
-            torch.save({"params": state, "alpha": alpha,
-                        "meta": {"alpha": alpha, "psnr": str(psnr_path), "gan": str(gan_path)}}, tmp)
+        checkpoint = {"params": interpolate_states(psnr, gan, alpha),
+                      "meta": {"alpha": alpha, "psnr": str(psnr_path), "gan": str(gan_path)}}
+        path = Path(out_dir) / f"interp_{alpha:.2f}.{fmt}"
+        if fmt == "safetensors":
+            save_generator_safetensors(checkpoint, path)
+        else:
+            with atomic_path(path) as tmp:
+                torch.save({**checkpoint, "alpha": alpha}, tmp)
         paths.append(path)
     return paths

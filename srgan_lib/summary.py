@@ -12,7 +12,8 @@ from srgan_lib.tables import format_eval_table
 NEXT_STEPS = """\
 report: reports/report/report.md (table, comparison figures, perception-distortion plane; per_image.csv beside it)
 per-image results: {report_dir}/<method>.json    metrics: `dvc metrics show`    curves: `dvc plots show`
-MLflow UI:  make mlflow-ui    -> http://127.0.0.1:5000 (experiment 'srgan': select runs, Compare)
+MLflow UI:  make mlflow-ui    -> http://127.0.0.1:5000 (it prints the runs page of experiment 'srgan': select runs, \
+Compare; Models: the registry)
 Prefect UI: make prefect-up   -> http://127.0.0.1:4200, then `prefect deployment run 'train-esrgan/local'`; \
 `make prefect-down` stops it"""
 
@@ -25,11 +26,28 @@ def eval_table(report_dir: str | Path = "reports/eval") -> str | None:
     return format_eval_table(*(json.loads(f.read_text(encoding="utf-8")) for f in files))
 
 
-def summarize(report_dir: str | Path = "reports/eval", *, table: bool = True) -> str:
-    """The evaluation table (see :func:`eval_table`) and the next commands, to print."""
+def registry_lines(registry_dir: str | Path = "reports/registry") -> list[str]:
+    """One line per registered generator (the ``register`` stage's records): name, version, alias, gate score."""
+    lines = []
+    for f in sorted(Path(registry_dir).glob("*.json")):
+        r = json.loads(f.read_text(encoding="utf-8"))
+        gate = r.get("gate") or {}
+        how = (f"{gate['gate.metric']} {float(gate['gate.score']):.3f}: {gate['gate.reason']}" if gate
+               else "unchanged weights, already registered")
+        lines.append(f"  models:/{r['name']}@{r['alias'] or '-'}  (version {r['version']}; {how})")
+    return (["MLflow registry (srgan upscale --model models:/NAME@champion; mlflow models serve -m ...):", *lines]
+            if lines else [])
+
+
+def summarize(report_dir: str | Path = "reports/eval", *, table: bool = True,
+              registry_dir: str | Path = "reports/registry") -> str:
+    """The evaluation table (see :func:`eval_table`), the registered models and the next commands, to print."""
     lines = []
     if table:
         lines += [eval_table(report_dir) or f"no evaluation results in {report_dir}/ yet: run `make run`", ""]
+    registered = registry_lines(registry_dir)
+    if registered:
+        lines += [*registered, ""]
     lines.append(NEXT_STEPS.format(report_dir=report_dir))
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from srgan_lib.metrics import CLI_TABLE, LEGEND, METRICS, format_value
 from srgan_lib.references import PAPER_ROWS
 
-_WIDTH = {"psnr_y": 7, "ssim_y": 7, "psnr_rgb": 8, "ssim_rgb": 8, "niqe": 6, "ma": 6, "pi": 6}
+_WIDTH = {"psnr_y": 7, "ssim_y": 7, "psnr_rgb": 8, "ssim_rgb": 8, "niqe": 6, "ma": 6, "pi": 6, "lpips": 6}
 _GAP_BEFORE = {"psnr_rgb", "niqe"}  # two spaces before a new group of columns
 
 
@@ -16,7 +16,8 @@ def _cells(values: dict[str, str]) -> str:
 
 def format_eval_table(*evaluations: dict[str, dict]) -> str:
     """Human-readable table of one or more evaluations (set -> metrics each), rows grouped by set, with the paper's
-    row beside ours where one is known. Ma and PI read 'n/a' where the Ma model was unavailable."""
+    row beside ours where one is known. Ma and PI read 'n/a' where the Ma model was unavailable, LPIPS where its
+    weights were."""
     lines = [f"{'set':<10} {'model':<12} {'n':>3} " + _cells({k: METRICS[k].label for k in CLI_TABLE})
              + "   paper PSNR-Y/SSIM-Y"]
     rows = [(name, r) for ev in evaluations for name, r in ev.items()]
@@ -31,4 +32,6 @@ def format_eval_table(*evaluations: dict[str, dict]) -> str:
     lines.append(LEGEND)
     if "ma" in reasons:
         lines.append(f"Ma, PI n/a: {reasons['ma']}")
+    if "lpips" in reasons:
+        lines.append(f"LPIPS n/a: {reasons['lpips']}")
     return "\n".join(lines)

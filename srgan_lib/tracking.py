@@ -23,6 +23,11 @@ from srgan_lib import telemetry_off
 log = logging.getLogger(__name__)
 PARENT_ENV = "SRGAN_PARENT_RUN_ID"
 _MAX_PARAM = 6000
+# MLflow 3's UI opens an experiment by its kind: this one is model training (runs, metrics), not GenAI (traces)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development",
+                   "mlflow.note.content": "srgan: training, evaluation and report runs of the x4 super-resolution "
+                   "pipeline (nested under one run per `make run` / Prefect flow run). Compare models on "
+                   "Set5/psnr_y, Set14/niqe, ...; the registered generators are srgan-<stage> (alias champion)."}
 
 
 def resolve_uri(configured: str) -> str | None:
@@ -84,6 +89,28 @@ def dvc_lock_hash(stage: str, lock_file: str | Path = "dvc.lock") -> str:
     return hashlib.sha256(yaml.safe_dump(entry, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def ensure_experiment(client: Any, name: str, uri: str) -> str:
+    """The id of experiment ``name``, created as a model-training experiment (artifacts beside a SQLite store) when
+    missing; an existing one without a kind gets it, so the UI opens on its runs."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name, artifact_root(uri), tags=EXPERIMENT_TAGS)
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
+
+
+def dataset_digest(path: str | Path) -> str:
+    """A short content digest of a dataset (what MLflow shows beside its name): a list file's bytes, or a folder's
+    file names and sizes."""
+    p = Path(path)
+    if p.is_dir():
+        text = "\n".join(f"{f.relative_to(p)}:{f.stat().st_size}" for f in sorted(p.rglob("*")) if f.is_file())
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:10]
+
+
 class Tracker:
     """One MLflow run (a stage), or a no-op when tracking is off. Metrics are buffered and sent in batches."""
 
@@ -107,8 +134,7 @@ class Tracker:
                 return
             except MlflowException:  # the run lives in another store (moved, deleted, another tracking URI)
                 log.warning("MLflow run %s is not in %s; continuing in a new run", run_id, uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_root(uri))
+        exp_id = ensure_experiment(self.client, experiment, uri)
         all_tags = dict(tags or {})
         parent = os.environ.get(PARENT_ENV)
         if parent:
@@ -160,6 +186,30 @@ class Tracker:
             elif Path(p).is_dir():
                 self.client.log_artifacts(self.run_id, str(p), artifact_path)
 
+    def log_dataset(self, name: str, list_file: str | Path, context: str, images: int | None = None) -> None:
+        """An MLflow dataset input (the Datasets column of the runs table): a list file of the lists stage, its
+        content digest, and how it was used (``training``, ``validation``, ``evaluation``)."""
+        if not self.active or not Path(list_file).exists():
+            return
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        profile = json.dumps({"num_images": images}) if images is not None else None
+        dataset = Dataset(name=name, digest=dataset_digest(list_file), source_type="local",
+                          source=json.dumps({"uri": str(Path(list_file).resolve())}), profile=profile)
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+
+    def log_image(self, image: Any, key: str, step: int) -> None:
+        """An image per step (the UI's image grid and slider): validation output as training goes on."""
+        if self.active:
+            self.client.log_image(self.run_id, image, key=key, step=step, synchronous=True)
+
+    def log_table(self, rows: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A table artifact (``{column: values}``) the UI shows as a table: per-image results of an evaluation."""
+        if self.active:
+            self.client.log_table(self.run_id, dict(rows), artifact_file)
+
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
         if self.active:
@@ -168,12 +218,14 @@ class Tracker:
 
 
 def start_pipeline_run(
-    uri: str | None, experiment: str, name: str, tags: Mapping[str, str] | None = None
+    uri: str | None, experiment: str, name: str, tags: Mapping[str, str] | None = None, description: str = ""
 ) -> str | None:
-    """Create a parent run for a pipeline and return its id (export it as ``SRGAN_PARENT_RUN_ID`` for the stages)."""
+    """Create a parent run for a pipeline and return its id (export it as ``SRGAN_PARENT_RUN_ID`` for the stages);
+    ``description`` is the run's note in the UI."""
     saved = os.environ.pop(PARENT_ENV, None)
     try:
-        tracker = Tracker(uri, experiment, name, tags={"srgan.kind": "pipeline", **(tags or {})})
+        note = {"mlflow.note.content": description} if description else {}
+        tracker = Tracker(uri, experiment, name, tags={"srgan.kind": "pipeline", **note, **(tags or {})})
     finally:
         if saved is not None:
             os.environ[PARENT_ENV] = saved
@@ -182,9 +234,13 @@ def start_pipeline_run(
 
 def log_evaluation(uri: str | None, experiment: str, label: str, results: Mapping[str, Mapping[str, Any]], *,
                    settings: Mapping[str, Any], metrics: Iterable[str], unavailable: Mapping[str, str],
-                   artifacts: Iterable[str | Path] = ()) -> str | None:
+                   artifacts: Iterable[str | Path] = (), datasets: Mapping[str, str | Path] | None = None
+                   ) -> str | None:
     """One MLflow run per evaluated model: ``<set>/<metric>`` means (``Set5/psnr_y``) so the UI's compare view puts
-    models side by side; metrics that could not be computed are tagged ``unavailable.<metric>`` with the reason."""
+    models side by side; metrics that could not be computed are tagged ``unavailable.<metric>`` with the reason.
+    Each test set is a dataset input (``datasets``: name -> list file or folder) and the per-image numbers are a
+    table (``per_image.json``)."""
+    metrics = list(metrics)
     tracker = Tracker(uri, experiment, f"evaluate/{label}",
                       tags={"srgan.kind": "evaluation", "srgan.model": label})
     if not tracker.active:
@@ -195,6 +251,15 @@ def log_evaluation(uri: str | None, experiment: str, label: str, results: Mappin
         values = {f"{name}/{m}": r[m] for name, r in results.items() for m in metrics if m in r}
         tracker.log_metrics({k: v for k, v in values.items() if v == v}, 0)  # NaN (e.g. NIQE of a flat image): left out
         tracker.log_metrics({f"{name}/n_images": r["n_images"] for name, r in results.items()}, 0)
+        for name, source in (datasets or {}).items():
+            tracker.log_dataset(name, source, "evaluation", results.get(name, {}).get("n_images"))
+        rows = [(name, image, values) for name, r in results.items() for image, values in r.get("images", {}).items()]
+        if rows:
+            table: dict[str, list[Any]] = {"set": [n for n, _, _ in rows], "image": [i for _, i, _ in rows]}
+            for m in metrics:
+                if any(m in v for _, _, v in rows):
+                    table[m] = [v.get(m) for _, _, v in rows]
+            tracker.log_table(table, "per_image.json")
         tracker.log_artifacts(artifacts)
     except BaseException:
         tracker.end("FAILED")

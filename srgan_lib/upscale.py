@@ -253,7 +253,8 @@ def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
     """A checkpoint path for ``model``: a file, or an MLflow registry URI resolved and downloaded (``models:/...``)."""
     if not model.startswith("models:/"):
         if not Path(model).is_file():
-            raise FileNotFoundError(f"model '{model}' not found: give a checkpoint (.pth) or models:/NAME@ALIAS")
+            raise FileNotFoundError(f"model '{model}' not found: give a checkpoint (.pth, .safetensors) or "
+                                    "models:/NAME@ALIAS")
         return model
     telemetry_off()
     from mlflow.artifacts import download_artifacts
@@ -272,14 +273,24 @@ def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
         else:
             name, number = ref.rsplit("/", 1)
             version = client.get_model_version(name, number)
-        local = Path(download_artifacts(artifact_uri=version.source, tracking_uri=uri))
+        source = version.source
+        if source.startswith("models:/m-"):  # an MLflow 3 logged model: its artifacts, from this store
+            source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+        local = Path(download_artifacts(artifact_uri=source, tracking_uri=uri))
     except MlflowException as exc:
         raise FileNotFoundError(f"cannot resolve {model} in the registry at {uri}: {exc.message}") from None
     if local.is_file():
         return str(local)
-    found = sorted(local.rglob("*.pth")) + sorted(local.rglob("*.pt"))
+    if (local / "MLmodel").is_file():  # an MLflow Model of this project (srgan_lib.mlflow_model): its checkpoint
+        import yaml
+
+        spec = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8")) or {}
+        artifact = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {}).get("checkpoint", {})
+        if artifact.get("path") and (local / artifact["path"]).is_file():
+            return str(local / artifact["path"])
+    found = sorted(p for suffix in ("pth", "pt", "safetensors") for p in local.rglob(f"*.{suffix}"))
     if not found:
-        raise FileNotFoundError(f"{model} ({version.source}) holds no .pth/.pt checkpoint")
+        raise FileNotFoundError(f"{model} ({version.source}) holds no .pth/.pt/.safetensors checkpoint")
     return str(found[0])
 
 

@@ -146,6 +146,10 @@ def test_repository_params_are_valid():
         (lambda p: p["lists"].update(test=["X=data/nowhere"]), "test set folder 'data/nowhere' does not exist"),
         (lambda p: p["lists"].update(train=["data/nowhere"]), "training folder 'data/nowhere' does not exist"),
         (lambda p: p["evaluate"].update(baselines=["lanczos"]), r"'evaluate.baselines\[0\]' must be one of"),
+        (lambda p: p["evaluate"].update(models=["srresnet"]), r"'register.models\[1\]': 'srgan' is not evaluated"),
+        (lambda p: p["register"].update(baseline="nearest") or p["evaluate"].update(baselines=["bicubic"]),
+         r"'register.baseline': 'nearest' is not in evaluate.baselines"),
+        (lambda p: p["evaluate"]["lpips"].update(net="squeeze"), r"'evaluate.lpips.net' must be one of alex, vgg"),
     ],
 )
 def test_bad_params_are_named(tmp_path, mutate, message):

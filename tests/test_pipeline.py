@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
 ALL_STAGES = ["embedded", "lists", "degrade", "store", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
               "interpolate", *(f"train_{m}" for m in MODELS), *(f"evaluate_models@{m}" for m in MODELS),
-              "evaluate_interp", "report"]
+              "evaluate_interp", "report", *(f"register@{m}" for m in MODELS)]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -51,6 +51,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _registry(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _runs(repo: Path) -> list:
@@ -121,6 +128,7 @@ def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
     assert "srresnet: resuming from" in out
     assert sorted(set(_ran(first)) | set(_ran(out))) == sorted(ALL_STAGES)
     assert "paper PSNR-Y/SSIM-Y" in out and "MLflow UI:  make mlflow-ui" in out  # the end-of-run summary
+    assert "models:/srgan-srresnet@champion" in out and "models:/srgan-esrgan@" in out  # ... with the registry
 
     assert len(list((repo / "data/raw/skimage").glob("*.png"))) == 9
     assert len(list((repo / "data/lr/train/X4").glob("*.png"))) == 9
@@ -159,12 +167,32 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
     assert {r.data.tags["srgan.model"] for r in evaluated} == {"bicubic", "nearest", *MODELS, *interp}
     from mlflow.tracking import MlflowClient
 
-    artifacts = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}").list_artifacts(
-        children["report"].info.run_id, "report")
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    artifacts = client.list_artifacts(children["report"].info.run_id, "report")
     assert {"report/report.md", "report/figures", "report/perception_distortion.png"} <= {a.path for a in artifacts}
     for r in evaluated:
         assert {"Set5/psnr_y", "Set5/ssim_y", "Set5/niqe", "Set14/psnr_y"} <= set(r.data.metrics)
         assert "Ma" in r.data.tags["unavailable.pi"]  # recorded as unavailable, never estimated
+    # what the MLflow UI shows: a model-training experiment, datasets, validation images per step, per-image tables
+    exp = client.get_experiment_by_name("srgan")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "dvc repro" in second.data.tags["mlflow.note.content"]
+    esrgan = client.get_run(children["esrgan"].info.run_id)
+    inputs = {(d.dataset.name, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+              for d in esrgan.inputs.dataset_inputs}
+    assert inputs == {("train", "training"), ("Set5", "validation")}
+    evaluation = client.get_run(children["evaluate/esrgan"].info.run_id)
+    assert {d.dataset.name for d in evaluation.inputs.dataset_inputs} == {"Set5", "Set14"}
+    assert "per_image.json" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    assert any(a.path == "images" for a in client.list_artifacts(esrgan.info.run_id))  # log_image's folder
+    # the register stages: four registered models, each version a logged MLflow Model of its training run
+    for model in MODELS:
+        record = json.loads((repo / "reports" / "registry" / f"{model}.json").read_text())
+        version = client.get_model_version(f"srgan-{model}", record["version"])
+        assert record["alias"] in version.aliases and record["alias"] in ("champion", "challenger")
+        assert version.run_id == next(r for r in runs if r.info.run_name == model).info.run_id
+    for model in ("srresnet", "rrdbnet"):  # PSNR models: the first version is the champion
+        assert str(client.get_model_version_by_alias(f"srgan-{model}", "champion").version) == "1"
 
 
 @pytest.fixture
@@ -210,7 +238,9 @@ def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
     assert parent.info.status == "FINISHED"
     assert parent.data.params["override.esrgan.gan.weight"] == "0.02"  # ... and MLflow on the flow's run
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert set(children) == {"esrgan", "evaluate/esrgan"}
+    assert set(children) == {"esrgan", "evaluate/esrgan"}  # register@esrgan logs its model in the run 'esrgan'
+    esrgan_versions = _registry(repo).search_model_versions("name = 'srgan-esrgan'")
+    assert any(v.run_id == children["esrgan"].info.run_id for v in esrgan_versions)  # the override's version
     assert children["esrgan"].data.params["esrgan.gan.weight"] == "0.02"
     assert children["evaluate/esrgan"].data.metrics["Set5/psnr_y"] > 0
 
@@ -266,7 +296,8 @@ def test_dvc_exp_run_of_one_esrgan_param_reruns_only_esrgan_and_downstream(repo)
     _sh([*git, "add", "-f", "metrics", "dvc.lock"], repo)
     _sh([*git, "commit", "-q", "-m", "baseline metrics"], repo)
     out = _sh([str(BIN / "dvc"), "exp", "run", "-S", "esrgan.gan.weight=1e-2"], repo).stdout
-    assert _ran(out) == ["evaluate_interp", "evaluate_models@esrgan", "interpolate", "report", "train_esrgan"]
+    assert _ran(out) == ["evaluate_interp", "evaluate_models@esrgan", "interpolate", "register@esrgan", "report",
+                         "train_esrgan"]
     diff = json.loads(_sh([str(BIN / "dvc"), "metrics", "diff", "--json"], repo).stdout)
     assert "metrics/esrgan.json" in diff and "metrics/interp.json" in diff  # the retrained model's numbers moved
     assert "metrics/bicubic.json" not in diff and "metrics/rrdbnet.json" not in diff

@@ -235,9 +235,13 @@ def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monke
     assert lr[4] == pytest.approx(base) and lr[5] == pytest.approx(base * gamma)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_psnr_y")] == [3, 6]
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "history.csv", "summary.json", "model", "validation"} <= artifacts
+    assert {"config.json", "history.csv", "summary.json", "model", "images"} <= artifacts
     assert [f.path for f in client.list_artifacts(run.info.run_id, "model")] == ["model/esrgan.pth"]
-    assert len(client.list_artifacts(run.info.run_id, "validation")) == 2
+    # the validation picture as an MLflow image per validation step (the UI's step slider)
+    pictures = [f.path for f in client.list_artifacts(run.info.run_id, "images") if f.path.endswith(".png")]
+    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [3, 6]
+    assert all(p.startswith("images/validation+step+") for p in pictures)
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"train", "Set5"}  # the Datasets column
     assert (tmp_path / "mlflow" / "artifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
 

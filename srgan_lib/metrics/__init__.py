@@ -36,6 +36,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("ma", "Ma", 3, False, False,
            "Ma et al. (2017) score with the authors' trained model, Y, shave = scale (PIRM 2018); higher is better"),
     Metric("pi", "PI", 3, False, True, "perceptual index ((10 - Ma) + NIQE) / 2 (PIRM 2018); lower is better"),
+    Metric("lpips", "LPIPS", 4, True, True,
+           "LPIPS v0.1 (Zhang et al. 2018; the authors' linear layers on ImageNet AlexNet/VGG16) of SR vs HR, RGB, "
+           "shave = scale; lower is better"),
     Metric("cast_r", "cast R", 2, True, None,
            "colour cast: mean of SR - HR on R (grey levels, 0-255), shave = scale; 0 is unbiased"),
     Metric("cast_g", "cast G", 2, True, None, "colour cast: mean of SR - HR on G (grey levels, 0-255), shave = scale"),
@@ -45,14 +48,14 @@ NAMES: tuple[str, ...] = tuple(METRICS)
 CONVENTIONS: dict[str, str] = {name: m.convention for name, m in METRICS.items()}
 # The columns of the papers' table (report) and of the command-line table, in order.
 TABLE: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "niqe", "ma", "pi")
-CLI_TABLE: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "ma", "pi")
+CLI_TABLE: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "ma", "pi", "lpips")
 # What a short summary shows (the Prefect flow's artifact): distortion and perception, two each.
 SUMMARY: tuple[str, ...] = ("psnr_y", "ssim_y", "niqe", "pi")
 # The perception-distortion sweep's columns.
 SWEEP: tuple[str, ...] = ("psnr_y", "rmse_y", "niqe", "pi")
 # The one-line legend under every table of results.
 LEGEND = ("PSNR/SSIM-Y: BT.601 Y, shave = scale (the papers' convention); -RGB: RGB, same shave (BasicSR's zoo); "
-          "NIQE, PI: lower is better; Ma: higher is better")
+          "NIQE, PI, LPIPS: lower is better; Ma: higher is better")
 
 
 def format_value(name: str, value: float | None, *, missing: str = "n/a") -> str:

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from srgan_lib.metrics import NAMES
 from srgan_lib.models import checkpoint_meta, describe_meta, load_generator
 
 log = logging.getLogger(__name__)
-CHECKPOINT_SUFFIXES = (".pth", ".pt")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
 class EvaluateError(UserError, ValueError):
@@ -46,7 +46,7 @@ class EvaluateError(UserError, ValueError):
 class EvaluateSettings:
     """What to evaluate, on what, how, and where the results go (the flags of ``srgan evaluate``)."""
 
-    model: str  # bicubic | nearest | a checkpoint | a folder of checkpoints
+    model: str  # bicubic | nearest | a checkpoint | a folder of them | models:/NAME@ALIAS
     name: str | None = None
     sets: Sequence[tuple[str, str]] = ()  # (NAME, folder)
     lists: Sequence[str] = ()  # folders of test lists written by the lists stage
@@ -62,6 +62,10 @@ class EvaluateSettings:
     ma_model: str | None = None
     ma_sha256: str = ""
     ma_download: bool = False
+    lpips_net: str = "none"  # alex | vgg | none
+    lpips_weights: str | None = None  # the authors' v0.1 <net>.pth
+    lpips_sha256: str = ""  # empty: the authors' published file's
+    lpips_backbone: str = "imagenet"  # torchvision's cached ImageNet weights, or a state dict file
     tracking_uri: str | None = None
     experiment: str = "srgan"
     reuse: Sequence[str] = ()  # evaluation JSON files whose results a bit-identical network may take
@@ -81,15 +85,20 @@ class ModelEvaluation:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def test_sets(folders: Sequence[tuple[str, str]], lists: Sequence[str], scale: int) -> dict[str, list[TestImage]]:
-    """The test sets: named folders and every test list of each lists folder."""
+def test_sets(folders: Sequence[tuple[str, str]], lists: Sequence[str], scale: int,
+              sources: dict[str, str] | None = None) -> dict[str, list[TestImage]]:
+    """The test sets: named folders and every test list of each lists folder (``sources`` gets name -> where)."""
     sets = {name: test_set_from_folder(path, scale) for name, path in folders}
+    found = {name: str(path) for name, path in folders}
     for lists_dir in lists:
         for list_file in test_lists(lists_dir):
             name, images = test_set_from_list(list_file, scale)
             sets[name] = images
+            found[name] = str(list_file)
     if not sets:
         raise EvaluateError("no test set given: use --set NAME=PATH (repeatable) or --lists DIR")
+    if sources is not None:
+        sources.update(found)
     return sets
 
 
@@ -109,6 +118,12 @@ def _methods(s: EvaluateSettings) -> list[tuple[str, str, SRMethod, str]]:
 
     if s.model in BASELINES:
         return [(s.name or s.model, "none", BASELINES[s.model](s.scale), "")]
+    if s.model.startswith("models:/"):  # a registered version: its checkpoint, labelled NAME unless --name says
+        from srgan_lib.upscale import resolve_model_path
+
+        local = resolve_model_path(s.model, s.tracking_uri)
+        ref = s.model.removeprefix("models:/")
+        s = replace(s, model=local, name=s.name or ref.split("@", 1)[0].rsplit("/", 1)[0])
     path = Path(s.model)
     if path.is_dir():
         checkpoints = sorted(p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
@@ -145,6 +160,21 @@ def _ma(s: EvaluateSettings) -> tuple[object | None, str]:
         return None, str(exc)
 
 
+def _lpips(s: EvaluateSettings) -> tuple[object | None, str]:
+    """(LPIPS model, '') or (None, why it is unavailable)."""
+    from srgan_lib.metrics.lpips import LPIPSUnavailable, resolve_lpips
+
+    if s.lpips_net == "none":
+        return None, "LPIPS turned off (evaluate.lpips.net: none / --lpips-net none)"
+    if not s.lpips_weights:
+        return None, "no LPIPS linear weights configured (evaluate.lpips.weights / --lpips-weights)"
+    try:
+        return resolve_lpips(s.lpips_net, s.lpips_weights, s.lpips_sha256, s.lpips_backbone), ""
+    except LPIPSUnavailable as exc:
+        log.warning("LPIPS unavailable: %s", exc)
+        return None, str(exc)
+
+
 def _reusable(paths: Sequence[str]) -> dict[str, tuple[str, dict[str, dict]]]:
     """weights digest -> (file, results) of earlier evaluations; files that are missing or unreadable are skipped
     with a warning (the model is then simply evaluated)."""
@@ -162,7 +192,7 @@ def _reusable(paths: Sequence[str]) -> dict[str, tuple[str, dict[str, dict]]]:
 
 
 # what must be equal for results to be reused (besides the weights and the test images)
-_SAME = ("scale", "lr_source", "lr_kernel", "precision", "ma_model")
+_SAME = ("scale", "lr_source", "lr_kernel", "precision", "ma_model", "lpips")
 
 
 def _reuse(found: tuple[str, dict[str, dict]] | None, sets: dict[str, list[TestImage]],
@@ -182,11 +212,13 @@ def _reuse(found: tuple[str, dict[str, dict]] | None, sets: dict[str, list[TestI
 def run_evaluate(s: EvaluateSettings, on_result: Callable[[ModelEvaluation], None] | None = None
                  ) -> list[ModelEvaluation]:
     """Evaluate every model of ``s``; ``on_result`` sees each model's results as soon as they are recorded."""
-    sets = test_sets(s.sets, s.lists, s.scale)
+    sources: dict[str, str] = {}
+    sets = test_sets(s.sets, s.lists, s.scale, sources)
     methods = _methods(s)
     if len(methods) > 1 and s.json == "-":
         raise EvaluateError("--json - (stdout) takes one model; give a folder for a folder of checkpoints")
     ma_model, ma_reason = _ma(s)
+    lpips_model, lpips_reason = _lpips(s)
     uri = tracking.resolve_uri(s.tracking_uri or "none")
     reusable = _reusable(s.reuse)
     done: list[ModelEvaluation] = []
@@ -195,7 +227,8 @@ def run_evaluate(s: EvaluateSettings, on_result: Callable[[ModelEvaluation], Non
         precision = getattr(method, "precision", "n/a (no network)")
         settings = {"checkpoint": checkpoint, "scale": s.scale, "lr_source": s.lr_source, "lr_kernel": s.kernel,
                     "ema": s.ema, "precision": precision,
-                    "ma_model": getattr(ma_model, "sha256", "") or "unavailable"}
+                    "ma_model": getattr(ma_model, "sha256", "") or "unavailable",
+                    "lpips": f"{s.lpips_net} {s.lpips_backbone}" if lpips_model is not None else "unavailable"}
         # SR images to keep (--sr-dir) are only made by running the model
         reused = None if s.sr_dir or not digest else _reuse(reusable.get(digest), sets, settings)
         if reused is not None:
@@ -204,6 +237,7 @@ def run_evaluate(s: EvaluateSettings, on_result: Callable[[ModelEvaluation], Non
         else:
             results = evaluate(label, method, sets, scale=s.scale, lr_source=s.lr_source, kernel=s.kernel,  # type: ignore[arg-type]
                                ma_model=ma_model, ma_unavailable=ma_reason,  # type: ignore[arg-type]
+                               lpips_model=lpips_model, lpips_unavailable=lpips_reason,  # type: ignore[arg-type]
                                sr_dir=Path(s.sr_dir) / label if s.sr_dir else None)
             source = None
         meta = checkpoint_meta(checkpoint) if checkpoint != "none" else {}
@@ -219,7 +253,7 @@ def run_evaluate(s: EvaluateSettings, on_result: Callable[[ModelEvaluation], Non
         run_id = tracking.log_evaluation(uri, s.experiment, label, results,
                                          settings={**settings, "reused_from": source or "no"}, metrics=NAMES,
                                          unavailable=unavailable,
-                                         artifacts=[a for a in (json_out,) if a and a != "-"])
+                                         artifacts=[a for a in (json_out,) if a and a != "-"], datasets=sources)
         done.append(ModelEvaluation(label, checkpoint, results, time.perf_counter() - start,
                                     json_out if json_out != "-" else None, run_id, source, settings))
         if on_result is not None:

@@ -641,6 +641,10 @@ def _open_tracker(run: Run, params: dict[str, Any], data: PairedPatches) -> Any:
     )
     if run.mlflow_run_id is None:
         tracker.log_params(tracking.flatten({"scale": params["scale"], "train": common, stage: cfg}))
+        tracker.log_dataset(Path(common["train_list"]).stem, common["train_list"], "training", len(data))
+        if common["val_images"]:
+            tracker.log_dataset(Path(common["val_list"]).stem, common["val_list"], "validation",
+                                common["val_images"])
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
     tracker.set_tags({

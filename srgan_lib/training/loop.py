@@ -211,7 +211,11 @@ class MLflowTracking(Callback):
 
     def on_validation(self, run: Run, iteration: int, row: dict[str, float], picture: Path) -> None:
         self.tracker.log_metrics({f"val_{k}": v for k, v in row.items() if k != "iteration"}, iteration, flush=True)
-        self.tracker.log_artifacts([picture], "validation")
+        if self.tracker.active:  # per step: the UI's image slider shows the output as training goes on
+            from PIL import Image
+
+            with Image.open(picture) as im:
+                self.tracker.log_image(im.convert("RGB"), "validation", iteration)
 
     def log_final(self, run: Run, model_path: Path, seconds_per_it: float) -> None:
         self.tracker.log_metrics({"seconds_per_iteration": seconds_per_it}, run.total)
