@@ -43,6 +43,22 @@ def experiment(stages: list[str], overrides: list[str], name: str, parent_run_id
     run_dvc(dvc_command(stages, overrides, experiment=name), stage_env(parent_run_id, uri), on_line=logger.info)
 
 
+def registered_models(uri: str | None, prefix: str = "srgan-") -> list[dict[str, str]]:
+    """Every alias of the registered models named ``prefix*``: name, alias, version and the gate's reason."""
+    if uri is None:
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    out = []
+    for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
+        for alias, version in sorted(model.aliases.items()):
+            tags = client.get_model_version(model.name, version).tags
+            gate = f"{tags.get('gate.metric', '?')} {tags.get('gate.score', '?')}: {tags.get('gate.reason', '')}"
+            out.append({"name": model.name, "alias": alias, "version": str(version), "gate": gate})
+    return out
+
+
 @task(name="report")
 def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
     """A Markdown summary of the stage runs under this flow's MLflow run, as a Prefect artifact."""
@@ -71,6 +87,10 @@ def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
         reasons = {k: v for r in evaluated for k, v in r["unavailable"].items()}
         if "pi" in reasons:
             lines += ["", f"n/a: pi - {reasons['pi']}."]
+    registered = registered_models(uri)
+    if registered:
+        lines += ["", "| registered model | alias | version | gate |", "|---|---|---|---|"]
+        lines += [f"| {r['name']} | @{r['alias']} | {r['version']} | {r['gate']} |" for r in registered]
     if any(r["kind"] == "report" for r in runs):
         lines += ["", "Report: `reports/report/report.md` (also the artifacts of the MLflow run `report`)."]
     markdown = "\n".join(lines)

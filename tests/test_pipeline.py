@@ -229,6 +229,7 @@ def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
     worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
     assert "Running stage 'train_esrgan'" in worker_log  # stage output is in the flow's (UI) logs
     assert "Running stage 'train_rrdbnet'" not in worker_log
+    assert "| srgan-esrgan | @" in worker_log  # the flow's summary lists the registry (alias: the gate's)
 
     assert (repo / "params.yaml").read_bytes() == params_before  # the override never edits the file ...
     exps = _sh([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout
