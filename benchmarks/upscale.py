@@ -1,4 +1,6 @@
-"""Upscale throughput: the tiled Upscaler against a plain untiled ``model(x)`` in the same process.
+"""Upscale throughput: the tiled Upscaler (default settings) against a plain untiled ``model(x)`` in fp32 and, for
+RRDBNet, the maintained peer spandrel (the same weights loaded from a checkpoint file; whole image and Real-ESRGAN-style
+fixed tiles), all in the same process, with each output's PSNR against the fp32 whole-image one.
 
 For SRResNet and the 23-block RRDBNet (the papers' configurations, random weights: speed does not depend on them)
 it times input megapixels per second at several tile sizes and the plain reference, and prints the ratio
@@ -17,6 +19,7 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -72,28 +75,78 @@ class PeakRSS:
         self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
 
 
-def _measure(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
-    """(median seconds, peak MiB) of ``fn()`` after ``warmup`` untimed calls."""
+def _measure(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float, object]:
+    """(median seconds, peak MiB, the last result) of ``fn()`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
-    times, peak = [], 0.0
+    times, peak, out = [], 0.0, None
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
         with PeakRSS() as rss:
             start = time.perf_counter()
-            fn()
+            out = fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         used = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
         peak = max(peak, used / 2**20)
-    return statistics.median(times), peak
+    return statistics.median(times), peak, out
+
+
+def _to_u8(y: torch.Tensor) -> np.ndarray:
+    """N x 3 x H x W in [0, 1] -> H x W x 3 uint8 (what every side writes as an image)."""
+    return y[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB, RGB, no shave) of two uint8 images: how far an output is from the fp32 whole-image one."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def realesrgan_tiles(model, x: torch.Tensor, tile: int, pad: int = 10, scale: int = 4) -> torch.Tensor:
+    """Fixed tiles the way Real-ESRGAN's inference script cuts them (``--tile T``, ``tile_pad`` 10): each tile with
+    ``pad`` pixels of context, run alone, its padded border cropped off before it is pasted."""
+    _, c, h, w = x.shape
+    out = x.new_zeros((1, c, h * scale, w * scale))
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
+            with torch.no_grad():
+                y = model(x[:, :, py0:py1, px0:px1])
+            out[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = y[
+                :, :, (y0 - py0) * scale:(y1 - py0) * scale, (x0 - px0) * scale:(x1 - px0) * scale]
+    return out
+
+
+def spandrel_rows(model: torch.nn.Module, x: torch.Tensor, device: torch.device, repeats: int, warmup: int,
+                  tile: int) -> list[tuple[str, float, float, np.ndarray]]:
+    """The maintained peer: spandrel loading the same weights from a checkpoint file, called as its users call it
+    (the whole image, and Real-ESRGAN-style fixed tiles); (config, seconds, peak MiB, output) rows, or none when
+    spandrel is not installed (``pip install 'srgan[bench]'``)."""
+    try:
+        import spandrel
+    except ImportError:
+        print("spandrel is not installed (pip install 'srgan[bench]'): the peer rows are left out")
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rrdbnet.pth"
+        torch.save({"params_ema": model.state_dict()}, path)
+        peer = spandrel.ModelLoader(device=device).load_from_file(str(path)).eval()
+    rows = []
+    for config, fn in ((f"spandrel {spandrel.__version__} whole", lambda: peer(x)),
+                       (f"spandrel tiles {tile} pad 10", lambda: realesrgan_tiles(peer, x, tile))):
+        with torch.no_grad():
+            s, mem, y = _measure(fn, device, repeats, warmup)
+        rows.append((config, s, mem, _to_u8(y)))
+    return rows
 
 
 def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device, repeats: int,
-          warmup: int) -> list[dict]:
+          warmup: int, peer: bool = True) -> list[dict]:
     gen = as_generator(build_model(name).eval().to(device))
     model = gen.module
     img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -101,17 +154,22 @@ def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
 
     @torch.no_grad()
-    def reference() -> None:
-        model(x).clamp(0, 1).mul(255).round().byte().cpu()
+    def reference() -> np.ndarray:
+        return _to_u8(model(x))
 
-    ref_s, ref_mem = _measure(reference, device, repeats, warmup)
+    ref_s, ref_mem, ref_out = _measure(reference, device, repeats, warmup)
     rows = [{"model": name, "config": "reference model(x)", "tile": None, "seconds": ref_s, "mp_per_s": mp / ref_s,
-             "ratio": 1.0, "peak_mib": ref_mem}]
+             "ratio": 1.0, "peak_mib": ref_mem, "psnr_vs_fp32": float("inf")}]
     for tile in tiles:
-        up = Upscaler(gen, device=device, tile=tile, tile_pad=pad, precision="fp32")
-        s, mem = _measure(lambda up=up: up.upscale_array(img, progress=False), device, repeats, warmup)
-        rows.append({"model": name, "config": f"Upscaler tile {tile or 'whole'} pad {pad}", "tile": tile,
-                     "seconds": s, "mp_per_s": mp / s, "ratio": ref_s / s, "peak_mib": mem})
+        up = Upscaler(gen, device=device, tile=tile, tile_pad=pad)  # defaults: precision auto, as users run it
+        s, mem, out = _measure(lambda up=up: up.upscale_array(img, progress=False), device, repeats, warmup)
+        rows.append({"model": name, "config": f"Upscaler tile {tile or 'whole'} pad {pad} {up.precision}",
+                     "tile": tile, "seconds": s, "mp_per_s": mp / s, "ratio": ref_s / s, "peak_mib": mem,
+                     "psnr_vs_fp32": psnr_u8(out, ref_out)})
+    if peer and name == "rrdbnet":
+        for config, s, mem, out in spandrel_rows(model, x, device, repeats, warmup, max(t for t in tiles) or 256):
+            rows.append({"model": name, "config": config, "tile": None, "seconds": s, "mp_per_s": mp / s,
+                         "ratio": ref_s / s, "peak_mib": mem, "psnr_vs_fp32": psnr_u8(out, ref_out)})
     per_mp = conv_tflop_per_input_mp(model)
     for row in rows:
         row["tflop_per_input_mp"] = per_mp
@@ -130,6 +188,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--no-peer", action="store_true", help="leave out spandrel (the peer, RRDBNet only)")
     args = p.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -138,21 +197,24 @@ def main() -> None:
         size = (args.rrdb_size if name == "rrdbnet" else args.size) or (1024 if cuda else 256 if name == "srresnet"
                                                                          else 512)
         tiles = args.tiles or ([256, 512, 0] if cuda else [size // 4, size // 2, 0])
-        rows += bench(name, size, tiles, args.pad, device, args.repeats, args.warmup)
+        rows += bench(name, size, tiles, args.pad, device, args.repeats, args.warmup, peer=not args.no_peer)
         size_note = f"{size}x{size} input"
         print(f"\n{name} ({size_note}, {rows[-1]['tflop_per_input_mp']:.1f} TFLOP per input MP, {device}"
               f"{', ' + torch.cuda.get_device_name(device) if cuda else ''})")
-        print(f"{'config':<28} {'s':>8} {'MP/s':>8} {'ratio':>6} {'peak MiB':>9} {'TFLOP/s':>8}")
+        print(f"{'config':<34} {'s':>8} {'MP/s':>8} {'ratio':>6} {'peak MiB':>9} {'TFLOP/s':>8} {'PSNR dB':>8}")
         for r in (r for r in rows if r["model"] == name):
-            print(f"{r['config']:<28} {r['seconds']:8.3f} {r['mp_per_s']:8.4f} {r['ratio']:6.2f} "
-                  f"{r['peak_mib']:9.0f} {r['tflops']:8.2f}")
-    print("\nratio = reference seconds / ours (higher is better); MP = input megapixels")
+            print(f"{r['config']:<34} {r['seconds']:8.3f} {r['mp_per_s']:8.4f} {r['ratio']:6.2f} "
+                  f"{r['peak_mib']:9.0f} {r['tflops']:8.2f} {r['psnr_vs_fp32']:8.2f}")
+    print("\nratio = reference seconds / this row's (higher is faster); MP = input megapixels; PSNR: of the output "
+          "against the fp32 whole-image model(x) output (inf: identical)")
     if args.json:
         meta = {"device": torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads, "
                 f"{platform.processor() or platform.machine()})", "torch": torch.__version__,
                 "command": "python benchmarks/upscale.py " + " ".join(__import__("sys").argv[1:])}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        finite = [{k: ("identical" if isinstance(v, float) and v == float("inf") else v) for k, v in r.items()}
+                  for r in rows]  # strict JSON has no Infinity
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": finite}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
