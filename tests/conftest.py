@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,32 @@ def run_cli(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.Comp
     if check and proc.returncode != 0:
         raise AssertionError(f"srgan {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for the servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(db: Path, cwd: Path) -> Iterator[str]:
+    """A real `mlflow server` on the SQLite store ``db``, started as `make mlflow-ui` starts it; its URL. Stopped
+    (by its process group) afterwards, and checked to be gone."""
+    from pipelines.services import mlflow_env, mlflow_ui_command, stop_pid, wait_http
+
+    port = free_port()
+    log = cwd / "mlflow-server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(mlflow_ui_command(f"sqlite:///{db}", port), cwd=cwd, env=mlflow_env(), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_pid(proc.pid)
+        assert proc.poll() is not None
 
 
 def micro_repo(dest: Path) -> Path:

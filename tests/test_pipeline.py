@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import micro_repo
+from tests.conftest import free_port, micro_repo
+from tests.conftest import mlflow_server as start_mlflow_server
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -45,12 +45,6 @@ def _sh(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess
 
 def _ran(output: str) -> list[str]:
     return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _registry(repo: Path):
@@ -199,7 +193,7 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
 def prefect(repo):
     """`python -m pipelines.services up` (what `make prefect-up` runs) on a free port; `down` afterwards, checking
     that every process it started is gone."""
-    port = _free_port()
+    port = free_port()
     env = {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(repo / ".prefect")}
     up = subprocess.run([sys.executable, "-m", "pipelines.services", "up", "--port", str(port)], cwd=repo,
                         env=_env(**env), capture_output=True, text=True, timeout=300)
@@ -252,20 +246,9 @@ def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
 
 @pytest.fixture
 def mlflow_server(repo):
-    """A real `mlflow server` on the project's store, started as `make mlflow-ui` starts it."""
-    from pipelines.services import mlflow_env, mlflow_ui_command, stop_pid, wait_http
-
-    port = _free_port()
-    log = repo / "mlflow-server.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(mlflow_ui_command(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}", port), cwd=repo,
-                                env=mlflow_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_pid(proc.pid)
-        assert proc.poll() is not None
+    """A real `mlflow server` on the project's store."""
+    with start_mlflow_server(repo / "mlflow" / "mlflow.db", repo) as url:
+        yield url
 
 
 def _rest(url: str, body: dict | None = None) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from PIL import Image
 
 from srgan_lib.models import build_model
 from srgan_lib.registry import GateError, GateRule, decide, metric_tags, metrics_from_tags
-from tests.conftest import BENCHMARKS, run_cli
+from tests.conftest import BENCHMARKS, free_port, run_cli
+from tests.conftest import mlflow_server as start_mlflow_server
 
 BIN = Path(sys.executable).parent
 RULE = GateRule(test_set="Set14", psnr_floor=1.5)
@@ -69,12 +69,6 @@ def test_metric_tags_round_trip():
 
 # ------------------------------------------------------------------------------------------------- real components
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _checkpoint(path: Path, seed: int, gan: bool = False) -> Path:
     torch.manual_seed(seed)
     net = build_model("rrdbnet", num_block=1, num_feat=8, num_grow_ch=4)
@@ -109,21 +103,10 @@ def _register(tmp: Path, uri: str, ckpt: Path, metrics: Path, name: str = "srgan
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` (SQLite store, artifacts beside it), started as `make mlflow-ui` starts it."""
-    from pipelines.services import mlflow_env, mlflow_ui_command, stop_pid, wait_http
-
+    """A real `mlflow server` (SQLite store, artifacts beside it)."""
     root = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    log = root / "server.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(mlflow_ui_command(f"sqlite:///{root / 'mlflow.db'}", port), cwd=root,
-                                env=mlflow_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_pid(proc.pid)
-        assert proc.poll() is not None
+    with start_mlflow_server(root / "mlflow.db", root) as url:
+        yield url
 
 
 def test_register_moves_champion_by_the_gate_both_ways_and_is_idempotent(tmp_path, mlflow_server):
@@ -197,7 +180,7 @@ def test_mlflow_models_serve_answers_like_srgan_upscale(registered, tmp_path):
     run_cli("upscale", "--model", "models:/srgan-tiny@champion", "--tracking-uri", uri, str(image),
             "-o", str(tmp_path / "cli"), "--device", "cpu")
     expected = np.asarray(Image.open(tmp_path / "cli" / "in.png"))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SRGAN_DEVICE": "cpu",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
