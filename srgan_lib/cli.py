@@ -667,8 +667,9 @@ def cmd_register(args: argparse.Namespace) -> int:
     else:
         print(f"register: {res.name}: these weights are already version {res.version}"
               + (f" (@{res.alias})" if res.alias else "") + "; nothing registered")
-    print(f"  load it: srgan upscale --model models:/{res.name}@{res.alias or res.version} IMAGE -o OUT   "
-          f"serve it: mlflow models serve -m models:/{res.name}@{res.alias or res.version} --env-manager local")
+    uri = f"models:/{res.name}@{res.alias}" if res.alias else f"models:/{res.name}/{res.version}"
+    print(f"  load it: srgan upscale --model {uri} IMAGE -o OUT   "
+          f"serve it: mlflow models serve -m {uri} --env-manager local")
     return 0
 
 

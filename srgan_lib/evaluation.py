@@ -151,7 +151,8 @@ def evaluate_set(
             raise ValueError(f"method returned {sr.shape} for '{img.name}', expected {hr.shape}")
         per_image[img.name] = measure(sr, hr, scale, ma_model, lpips_model)
         if sr_dir is not None:
-            write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False))
+            # zlib level 1: lossless like any level, ~4x faster to write than 6 and ~13% larger (the report crops these)
+            write_png(Path(sr_dir) / f"{img.name}.png", sr.astype(np.uint8, copy=False), compress_level=1)
     present = [m for m in NAMES if all(m in v for v in per_image.values())]
     means = {m: float(np.mean([v[m] for v in per_image.values()])) for m in present}
     if any(math.isinf(v) for v in means.values()):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from srgan_lib import tracking
 from tests.conftest import free_port, micro_repo
 from tests.conftest import mlflow_server as start_mlflow_server
 
@@ -184,7 +185,12 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
         record = json.loads((repo / "reports" / "registry" / f"{model}.json").read_text())
         version = client.get_model_version(f"srgan-{model}", record["version"])
         assert record["alias"] in version.aliases and record["alias"] in ("champion", "challenger")
-        assert version.run_id == next(r for r in runs if r.info.run_name == model).info.run_id
+        training = next(r for r in runs if r.info.run_name == model)
+        assert version.run_id == training.info.run_id
+        # the training run carries the hash of its own dvc.lock entry (written after it), the same as the version's
+        lock_hash = tracking.dvc_lock_hash(f"train_{model}", repo / "dvc.lock")
+        assert len(lock_hash) == 16 and version.tags["dvc_lock"] == lock_hash
+        assert client.get_run(training.info.run_id).data.tags["dvc_lock_stage_hash"] == lock_hash
     for model in ("srresnet", "rrdbnet"):  # PSNR models: the first version is the champion
         assert str(client.get_model_version_by_alias(f"srgan-{model}", "champion").version) == "1"
 

@@ -123,6 +123,12 @@ def test_register_moves_champion_by_the_gate_both_ways_and_is_idempotent(tmp_pat
     assert (v3["version"], v3["alias"]) == ("3", "challenger")  # worse: it stays where it is
     again = _register(tmp_path, mlflow_server, tmp_path / "c.pth", tmp_path / "c.m")
     assert (again["version"], again["new"], again["gate"]) == ("3", False, None)  # same weights: nothing new
+    # version 1 lost the alias to version 2: the command names it by its number, not by an alias it no longer has
+    proc = run_cli("register", "--model", str(tmp_path / "a.pth"), "--name", "srgan-tiny", "--metrics",
+                   str(tmp_path / "a.m"), "--set", "Set14", "--out", str(tmp_path / "a1.json"), "--tracking-uri",
+                   mlflow_server, cwd=tmp_path)
+    assert "already version 1; nothing registered" in proc.stdout
+    assert "--model models:/srgan-tiny/1 " in proc.stdout and "@" not in proc.stdout.split("load it:")[1]
 
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     assert len(client.search_model_versions("name = 'srgan-tiny'")) == 3

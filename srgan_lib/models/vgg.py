@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG19_Weights, vgg19
 
 from srgan_lib.weights import load_weights
 
@@ -23,6 +22,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _meta_vgg19() -> nn.Module:
     """torchvision's VGG19 on the meta device: its structure without allocating or initialising 143 M weights."""
+    from torchvision.models import vgg19  # here, not at import: torchvision.models pulls in torch._dynamo (3.5 s)
+
     with torch.device("meta"):
         return vgg19()
 
@@ -48,6 +49,8 @@ class VGGWeightsMissing(FileNotFoundError):
 
 
 def _imagenet_state() -> dict[str, torch.Tensor]:
+    from torchvision.models import VGG19_Weights
+
     weights = VGG19_Weights.IMAGENET1K_V1
     filename = Path(weights.url).name
     cache = Path(torch.hub.get_dir()) / "checkpoints" / filename

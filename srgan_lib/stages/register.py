@@ -136,6 +136,8 @@ def run_register(s: RegisterSettings) -> Registration:
             log.warning("training run %s of %s is not in %s: the model is logged in a new run", run_id, s.model, uri)
             run_id = None
     owned = run_id is None
+    if not owned and s.stage:  # dvc.lock holds the training stage's entry only once that stage has finished
+        client.set_tag(run_id, "dvc_lock_stage_hash", tracking.dvc_lock_hash(s.stage))
     if owned:
         tags = {"srgan.kind": "register", "srgan.model": s.name}
         if os.environ.get(tracking.PARENT_ENV):

@@ -648,7 +648,8 @@ def _open_tracker(run: Run, params: dict[str, Any], data: PairedPatches) -> Any:
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
     tracker.set_tags({
-        "git_commit": tracking.git_commit(), "dvc_lock_stage_hash": tracking.dvc_lock_hash(stage),
+        # (dvc.lock's entry of this stage exists only after the run: the register stage tags it, dvc_lock_stage_hash)
+        "git_commit": tracking.git_commit(),
         "device": device_name,
         "torch_version": torch.__version__, "vgg_weights": trainer.vgg_weights, "config_hash": run.cfg_hash,
         "world_size": str(ddp.world_size), "init_from": trainer.init_from or "none",
