@@ -5,19 +5,35 @@ caching and ``dvc.lock`` stay the single record of what ran, and the stage comma
 Flow parameter ``overrides`` (``{"esrgan.gan.weight": 0.01}``) changes ``params.yaml`` values for one run without
 editing the file: the run becomes ``dvc exp run --temp -S ...`` (recorded by DVC: ``dvc exp show``) and the values
 are logged as ``override.*`` params of the flow's parent MLflow run.
+
+Flow parameter ``placement``: ``"local"`` (default) runs every stage as a task of this flow run, in this checkout;
+``"pools"`` sends each stage as its own flow run (deployment ``dvc-stage/cpu`` or ``dvc-stage/gpu``, see
+:func:`pool_of`) to the workers of the work pools ``srgan-cpu`` / ``srgan-gpu``, on whatever hosts they run; their
+checkouts exchange data, run-cache and training checkpoints through the DVC remote (:mod:`pipelines.exchange`). A stage
+run whose worker died (marked Crashed by the zombie automation ``make prefect-up`` creates) is submitted again, and a
+training stage then resumes from its last pushed checkpoint.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from pipelines import exchange
 from srgan_lib import tracking
 from srgan_lib.metrics import METRICS, SUMMARY, format_value
-from srgan_lib.pipeline import dvc_command, override_strings, pipeline_run, run_dvc, stage_env, stage_names
+from srgan_lib.pipeline import (
+    PipelineError,
+    dvc_command,
+    override_strings,
+    pipeline_run,
+    run_dvc,
+    stage_env,
+    stage_names,
+)
 from srgan_lib.summary import eval_table
 
 DATA_STAGES = ("embedded", "lists", "degrade", "store")
@@ -26,14 +42,54 @@ TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@s
 TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "evaluate_models@rrdbnet",
                 "evaluate_models@esrgan", "register@rrdbnet", "register@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
+POOLS = {"cpu": "srgan-cpu", "gpu": "srgan-gpu"}  # work pools of placement "pools" (prefect.yaml, README)
+Placement = Literal["local", "pools"]
+
+
+def pool_of(stage: str) -> str:
+    """Where a stage runs under placement "pools": training and everything that needs the trained generators
+    (interpolation, their evaluation, registration) on ``gpu``; data stages, baselines and the report on ``cpu``."""
+    return "gpu" if stage.startswith(("train_", "interpolate", "evaluate_models", "evaluate_interp", "register")) \
+        else "cpu"
 
 
 @task(name="dvc-repro", task_run_name="dvc repro {stage}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def reproduce(stage: str, parent_run_id: str | None, uri: str | None) -> None:
-    """``dvc repro STAGE``. A retry after a crash resumes: DVC skips what completed, training continues from its
-    last checkpoint (``--auto-resume`` in dvc.yaml)."""
+    """``dvc repro STAGE`` (through the DVC remote when one is configured). A retry after a crash resumes: DVC skips
+    what completed, training continues from its last checkpoint (``--auto-resume`` in dvc.yaml)."""
     logger = get_run_logger()
-    run_dvc(dvc_command([stage]), stage_env(parent_run_id, uri), on_line=logger.info)
+    exchange.reproduce(stage, stage_env(parent_run_id, uri), on_line=logger.info)
+
+
+@flow(name="dvc-stage", flow_run_name="{stage}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, log_prints=True)
+def dvc_stage(stage: str, parent_run_id: str | None = None, uri: str | None = None) -> str:
+    """One stage of dvc.yaml on the worker that picked it up, in that worker's checkout: pull what it needs from
+    the DVC remote, ``dvc repro STAGE``, push what it made (deployments ``dvc-stage/cpu``, ``dvc-stage/gpu``)."""
+    exchange.reproduce(stage, stage_env(parent_run_id, uri), on_line=get_run_logger().info)
+    return stage
+
+
+def on_pool(stage: str, parent_run_id: str | None, uri: str | None, resubmits: int = RETRIES) -> None:
+    """Run ``stage`` as a ``dvc-stage`` flow run on its work pool and wait for it. A run that crashed (its worker or
+    host died: no heartbeats) is submitted again, ``resubmits`` times; any other end is an error naming the stage."""
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    deployment = f"dvc-stage/{pool_of(stage)}"
+    for attempt in range(resubmits + 1):
+        run = run_deployment(deployment, parameters={"stage": stage, "parent_run_id": parent_run_id, "uri": uri},
+                             timeout=None, flow_run_name=stage if attempt == 0 else f"{stage} (again {attempt})")
+        state = run.state
+        if state is not None and state.is_completed():
+            logger.info("stage %s: completed on %s (flow run %s)", stage, deployment, run.name)
+            return
+        name = state.name if state is not None else "unknown"
+        if state is not None and state.is_crashed() and attempt < resubmits:
+            logger.warning("stage %s: flow run %s %s (%s); submitting it again", stage, run.name, name,
+                           state.message or "no message")
+            continue
+        raise PipelineError(f"stage '{stage}' ended {name} on {deployment} (flow run {run.name}): "
+                            f"{(state.message if state is not None else '') or 'see its logs in the Prefect UI'}")
 
 
 @task(name="dvc-exp-run", task_run_name="dvc exp run {name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
@@ -99,14 +155,22 @@ def report(uri: str | None, parent_run_id: str | None, title: str) -> str:
     return markdown
 
 
-def _run(title: str, stages: list[str], overrides: dict[str, Any] | None) -> str:
+def _run(title: str, stages: list[str], overrides: dict[str, Any] | None, placement: Placement = "local") -> str:
     """Shared body of the flows: parent MLflow run (after validating params.yaml + overrides: a bad value fails the
-    flow before any stage, without retries), one task per stage (or one experiment), report."""
+    flow before any stage, without retries), one task (or, placement "pools", one flow run on its pool) per stage,
+    or one experiment, and the report."""
     sets = override_strings(overrides)
+    if placement not in ("local", "pools"):
+        raise ValueError(f"placement must be 'local' or 'pools', not {placement!r}")
+    if sets and placement == "pools":
+        raise ValueError("overrides run as one `dvc exp run` in one checkout: use placement 'local' with overrides")
     run_name = f"{flow_run.get_flow_name() or title}/{flow_run.get_name() or 'local'}"
     with pipeline_run(run_name, sets, tags={"srgan.prefect_flow_run_id": str(flow_run.get_id() or "none")}) as run:
         if sets:
             experiment(stages, sets, f"{run_name}-{str(flow_run.get_id() or '')[:8]}", run.run_id, run.uri)
+        elif placement == "pools":
+            for stage in stages:
+                on_pool(stage, run.run_id, run.uri)
         else:
             for stage in stages:
                 reproduce(stage, run.run_id, run.uri)
@@ -114,21 +178,21 @@ def _run(title: str, stages: list[str], overrides: dict[str, Any] | None) -> str
 
 
 @flow(name="train-srgan", log_prints=True)
-def train_srgan(overrides: dict[str, Any] | None = None) -> str:
+def train_srgan(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
     """Data stages, SRResNet pretraining (MSE), SRGAN (VGG54 + adversarial), evaluation and registration of both
     (the gate moves ``champion``)."""
-    return _run("train-srgan", list(TRAIN_SRGAN), overrides)
+    return _run("train-srgan", list(TRAIN_SRGAN), overrides, placement)
 
 
 @flow(name="train-esrgan", log_prints=True)
-def train_esrgan(overrides: dict[str, Any] | None = None) -> str:
+def train_esrgan(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
     """Data stages, RRDBNet pretraining (L1), ESRGAN (RaGAN + VGG54 before activation), network interpolation,
     evaluation and registration of both (the gate moves ``champion``)."""
-    return _run("train-esrgan", list(TRAIN_ESRGAN), overrides)
+    return _run("train-esrgan", list(TRAIN_ESRGAN), overrides, placement)
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(overrides: dict[str, Any] | None = None) -> str:
+def evaluate(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
     """Every evaluation stage of dvc.yaml (baselines and trained generators; DVC trains what is missing)."""
     stages = [s for s in stage_names() if s.startswith("evaluate_") or s == "report"]
-    return _run("evaluate", stages, overrides)
+    return _run("evaluate", stages, overrides, placement)

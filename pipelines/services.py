@@ -1,7 +1,10 @@
 """Local orchestration services, started and stopped by PID (never by name), bound to 127.0.0.1 only.
 
-``python -m pipelines.services up``   Prefect server (SQLite in .prefect/), the deployments of prefect.yaml and a
-                                       process worker on pool ``srgan-local``   (``make prefect-up``)
+``python -m pipelines.services up``   Prefect server (SQLite in .prefect/), the work pools, the deployments of
+                                       prefect.yaml, the zombie automation and a process worker on pool
+                                       ``srgan-local`` (``--pool srgan-cpu``: that pool)   (``make prefect-up``)
+``python -m pipelines.services worker --pool srgan-gpu --api http://HOST:4200/api``
+                                       only a process worker, for another host's server (README, "Beyond one machine")
 ``python -m pipelines.services down`` stops what ``up`` started                  (``make prefect-down``)
 ``python -m pipelines.services status``
 ``python -m pipelines.services mlflow-ui`` the MLflow UI on the project's store, in the foreground (``make mlflow-ui``)
@@ -27,18 +30,44 @@ from srgan_lib.pipeline import BIN
 from srgan_lib.pipeline import tool as _tool
 
 POOL = "srgan-local"
+POOLS = (POOL, "srgan-cpu", "srgan-gpu")  # prefect.yaml's pools: one machine, and the CPU / GPU hosts
 HOST = "127.0.0.1"
+HEARTBEAT_S = 30  # flow-run heartbeat period the workers' runs use (Prefect's minimum)
+ZOMBIE = "srgan: crash flow runs without heartbeats"
+CHECKOUT_ENV = "SRGAN_CHECKOUT"  # the checkout a worker's `hosts` / `dvc-stage` runs use (prefect.yaml pull step)
 
 
 class ServiceError(RuntimeError):
     """A service did not start or stop; the message says which and where its log is."""
 
 
-def prefect_env(home: Path, port: int) -> dict[str, str]:
-    """Environment for the server, the worker and the prefect CLI calls: one home, one API URL, no analytics."""
-    return {**os.environ, **TELEMETRY_OFF, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+def prefect_env(home: Path, port: int, api: str | None = None) -> dict[str, str]:
+    """Environment for the server, the worker and the prefect CLI calls: one home, one API URL (``api``, else the
+    local server on ``port``), heartbeats from every flow run (what the zombie automation watches), no analytics."""
+    return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S), **os.environ, **TELEMETRY_OFF,
+            "PREFECT_HOME": str(home), "PREFECT_API_URL": api or f"http://{HOST}:{port}/api",
             "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def zombie_automation(after_s: int) -> dict[str, object]:
+    """Prefect's documented "crash zombie flows" automation: a flow run that stops sending heartbeats for
+    ``after_s`` seconds (its worker or host died) is marked Crashed, so the flow that waits on it can resubmit it."""
+    return {
+        "name": ZOMBIE,
+        "description": f"A flow run without a heartbeat for {after_s} s is marked Crashed (pipelines/services.py).",
+        "enabled": True,
+        "trigger": {
+            "type": "event", "posture": "Proactive", "threshold": 1, "within": after_s,
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"],
+            "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
+            "for_each": ["prefect.resource.id"],
+        },
+        "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+                     "message": f"no heartbeat for {after_s} s: its worker or host stopped"}],
+    }
 
 
 def _healthy(url: str) -> bool:
@@ -107,8 +136,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def up(root: Path, port: int, *, deploy: bool = True, worker: bool = True) -> dict[str, int]:
-    """Start the Prefect server, create the work pool and the deployments, start a process worker."""
+def up(root: Path, port: int, *, deploy: bool = True, worker: bool = True, pool: str = POOL,
+       zombie_after_s: int = 3 * HEARTBEAT_S) -> dict[str, int]:
+    """Start the Prefect server, create the work pools, the deployments and the zombie automation, start a process
+    worker on ``pool``."""
     home = root / ".prefect"
     state = _state_file(home)
     if state.exists():
@@ -129,18 +160,53 @@ def up(root: Path, port: int, *, deploy: bool = True, worker: bool = True) -> di
               flush=True)
         wait_http(f"http://{HOST}:{port}/api/health", server, logs / "server.log")
         if deploy:
-            _run([_tool("prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"], env, root)
+            for name in POOLS:
+                _run([_tool("prefect"), "work-pool", "create", name, "--type", "process", "--overwrite"], env, root)
             _run([_tool("prefect"), "--no-prompt", "deploy", "--all"], env, root)
-            print(f"deployments: train-srgan/local, train-esrgan/local, evaluate/local on pool {POOL}", flush=True)
+            print(f"deployments: train-srgan/local, train-esrgan/local, evaluate/local on pool {POOL}; "
+                  "train-esrgan/hosts, train-srgan/hosts, dvc-stage/cpu on srgan-cpu, dvc-stage/gpu on srgan-gpu",
+                  flush=True)
+            if ZOMBIE not in automation_names(env["PREFECT_API_URL"]):
+                _run([_tool("prefect"), "automation", "create", "--from-json",
+                      json.dumps(zombie_automation(zombie_after_s))], env, root)
+            print(f"automation: a flow run without a heartbeat for {zombie_after_s} s is marked Crashed", flush=True)
         if worker:
-            proc = _spawn([_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process"], env,
-                          logs / "worker.log", root)
-            pids["worker"] = proc.pid
+            pids["worker"] = start_worker(root, env, pool).pid
             state.write_text(json.dumps(pids))
-            print(f"prefect worker: pool {POOL} (pid {proc.pid}, log {logs / 'worker.log'})", flush=True)
     except BaseException:
         down(root)
         raise
+    return pids
+
+
+def automation_names(api: str) -> list[str]:
+    """Names of the automations the server at ``api`` holds (the REST API: the CLI's table wraps long names)."""
+    req = urllib.request.Request(api.rstrip("/") + "/automations/filter", data=b"{}",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return [a["name"] for a in json.loads(resp.read())]
+
+
+def start_worker(root: Path, env: Mapping[str, str], pool: str) -> subprocess.Popen:
+    """A process worker on ``pool`` whose flow runs execute in the checkout ``root``."""
+    log = root / ".prefect" / "logs" / "worker.log"
+    env = {**env, CHECKOUT_ENV: str(root)}  # the `hosts` / `dvc-stage` deployments run in this checkout
+    proc = _spawn([_tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"], env, log, root)
+    print(f"prefect worker: pool {pool} (pid {proc.pid}, log {log}, API {env['PREFECT_API_URL']})", flush=True)
+    return proc
+
+
+def worker_only(root: Path, api: str, pool: str) -> dict[str, int]:
+    """A process worker in this checkout for the server at ``api`` (another host's): what a GPU host runs."""
+    home = root / ".prefect"
+    state = _state_file(home)
+    if state.exists() and any(_alive(v) for k, v in json.loads(state.read_text()).items() if k != "port"):
+        raise ServiceError(f"services already running here ({state}); `make prefect-down` first")
+    home.mkdir(parents=True, exist_ok=True)
+    if not _healthy(api.rstrip("/") + "/health"):
+        raise ServiceError(f"no Prefect server answers at {api} (start it on its host: make prefect-up)")
+    pids = {"worker": start_worker(root, prefect_env(home, 0, api), pool).pid}
+    state.write_text(json.dumps(pids))
     return pids
 
 
@@ -204,19 +270,29 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m pipelines.services", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("up", "down", "status", "mlflow-ui"))
+    p.add_argument("action", choices=("up", "worker", "down", "status", "mlflow-ui"))
     p.add_argument("--port", type=int, help="port (default: 4200 for Prefect, 5000 for the MLflow UI)")
+    p.add_argument("--pool", default=None, choices=POOLS,
+                   help=f"the work pool of the worker (default {POOL}; other hosts: srgan-cpu / srgan-gpu)")
+    p.add_argument("--api", help="worker: the Prefect server's API URL, e.g. http://HOST:4200/api")
+    p.add_argument("--zombie-after", type=int, default=3 * HEARTBEAT_S, metavar="S",
+                   help="up: a flow run without a heartbeat for S seconds is marked Crashed (default %(default)s)")
     p.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: current folder)")
     args = p.parse_args(argv)
     root = args.root.resolve()
     try:
         if args.action == "up":
             port = args.port or 4200
-            up(root, port)
+            up(root, port, pool=args.pool or POOL, zombie_after_s=args.zombie_after)
             where = ("prefect.toml points the prefect CLI here when run from this folder" if port == 4200 else
                      f"first: export PREFECT_API_URL=http://{HOST}:{port}/api")
             print(f"\nPrefect UI: http://{HOST}:{port}\nrun a deployment: prefect deployment run 'train-esrgan/local' "
                   f"--watch   ({where})\nstop: make prefect-down")
+        elif args.action == "worker":
+            if not args.api:
+                raise ServiceError("worker needs --api http://HOST:4200/api (the server's host)")
+            worker_only(root, args.api, args.pool or "srgan-gpu")
+            print("stop: make prefect-down (or python -m pipelines.services down)")
         elif args.action == "down":
             stopped = down(root)
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

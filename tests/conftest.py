@@ -69,6 +69,21 @@ def mlflow_server(db: Path, cwd: Path) -> Iterator[str]:
         assert proc.poll() is not None
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant, each by its PID (a dying host: no handler runs), and wait until they
+    are gone. Children in their own process groups are found through psutil, so none is left running."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=30)
+
+
 def micro_repo(dest: Path) -> Path:
     """A copy of the project as a fresh clone has it (tracked + new files, nothing computed), in a new git repository
     with one commit, and params.yaml switched to the micro profile: the embedded default's stages with tiny networks

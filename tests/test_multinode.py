@@ -4,9 +4,7 @@ with a clear error, not a hang, when one node is SIGKILLed."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 import torch
 
 from srgan_lib.training.checkpoint import list_checkpoints
-from tests.conftest import REPO, free_port, micro_overrides, run_cli
+from tests.conftest import REPO, free_port, kill_tree, micro_overrides, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +38,9 @@ def _node(port: int, overrides: list[str]) -> subprocess.Popen:
 
 def _kill_node(p: subprocess.Popen) -> None:
     """SIGKILL a node as a dying host: its torchrun agent and every worker it started (the workers run in their own
-    process groups, so killing the agent's group alone would leave them training), each by its PID."""
-    import psutil
-
-    try:
-        pids = [p.pid, *(c.pid for c in psutil.Process(p.pid).children(recursive=True))]
-    except psutil.NoSuchProcess:
-        pids = [p.pid]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    process groups, so killing the agent's group alone would leave them training)."""
+    kill_tree(p.pid)
     p.wait(timeout=30)
-    for pid in pids[1:]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).wait(timeout=30)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

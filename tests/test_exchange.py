@@ -1,0 +1,72 @@
+"""The checkpoint mirror of pipelines/exchange.py on a local-folder remote (DVC's own filesystem class), and where the
+`hosts` flows send each stage. The two-host run itself is tests/test_hosts.py (slow)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from dvc.fs import LocalFileSystem
+
+from pipelines.exchange import CheckpointMirror, checkpoint_key
+from pipelines.flows import TRAIN_ESRGAN, TRAIN_SRGAN, pool_of
+
+
+def _ckpt(folder: Path, iteration: int, payload: bytes = b"x") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"iter_{iteration:08d}.pt"
+    path.write_bytes(payload * iteration)
+    return path
+
+
+def test_mirror_uploads_new_checkpoints_deletes_pruned_ones_and_a_fresh_host_pulls_the_newest(tmp_path):
+    remote = tmp_path / "remote" / "srgan-checkpoints" / "train_rrdbnet" / "key"
+    host_b = CheckpointMirror(LocalFileSystem(), str(remote), tmp_path / "b" / "checkpoints")
+    _ckpt(host_b.local_dir, 10)
+    (host_b.local_dir / "iter_00000020.pt.tmp-123").write_bytes(b"half")  # the trainer's temporary file: ignored
+    assert host_b.push() == ["iter_00000010.pt"]
+    assert host_b.push() == []  # nothing new
+    _ckpt(host_b.local_dir, 20)
+    (host_b.local_dir / "iter_00000010.pt").unlink()  # the trainer keeps the newest only
+    assert host_b.push() == ["iter_00000020.pt"]
+    assert sorted(p.name for p in remote.iterdir()) == ["iter_00000020.pt"]  # no temporary upload names left
+
+    fresh = CheckpointMirror(LocalFileSystem(), str(remote), tmp_path / "b2" / "checkpoints")
+    assert fresh.push() == [] and (remote / "iter_00000020.pt").exists()  # an empty host never empties the remote
+    assert fresh.pull() == "iter_00000020.pt"
+    assert (fresh.local_dir / "iter_00000020.pt").read_bytes() == b"x" * 20
+    assert sorted(p.name for p in fresh.local_dir.iterdir()) == ["iter_00000020.pt"]
+    assert fresh.pull() is None  # it has one now: local is the authority
+    assert host_b.pull() is None
+
+
+def test_mirror_keeps_pushing_while_the_block_runs(tmp_path):
+    remote = tmp_path / "remote"
+    mirror = CheckpointMirror(LocalFileSystem(), str(remote), tmp_path / "checkpoints")
+    with mirror.running(every_s=0.05):
+        _ckpt(mirror.local_dir, 3)
+        deadline = time.monotonic() + 10
+        while not (remote / "iter_00000003.pt").exists():
+            assert time.monotonic() < deadline, "no push while the block ran"
+            time.sleep(0.02)
+        _ckpt(mirror.local_dir, 6)
+    assert (remote / "iter_00000006.pt").exists()  # the final push at the end of the block
+
+
+def test_checkpoint_key_follows_the_parameters_that_shape_the_run():
+    params = {"rrdbnet": {"iterations": 10}, "train": {"seed": 0}, "scale": 4, "degrade": {"kernel": "matlab"},
+              "esrgan": {"iterations": 5}, "report": {"out": "x"}}
+    key = checkpoint_key("train_rrdbnet", params)
+    assert key == checkpoint_key("train_rrdbnet", {**params, "esrgan": {"iterations": 6}, "report": {}})
+    assert key != checkpoint_key("train_rrdbnet", {**params, "rrdbnet": {"iterations": 11}})
+    assert key != checkpoint_key("train_rrdbnet", {**params, "train": {"seed": 1}})
+    assert key != checkpoint_key("train_esrgan", params)
+
+
+@pytest.mark.parametrize("stages", [TRAIN_SRGAN, TRAIN_ESRGAN])
+def test_hosts_placement_sends_data_stages_to_cpu_and_everything_using_generators_to_gpu(stages):
+    pools = {s: pool_of(s) for s in stages}
+    assert {s for s, p in pools.items() if p == "cpu"} == {"embedded", "lists", "degrade", "store"}
+    assert pool_of("evaluate_baselines@bicubic") == "cpu" and pool_of("report") == "cpu"
+    assert pool_of("evaluate_interp") == "gpu"
