@@ -228,6 +228,7 @@ SCHEMA["train"] = {
     "device": string(),
     "seed": integer(minimum=0),
     "threads": integer(minimum=0),
+    "dist_timeout": integer(minimum=1),
     "amp": choice(("none", "auto", "bf16", "fp16")),
     "channels_last": boolean(),
     "fused_adam": boolean(),

@@ -1,10 +1,12 @@
 """Multi-node training (issue 18): two torchrun "nodes" on loopback (``--nnodes 2 --nproc-per-node 1``, c10d
-rendezvous, gloo) train like one process, write checkpoints from rank 0 only, resume on another node count, and fail
+rendezvous, gloo) train like one process, write checkpoints from rank 0 only, resume on another node count and on a
+node whose ``train.out`` is empty (rank 0 broadcasts the checkpoint), and fail
 with a clear error, not a hang, when one node is SIGKILLed."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +20,10 @@ from tests.conftest import REPO, free_port, kill_tree, micro_overrides, run_cli
 
 pytestmark = pytest.mark.slow
 
-COMMON = {"rrdbnet.iterations": 4, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "rrdbnet.ema_decay": 0.5}
+# fp32 (train.amp none) on every CPU: with bf16 (AVX512_BF16 CPUs) a half batch and the whole batch round differently,
+# beyond the DDP tolerance; bf16 training is checked against fp32 in tests/test_levers.py
+COMMON = {"rrdbnet.iterations": 4, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "rrdbnet.ema_decay": 0.5,
+          "train.amp": "none"}
 
 
 def _env() -> dict[str, str]:
@@ -80,6 +85,29 @@ def test_two_nodes_on_loopback_match_one_process_and_resume_on_one(micro_data, t
     assert "train rrdbnet: 6 iterations (resumed at 4)" in out, out  # it resumed, it did not restart
     assert list_checkpoints(multi / "runs" / "rrdbnet")[-1][0] == 6
 
+    # two nodes again, and node B's train.out is an empty folder (a host without the shared disk): rank 0 sends its
+    # checkpoint, so both resume at 6 and the result equals a one-process continuation of the same checkpoint
+    longest = {**COMMON, "rrdbnet.iterations": 8}
+    reference = tmp_path / "reference"
+    shutil.copytree(multi / "runs", reference / "runs")
+    run_cli("train", "rrdbnet", "--no-progress", "--resume", "--set",
+            *micro_overrides(micro_data, reference, "rrdbnet", **longest))
+    port = free_port()
+    nodes = [_node(port, micro_overrides(micro_data, out_dir, "rrdbnet", **longest))
+             for out_dir in (multi, tmp_path / "host_b")]
+    try:
+        outs = [p.communicate(timeout=600)[0] for p in nodes]
+    finally:
+        _stop(nodes)
+    for p, out in zip(nodes, outs, strict=True):
+        assert p.returncode == 0, out
+    assert sum(out.count("train rrdbnet: 8 iterations (resumed at 6)") for out in outs) == 1
+    assert not list_checkpoints(tmp_path / "host_b" / "runs" / "rrdbnet")  # rank 1 never writes
+    for key in ("params", "params_ema"):
+        a, b = _weights(reference / "models" / "rrdbnet.pth", key), _weights(multi / "models" / "rrdbnet.pth", key)
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
+
 
 def test_sigkill_of_one_node_fails_the_other_fast(micro_data, tmp_path):
     """Node B is SIGKILLed mid-training (as a host that dies): node A exits non-zero within a bounded time with
@@ -105,3 +133,30 @@ def test_sigkill_of_one_node_fails_the_other_fast(micro_data, tmp_path):
     assert "ChildFailedError" in out or "Connection closed by peer" in out or "rendezvous" in out.lower(), out[-3000:]
     kept = list_checkpoints(tmp_path / "runs" / "rrdbnet")
     assert kept and all(torch.load(p, weights_only=True)["iteration"] == it for it, p in kept)  # never half-written
+
+
+def test_a_stalled_node_fails_the_other_after_train_dist_timeout(micro_data, tmp_path):
+    """Node B's worker is frozen (SIGSTOP: alive, so torchrun sees no failure), as a host that hangs: node A's
+    gradient all-reduce gives up after ``train.dist_timeout`` seconds and the job fails, instead of waiting forever."""
+    import psutil
+
+    long = {"rrdbnet.iterations": 100000, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "train.dist_timeout": 15}
+    port = free_port()
+    overrides = micro_overrides(micro_data, tmp_path, "rrdbnet", **long)
+    a, b = _node(port, overrides), _node(port, overrides)
+    try:
+        deadline = time.monotonic() + 300
+        while not list_checkpoints(tmp_path / "runs" / "rrdbnet"):
+            assert a.poll() is None and b.poll() is None, (a.poll(), b.poll())
+            assert time.monotonic() < deadline, "the two-node job never reached its first checkpoint"
+            time.sleep(0.5)
+        for child in psutil.Process(b.pid).children(recursive=True):
+            child.suspend()
+        start = time.monotonic()
+        out = a.communicate(timeout=180)[0]
+        elapsed = time.monotonic() - start
+    finally:
+        _stop([a, b])
+    assert a.returncode != 0, out
+    assert 10 < elapsed < 90, f"node A stopped after {elapsed:.0f} s (dist_timeout 15 s)"
+    assert "timed out" in out.lower() or "timeout" in out.lower(), out[-3000:]

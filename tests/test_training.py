@@ -157,7 +157,9 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(micro_data, tmp_path
 
 def test_ddp_two_gloo_processes_match_one_process(micro_data, tmp_path):
     """torchrun with 2 CPU processes (gloo), each on half of the global batch, matches one process on all of it."""
-    common = {"rrdbnet.iterations": 4, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "rrdbnet.ema_decay": 0.5}
+    # fp32 on every CPU: under bf16 a half batch and the whole batch round differently, beyond this tolerance
+    common = {"rrdbnet.iterations": 4, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "rrdbnet.ema_decay": 0.5,
+              "train.amp": "none"}
     single = tmp_path / "single"
     run_cli("train", "rrdbnet", "--no-progress", "--set", *micro_overrides(micro_data, single, "rrdbnet", **common))
     ddp = tmp_path / "ddp"

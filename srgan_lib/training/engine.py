@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +95,37 @@ class Dist:
         if self.world_size > 1:
             dist.barrier()
 
+    def broadcast_checkpoint(self, ckpt: dict[str, Any] | None, device: torch.device) -> dict[str, Any] | None:
+        """Rank 0's checkpoint (or None) on every rank, so the hosts of a multi-node job need no shared ``train.out``:
+        sent as ``torch.save`` bytes and read back with ``weights_only=True``, like a checkpoint file."""
+        if self.world_size <= 1:
+            return ckpt
+        on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        payload = torch.empty(0, dtype=torch.uint8)
+        if self.main and ckpt is not None:
+            buf = io.BytesIO()
+            torch.save(ckpt, buf)
+            payload = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+        size = torch.tensor([payload.numel()], dtype=torch.int64, device=on)
+        dist.broadcast(size, 0)
+        if int(size.item()) == 0:
+            return None
+        data = payload.to(on) if self.main else torch.empty(int(size.item()), dtype=torch.uint8, device=on)
+        dist.broadcast(data, 0)
+        if self.main:
+            return ckpt
+        return torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location="cpu", weights_only=True)
 
-def init_distributed(device: str) -> Dist:
-    """Join the ``torchrun`` job described by the environment (WORLD_SIZE > 1), or run single-process."""
+
+def init_distributed(device: str, timeout_s: float = 600) -> Dist:
+    """Join the ``torchrun`` job described by the environment (WORLD_SIZE > 1), or run single-process. A collective
+    that waits longer than ``timeout_s`` (``train.dist_timeout``: a peer died) fails instead of hanging."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",
+                                timeout=timedelta(seconds=timeout_s))
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -544,16 +569,14 @@ def train_stage(
     cfg, common, scale = params[stage], params["train"], params["scale"]
     if common["threads"]:
         torch.set_num_threads(common["threads"])
-    ddp = init_distributed(resolve_device(common["device"]).type)
+    ddp = init_distributed(resolve_device(common["device"]).type, common["dist_timeout"])
     device = resolve_device(common["device"], ddp.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     run_dir = Path(common["out"]) / stage
     cfg_hash = config_hash(cfg, common, scale, input_digests(cfg, common, scale))
     ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
-    ddp.barrier()
-    if not ddp.main:
-        ckpt = ckpt_io.latest_checkpoint(run_dir) if (resume or auto_resume) else None
+    ckpt = ddp.broadcast_checkpoint(ckpt, device)  # other hosts' train.out may be empty or stale
 
     trainer = Trainer(stage, params, device, ddp, levers=levers)
     if trainer.vgg_weights == "random":
