@@ -33,8 +33,10 @@ def test_train_step_benchmark_matches_the_reference_loss(tmp_path):
     assert "ratio" in out
     row = json.loads((tmp_path / "t.json").read_text())["srresnet"]
     assert {"ours_s", "reference_s", "ratio", "tflops"} <= row.keys()
-    # the same first step from the same weights: the engine and the independently written reference agree
-    assert abs(row["first_loss_ours"] - row["first_loss_reference"]) <= 1e-6 * row["first_loss_reference"]
+    # the same first step from the same weights: the engine and the independently written (fp32) reference agree;
+    # to fp32 rounding when ours runs fp32, to bf16's when it runs bf16 autocast (CPUs with AVX512_BF16/AMX)
+    rel = 1e-6 if row["ours_precision"] == "fp32" else 1e-3
+    assert abs(row["first_loss_ours"] - row["first_loss_reference"]) <= rel * row["first_loss_reference"]
     # FLOPs counted by torch's flop counter vs the design floors (0.12 TFLOP per SRResNet step at batch 16, HR 96)
     assert abs(row["counted_tflop"] - 0.12) / 0.12 < 0.05
 
@@ -59,5 +61,8 @@ def test_upscale_benchmark_runs_the_spandrel_peer_on_the_same_weights(tmp_path):
     # the peer loaded the same checkpoint: its whole-image output is the fp32 reference's (same network, same input)
     assert whole["psnr_vs_fp32"] == "identical" or whole["psnr_vs_fp32"] > 60
     assert tiled["psnr_vs_fp32"] == "identical" or tiled["psnr_vs_fp32"] > 40  # a 10-pixel pad: close, not exact
-    ours = rows["Upscaler tile whole pad 16 fp32"]["psnr_vs_fp32"]  # channels_last: a few values 1 grey level off
-    assert ours == "identical" or ours > 60
+    (config, ours), = ((c, r["psnr_vs_fp32"]) for c, r in rows.items() if c.startswith("Upscaler tile whole pad 16"))
+    if config.endswith("fp32"):  # channels_last: a few values 1 grey level off
+        assert ours == "identical" or ours > 60
+    else:  # precision auto chose bf16 (AVX512_BF16/AMX CPU): the accuracy of bf16, not of the network
+        assert config.endswith("bf16") and ours > 40, (config, ours)

@@ -209,7 +209,8 @@ def test_onnx_export_matches_pytorch(srresnet_ckpt, tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     img = _photo(21, 30)  # a size the export never saw
     got = session.run(None, {"lr": (img.astype(np.float32) / 255).transpose(2, 0, 1)[None]})[0]
-    want = Upscaler(srresnet_ckpt, device="cpu", tile=0).upscale_array(img.astype(np.float32) / 255)
+    # the export is fp32: compare with fp32 PyTorch (precision auto is bf16 on an AVX512_BF16 CPU)
+    want = Upscaler(srresnet_ckpt, device="cpu", tile=0, precision="fp32").upscale_array(img.astype(np.float32) / 255)
     assert got.shape == (1, 3, 84, 120)
     assert np.abs(got[0].transpose(1, 2, 0) - want).max() <= 1e-5
 
