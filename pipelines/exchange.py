@@ -30,7 +30,7 @@ from typing import Any
 
 from srgan_lib import UserError
 from srgan_lib.config import load_params
-from srgan_lib.pipeline import PipelineError, run_dvc, tool
+from srgan_lib.pipeline import PipelineError, dvc_command, run_dvc, tool
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "srgan-checkpoints"  # the folder of the remote that holds training checkpoints (beside files/ and runs/)
@@ -186,7 +186,7 @@ def reproduce(stage: str, env: Mapping[str, str], *, cwd: str | Path = ".",
     remote = default_remote(cwd)
     say = on_line or (lambda line: print(line, flush=True))
     if remote is None:
-        return run_dvc([tool("dvc"), "repro", stage], env, cwd=cwd, on_line=on_line)
+        return run_dvc(dvc_command([stage]), env, cwd=cwd, on_line=on_line)
     mirror = CheckpointMirror.for_stage(stage, cwd, remote)
     lines: list[str] = []
     missing: list[str] = []

@@ -54,8 +54,26 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             _kill_node(p)
 
 
-def _weights(path: Path, key: str) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)[key]
+def _run_nodes(port: int, overrides: list[list[str]]) -> list[str]:
+    """One node per override list, all to the end; every node must succeed. Returns their outputs."""
+    nodes = [_node(port, o) for o in overrides]
+    try:
+        outs = [p.communicate(timeout=600)[0] for p in nodes]
+    finally:
+        _stop(nodes)
+    for p, out in zip(nodes, outs, strict=True):
+        assert p.returncode == 0, out
+    return outs
+
+
+def _assert_same_generator(ours: Path, reference: Path) -> None:
+    """Live and EMA weights of ``<ours>/models/rrdbnet.pth`` equal the reference's within the tolerance of the
+    one-host DDP test (test_training.py)."""
+    for key in ("params", "params_ema"):
+        want = torch.load(reference / "models" / "rrdbnet.pth", map_location="cpu", weights_only=True)[key]
+        got = torch.load(ours / "models" / "rrdbnet.pth", map_location="cpu", weights_only=True)[key]
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
 
 
 def test_two_nodes_on_loopback_match_one_process_and_resume_on_one(micro_data, tmp_path):
@@ -64,19 +82,10 @@ def test_two_nodes_on_loopback_match_one_process_and_resume_on_one(micro_data, t
 
     multi = tmp_path / "multi"
     port = free_port()
-    nodes = [_node(port, micro_overrides(micro_data, multi, "rrdbnet", **COMMON)) for _ in range(2)]
-    try:
-        outs = [p.communicate(timeout=600)[0] for p in nodes]
-    finally:
-        _stop(nodes)
-    for p, out in zip(nodes, outs, strict=True):
-        assert p.returncode == 0, out
+    outs = _run_nodes(port, [micro_overrides(micro_data, multi, "rrdbnet", **COMMON)] * 2)
     assert sum(out.count("train rrdbnet: 4 iterations") for out in outs) == 1  # rank 0 reports, on one node
     assert [it for it, _ in list_checkpoints(multi / "runs" / "rrdbnet")] == [2, 4]  # one writer, no duplicates
-    for key in ("params", "params_ema"):  # the tolerance of the one-host DDP test (test_training.py)
-        a, b = _weights(single / "models" / "rrdbnet.pth", key), _weights(multi / "models" / "rrdbnet.pth", key)
-        for k in a:
-            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
+    _assert_same_generator(multi, single)
 
     # the two-node job's checkpoint resumes in one process (another node count): 4 more iterations
     longer = {**COMMON, "rrdbnet.iterations": 6}
@@ -92,21 +101,11 @@ def test_two_nodes_on_loopback_match_one_process_and_resume_on_one(micro_data, t
     shutil.copytree(multi / "runs", reference / "runs")
     run_cli("train", "rrdbnet", "--no-progress", "--resume", "--set",
             *micro_overrides(micro_data, reference, "rrdbnet", **longest))
-    port = free_port()
-    nodes = [_node(port, micro_overrides(micro_data, out_dir, "rrdbnet", **longest))
-             for out_dir in (multi, tmp_path / "host_b")]
-    try:
-        outs = [p.communicate(timeout=600)[0] for p in nodes]
-    finally:
-        _stop(nodes)
-    for p, out in zip(nodes, outs, strict=True):
-        assert p.returncode == 0, out
+    outs = _run_nodes(free_port(), [micro_overrides(micro_data, d, "rrdbnet", **longest)
+                                    for d in (multi, tmp_path / "host_b")])
     assert sum(out.count("train rrdbnet: 8 iterations (resumed at 6)") for out in outs) == 1
     assert not list_checkpoints(tmp_path / "host_b" / "runs" / "rrdbnet")  # rank 1 never writes
-    for key in ("params", "params_ema"):
-        a, b = _weights(reference / "models" / "rrdbnet.pth", key), _weights(multi / "models" / "rrdbnet.pth", key)
-        for k in a:
-            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
+    _assert_same_generator(multi, reference)
 
 
 def test_sigkill_of_one_node_fails_the_other_fast(micro_data, tmp_path):
