@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from srgan_lib.models import Generator
-from srgan_lib.upscale import Upscaler
+from srgan_lib.upscale import DEFAULT_GUARD_DB, Upscaler
 
 
 class GeneratorMethod:
@@ -23,11 +23,15 @@ class GeneratorMethod:
 
     def __init__(self, model: Generator | nn.Module, device: str | torch.device = "cpu",
                  value_range: tuple[float, float] | None = None, *, tile: int | None = None, tile_pad: int = 32,
-                 precision: str = "fp32", channels_last: bool = True) -> None:
+                 precision: str = "fp32", channels_last: bool = True, guard_db: float = DEFAULT_GUARD_DB) -> None:
         self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision=precision,
-                                 value_range=value_range, channels_last=channels_last)
+                                 value_range=value_range, channels_last=channels_last, guard_db=guard_db)
         self.precision, self.layout = self.upscaler.levers.precision, self.upscaler.levers.layout
         self.scale = self.upscaler.scale
+
+    def describe_runs(self) -> str:
+        """The precision each image actually ran in (the accuracy guard may redo an image in fp32)."""
+        return self.upscaler.describe_runs()
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         return self.upscaler.upscale_array(np.ascontiguousarray(lr, dtype=np.uint8))

@@ -3,8 +3,11 @@
 Tiles are cut from the image held in CPU memory, padded by ``tile_pad`` LR pixels of real context, run on the device,
 and only their interior is written back into the output array (CPU), so device memory holds one tile whatever the
 image size. With a padding at least the network's receptive-field radius the tiled result equals the untiled one.
-On CUDA the tiles run under bf16/fp16 autocast (bf16 also on CPU when asked); a tile whose output is not finite is
-redone in fp32.
+Precision ``auto`` runs the tiles under bf16 autocast where the device does bf16 natively (CUDA; CPUs with
+AVX512_BF16/AMX), else fp32. Autocast output is guarded: a tile whose output is not finite is redone in fp32, and per
+image one probe window (:data:`GUARD_PROBE` input pixels, centred) also runs in fp32; when the two disagree by more
+than ``guard_db`` (PSNR, default :data:`DEFAULT_GUARD_DB`) the whole image is redone in fp32. An image no larger than
+the probe runs in fp32 directly under ``auto`` (the check would cost as much as the fp32 pass).
 
 Modes (see :meth:`Upscaler.upscale`): RGB; greyscale stays greyscale; 16-bit greyscale and 16-bit RGB(A) PNGs stay
 16-bit (the latter read and written with pypng, as Pillow has no 16-bit colour mode); alpha is
@@ -19,7 +22,9 @@ import math
 import os
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,66 +39,21 @@ from srgan_lib import UserError, telemetry_off
 from srgan_lib.hardware import Levers, resolve_device, resolve_levers
 from srgan_lib.imageio import IMAGE_EXTENSIONS, ImageReadError, atomic_path, is_image_file, iter_image_files
 from srgan_lib.models import Generator, as_generator, load_generator, to_unit
+from srgan_lib.tiling import auto_tile, tile_grid, tuned_tile
 
 log = logging.getLogger(__name__)
 AlphaMethod = Literal["bicubic", "model"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DEFAULT_MAX_PIXELS = 200_000_000  # input pixels; larger images are refused (decompression bombs)
+# The bf16/fp16 accuracy guard: a GUARD_PROBE x GUARD_PROBE input window (plus the tile context) of every image is also
+# run in fp32; below DEFAULT_GUARD_DB (PSNR of the autocast output against fp32's, on [0, 1]; 40 dB is an RMS error of
+# 2.6 grey levels in 8 bits) the image is redone in fp32. The 23-block RRDBNet in bf16 on Set14 baboon: 46.5 dB.
+GUARD_PROBE = 64
+DEFAULT_GUARD_DB = 40.0
 
 
 class UpscaleError(UserError, ValueError):
     """An image cannot be upscaled (too large, unsupported); the message names it and what to do."""
-
-
-def tile_grid(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
-    """``(y0, y1, x0, x1)`` of the tiles covering an image, row by row; ``tile <= 0`` means one tile."""
-    if tile <= 0:
-        yield 0, height, 0, width
-        return
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            yield y0, min(y0 + tile, height), x0, min(x0 + tile, width)
-
-
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
-
-
-def bytes_per_lr_pixel(generator: Generator) -> int:
-    """A generous estimate of the activation memory per input pixel of one forward pass (no grad, fp32); an unknown
-    architecture is costed as the paper's RRDBNet."""
-    name, options = generator.arch
-    feat = options.get("num_feat", 64)
-    scale = generator.scale
-    widest = feat + 4 * options.get("num_grow_ch", 32) if name == "rrdbnet" else 2 * feat
-    return 4 * (6 * widest + 3 * feat * scale * scale + 8 * scale * scale)
-
-
-# Largest automatic tile per device. On CPU the convolutions slow down per pixel once a tile's activations leave the
-# caches: the 23-block RRDBNet on 384x384 ran 1.51x faster in tiles of 192 than in one pass, padding included
-# (2 cores, benchmarks/results/upscale-rrdbnet-384-cpu.json), so a bigger tile only costs time; GPUs keep gaining.
-MAX_AUTO_TILE = {"cpu": 512, "cuda": 2048}
-
-
-def auto_tile(generator: Generator, device: torch.device, height: int, width: int, pad: int) -> int:
-    """The largest tile (multiple of 32, from 64 to the device's :data:`MAX_AUTO_TILE`) whose forward pass fits in a
-    quarter of the free memory; 0 (no tiling) when the whole image fits in that budget and in the cap."""
-    budget = _available_bytes(device) // 4
-    per_px = bytes_per_lr_pixel(generator)
-    cap = MAX_AUTO_TILE.get(device.type, 2048)
-    if height * width * per_px <= budget and max(height, width) <= cap + 2 * pad:
-        return 0
-    side = int(math.sqrt(budget / per_px)) - 2 * pad
-    return max(64, min(cap, side // 32 * 32))
 
 
 class Upscaler:
@@ -102,13 +62,18 @@ class Upscaler:
     ``model`` is a :class:`srgan_lib.models.Generator` (what ``load_generator`` returns), a registered generator
     module, a checkpoint path, or an MLflow registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``);
     ``value_range`` overrides its output range (and is needed for a module that is not a registered generator).
-    ``tile=None`` picks a tile from the free memory, ``0`` runs whole images.
+    ``tile=None`` picks a tile from the free memory, or with ``autotune`` the fastest tile measured on this machine
+    (once, cached: :func:`srgan_lib.tiling.tuned_tile`; ``srgan upscale`` does); ``0`` runs whole images.
+    ``guard_db`` is the autocast accuracy guard's bound (module docstring; 0 turns the probe off). :attr:`runs`
+    counts the images by the precision they actually ran in (``bf16``, ``fp32``, ``fp32 (guard)``: redone after the
+    probe failed, ``fp32 (small)``).
     """
 
     def __init__(self, model: Generator | nn.Module | str | Path, *, device: str | torch.device = "auto",
                  tile: int | None = None, tile_pad: int = 16, precision: Precision = "auto",
                  alpha: AlphaMethod = "bicubic", prefer_ema: bool = True, tracking_uri: str | None = None,
-                 value_range: tuple[float, float] | None = None, channels_last: bool = True) -> None:
+                 value_range: tuple[float, float] | None = None, channels_last: bool = True,
+                 guard_db: float = DEFAULT_GUARD_DB, autotune: bool = False) -> None:
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
@@ -120,6 +85,7 @@ class Upscaler:
         if tile_pad < 0:
             raise UpscaleError(f"tile_pad must be >= 0, got {tile_pad}")
         self.tile, self.tile_pad, self.alpha = tile, tile_pad, alpha
+        self.autotune, self._tuned = autotune and tile is None, None
         if self.device.type != "cuda" and precision == "fp16":
             raise UpscaleError(f"precision fp16 needs CUDA; on {self.device} use fp32 or bf16")
         if precision == "auto":
@@ -127,25 +93,94 @@ class Upscaler:
         else:  # asked for explicitly: honoured (bf16 on a CPU without native bf16 is slow, not wrong)
             self.levers = Levers(precision, channels_last and self.device.type in ("cpu", "cuda"))
         self.precision = self.levers.precision
+        if guard_db < 0:
+            raise UpscaleError(f"guard_db must be >= 0 (0: no accuracy probe), got {guard_db}")
+        self.guard_db, self.auto = guard_db, precision == "auto"
         # the memory format of the weights: a module shared with a training loop is already in the format it trains
         # in, and then it is left alone
         self.model = self.generator.module.eval().to(self.device, memory_format=self.levers.memory_format)
         self.fp32_retries = 0  # tiles redone in fp32 because the autocast output was not finite
+        self.runs: Counter[str] = Counter()  # images by the precision they ran in
+        self.guard_psnr: list[float] = []  # the probe's autocast-vs-fp32 PSNR of each probed image (inf: identical)
+
+    def describe_runs(self) -> str:
+        """What ran, for summary lines: e.g. ``bf16 x 12, fp32 (guard) x 1`` (the precision asked when nothing ran)."""
+        return ", ".join(f"{k} x {n}" for k, n in sorted(self.runs.items())) or self.precision
 
     # ------------------------------------------------------------------------------------------------------- arrays
 
     @torch.no_grad()
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision == "fp32":
-            y = self.model(x)
-        else:
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            with torch.autocast(self.device.type, dtype=dtype):
-                y = self.model(x)
-            if not torch.isfinite(y).all():
-                self.fp32_retries += 1
-                y = self.model(x)
-        return to_unit(y.float(), self.value_range).clamp_(0, 1)
+    def _run(self, x: torch.Tensor, autocast: bool) -> torch.Tensor:
+        """The network's raw output (float32, the generator's value range), under autocast or in fp32."""
+        dtype = self.levers.amp_dtype if autocast else None
+        if dtype is None:
+            return self.model(x).float()
+        with torch.autocast(self.device.type, dtype=dtype):
+            return self.model(x).float()
+
+    def _forward(self, x: torch.Tensor, autocast: bool = True) -> torch.Tensor:
+        y = self._run(x, autocast)
+        if autocast and self.levers.amp_dtype is not None and not torch.isfinite(y).all():
+            self.fp32_retries += 1
+            y = self._run(x, autocast=False)
+        return to_unit(y, self.value_range).clamp_(0, 1)
+
+    def _patch(self, image: np.ndarray, peak: float, y0: int, y1: int, x0: int, x1: int
+               ) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+        """The input window ``[y0:y1, x0:x1]`` with ``tile_pad`` pixels of context, on the device, in [0, 1]; and the
+        window's place in the output of that patch."""
+        h, w, _ = image.shape
+        s, pad = self.scale, self.tile_pad
+        py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
+        patch = torch.from_numpy(np.array(image[py0:py1, px0:px1], copy=True)).permute(2, 0, 1)[None]
+        patch = patch.to(self.device, non_blocking=True).float().div_(peak)
+        inner = ((y0 - py0) * s, (y1 - py0) * s, (x0 - px0) * s, (x1 - px0) * s)
+        return patch.contiguous(memory_format=self.levers.memory_format), inner
+
+    def describe_tile(self) -> str:
+        """The tile rule in force, for summary lines: ``tile 192``, ``tile 192 (tuned)``, ``tile from memory``."""
+        if self.tile is not None:
+            return f"tile {self.tile}" if self.tile else "whole images"
+        if self._tuned is None:
+            return "tile from memory"
+        return f"tile {self._tuned.side} (tuned" + (", whole images that fit)" if self._tuned.still_faster else ")")
+
+    def tile_for(self, height: int, width: int) -> int:
+        """The tile side for an image: ``tile`` when given, else the tuned side (``autotune``; an image within one
+        tile runs whole), else the memory rule (:func:`srgan_lib.tiling.auto_tile`)."""
+        if self.tile is not None:
+            return self.tile
+        if not self.autotune:
+            return auto_tile(self.generator, self.device, height, width, self.tile_pad)
+        if self._tuned is None:
+            self._tuned = tuned_tile(self.generator, self.device, self.precision, self.levers.memory_format,
+                                     self.tile_pad, self._forward)
+        if self._tuned.still_faster and auto_tile(self.generator, self.device, height, width, self.tile_pad) == 0:
+            return 0  # larger tiles were still getting faster, and the whole image fits the memory rule
+        return self._tuned.side
+
+    def _precision_for(self, image: np.ndarray, peak: float) -> str:
+        """How this image runs: the autocast precision when its probe agrees with fp32 within ``guard_db``, else
+        ``fp32 (guard)``; ``fp32 (small)`` for an image no larger than the probe under precision ``auto``."""
+        if self.levers.amp_dtype is None:
+            return "fp32"
+        if self.guard_db == 0:
+            return self.precision
+        h, w, _ = image.shape
+        if self.auto and h <= GUARD_PROBE + 2 * self.tile_pad and w <= GUARD_PROBE + 2 * self.tile_pad:
+            return "fp32 (small)"
+        cy, cx = max(0, (h - GUARD_PROBE) // 2), max(0, (w - GUARD_PROBE) // 2)
+        patch, (a, b, c, d) = self._patch(image, peak, cy, min(cy + GUARD_PROBE, h), cx, min(cx + GUARD_PROBE, w))
+        low = to_unit(self._run(patch, autocast=True), self.value_range).clamp_(0, 1)[..., a:b, c:d]
+        ref = self._forward(patch, autocast=False)[..., a:b, c:d]
+        mse = float((low - ref).square().mean())
+        db = -math.inf if not math.isfinite(mse) else 10 * math.log10(1 / mse) if mse > 0 else math.inf  # NaN: fails
+        self.guard_psnr.append(db)
+        if db >= self.guard_db:
+            return self.precision
+        log.warning("%s output %.1f dB from fp32 on the probe (bound %.1f dB): this image runs in fp32",
+                    self.precision, db, self.guard_db)
+        return "fp32 (guard)"
 
     def upscale_array(self, image: np.ndarray, *, progress: bool | None = None) -> np.ndarray:
         """HxWx3 uint8 / uint16 / float32 (in [0, 1]) -> (sH)x(sW)x3 of the same dtype, tile by tile."""
@@ -160,19 +195,17 @@ class Upscaler:
         else:
             raise UpscaleError(f"unsupported array dtype {image.dtype} (uint8, uint16 or float32)")
         h, w, _ = image.shape
-        s, pad = self.scale, self.tile_pad
-        tile = auto_tile(self.generator, self.device, h, w, pad) if self.tile is None else self.tile
+        s, tile = self.scale, self.tile_for(h, w)
+        ran = self._precision_for(image, peak)
+        self.runs[ran] += 1
+        autocast = not ran.startswith("fp32")
         out = np.empty((h * s, w * s, 3), dtype=image.dtype)
         tiles = list(tile_grid(h, w, tile))
         bar = tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=(len(tiles) < 2) if progress is None
                    else not progress)
         for y0, y1, x0, x1 in bar:
-            py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
-            patch = torch.from_numpy(np.array(image[py0:py1, px0:px1], copy=True)).permute(2, 0, 1)[None]
-            patch = patch.to(self.device, non_blocking=True).float().div_(peak)
-            patch = patch.contiguous(memory_format=self.levers.memory_format)
-            y = self._forward(patch)
-            y = y[0, :, (y0 - py0) * s:(y1 - py0) * s, (x0 - px0) * s:(x1 - px0) * s].permute(1, 2, 0)
+            patch, (a, b, c, d) = self._patch(image, peak, y0, y1, x0, x1)
+            y = self._forward(patch, autocast)[0, :, a:b, c:d].permute(1, 2, 0)
             if peak != 1.0:
                 y = y.mul_(peak).round_()
             out[y0 * s:y1 * s, x0 * s:x1 * s] = y.cpu().numpy().astype(image.dtype, copy=False)
@@ -434,10 +467,33 @@ def _claim(dest: Path, src: Path, claimed: dict[Path, Path], existing: str, summ
 def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str | Path, *, fmt: str = "auto",
                   quality: int = 95, suffix: str = "", existing: Literal["error", "skip", "overwrite"] = "error",
                   max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> UpscaleSummary:
-    """Upscale every input image into ``out_dir``; a bad file is reported and the others are still written."""
+    """Upscale every input image into ``out_dir``; a bad file is reported and the others are still written.
+
+    Encoding and writing an output (PNG compression of a 16x larger image is slow) runs in a background thread while
+    the next image is upscaled; at most one write is pending, so memory holds at most two outputs."""
     summary, start, out_dir = UpscaleSummary(), time.perf_counter(), Path(out_dir)
     pairs = collect_inputs(inputs, summary.ignored)
     claimed: dict[Path, Path] = {}
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgan-write")
+    pending: tuple[Path, Path, Future[None]] | None = None
+
+    def finish() -> None:  # the previous write: counted as written, or as failed with its reason
+        nonlocal pending
+        if pending is None:
+            return
+        src, dest, future = pending
+        pending = None
+        try:
+            future.result()
+            summary.written.append(dest)
+        except (OSError, ValueError) as exc:
+            summary.failed[str(src)] = f"{src}: writing {dest} failed: {exc}"
+            log.error("%s", summary.failed[str(src)])
+
+    def save(result: Image.Image, dest: Path, pil_format: str, options: dict[str, object]) -> None:
+        with atomic_path(dest) as tmp:
+            result.save(tmp, format=pil_format, **options)
+
     bar = tqdm(pairs, desc="upscale", unit="img", disable=None if progress is None else not progress)
     for src, rel in bar:
         bar.set_postfix_str(src.name, refresh=False)
@@ -451,6 +507,7 @@ def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str
                 check_pixels(src, deep[0], deep[1], max_pixels)
                 dest = out_dir / rel.parent / f"{rel.stem}{suffix}.png"  # 16-bit colour: PNG only
                 if _claim(dest, src, claimed, existing, summary):
+                    finish()  # outputs are listed in input order
                     write_png16(dest, upscaler.upscale_rgb16(read_png16(src)))
                     summary.input_pixels += deep[0] * deep[1]
                     summary.written.append(dest)
@@ -482,12 +539,13 @@ def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str
                 options["exif"] = exif_bytes
             if len(pages) > 1:
                 options.update(save_all=True, append_images=pages[1:])
-            with atomic_path(dest) as tmp:
-                result.save(tmp, format=pil_format, **options)
-            summary.written.append(dest)
+            finish()
+            pending = (src, dest, writer.submit(save, result, dest, pil_format, options))
         except (ImageReadError, UpscaleError, OSError, ValueError) as exc:
             summary.failed[str(src)] = str(exc)
             log.error("%s", exc)
+    finish()
+    writer.shutdown()
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary

@@ -26,6 +26,20 @@ SHARED = REPO.parent / "shared" / "data"
 SRGAN = shutil.which("srgan", path=str(Path(sys.executable).parent)) or "srgan"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tile_cache(tmp_path_factory) -> Iterator[Path]:
+    """The tuned-tile cache of `srgan upscale` (srgan_lib.tiling) in a temporary folder, not the user's home: the
+    tests' tiny networks are measured once per session, and subprocesses inherit the variable."""
+    folder = tmp_path_factory.mktemp("srgan-cache")
+    old = os.environ.get("SRGAN_CACHE_DIR")
+    os.environ["SRGAN_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SRGAN_CACHE_DIR", None)
+    else:
+        os.environ["SRGAN_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (reference data beside the checkout); tests needing it skip where it is absent."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-import srgan_lib.upscale as upscale_mod
+import srgan_lib.tiling as tiling_mod
 from srgan_lib.models import as_generator, build_model, load_generator
-from srgan_lib.upscale import Upscaler, auto_tile, bytes_per_lr_pixel, tile_grid
+from srgan_lib.tiling import auto_tile, bytes_per_lr_pixel, measure_sides, tile_grid
+from srgan_lib.upscale import Upscaler, upscale_files
 from tests.conftest import run_cli
 
 
@@ -59,14 +61,14 @@ def test_auto_tile_follows_memory_and_the_cpu_cap(monkeypatch):
     model = as_generator(build_model("rrdbnet"))
     per_px = bytes_per_lr_pixel(model)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: 1 << 40)  # a very large machine
+    monkeypatch.setattr(tiling_mod, "available_bytes", lambda device: 1 << 40)  # a very large machine
     assert auto_tile(model, cpu, 3000, 4000, 16) == 512
     assert auto_tile(model, cuda, 3000, 4000, 16) == 2048
     assert auto_tile(model, cpu, 500, 540, 16) == 0 and auto_tile(model, cpu, 600, 600, 16) == 512
     budget = 4 * 300**2 * per_px  # a tile of 300 px with its padding fits a quarter of this exactly
-    monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: budget)
+    monkeypatch.setattr(tiling_mod, "available_bytes", lambda device: budget)
     assert auto_tile(model, cpu, 3000, 4000, 16) == (300 - 32) // 32 * 32
-    monkeypatch.setattr(upscale_mod, "_available_bytes", lambda device: 1 << 20)
+    monkeypatch.setattr(tiling_mod, "available_bytes", lambda device: 1 << 20)
     assert auto_tile(model, cpu, 3000, 4000, 16) == 64  # never below 64
 
 
@@ -249,10 +251,13 @@ def test_non_finite_reduced_precision_tiles_are_redone_in_fp32(srresnet_ckpt):
     gen = load_generator(srresnet_ckpt)
     model = dataclasses.replace(gen, module=_OverflowsUnderAutocast(gen.module))
     img = _photo(40, 40)
-    guarded = Upscaler(model, device="cpu", tile=20, tile_pad=8, precision="bf16")
-    out = guarded.upscale_array(img)
-    assert guarded.fp32_retries == 4  # every tile overflowed and was redone
-    assert np.array_equal(out, Upscaler(model, device="cpu", tile=20, tile_pad=8).upscale_array(img))
+    fp32 = Upscaler(model, device="cpu", tile=20, tile_pad=8, precision="fp32").upscale_array(img)
+    retried = Upscaler(model, device="cpu", tile=20, tile_pad=8, precision="bf16", guard_db=0)  # no probe
+    assert np.array_equal(retried.upscale_array(img), fp32)
+    assert retried.fp32_retries == 4 and retried.runs == {"bf16": 1}  # every tile overflowed and was redone
+    guarded = Upscaler(model, device="cpu", tile=20, tile_pad=8, precision="bf16")  # the probe sees it first
+    assert np.array_equal(guarded.upscale_array(img), fp32)
+    assert guarded.fp32_retries == 0 and guarded.runs == {"fp32 (guard)": 1}
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         Upscaler(model, device="cpu", precision="fp16")
 
@@ -289,3 +294,137 @@ def test_tiff_outputs_multi_page_float_16_bit_and_cmyk(srresnet_ckpt, tmp_path):
     refused = run_cli("upscale", str(src / "multi.tif"), "-o", str(tmp_path / "png"), "--model", str(srresnet_ckpt),
                       "--format", "png", check=False)
     assert "multi.tif' has 3 pages, which only TIFF holds: use --format tiff" in refused.stderr
+
+
+class _OffsetUnderAutocast(torch.nn.Module):
+    """A generator whose autocast output is off by a known constant: 0.05 on [0, 1], a PSNR of 26.0 dB to fp32."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(self.inner(x).float()) * 0.8 + 0.1  # in [0.1, 0.9]: the offset is never clamped away
+        return y + 0.05 if torch.is_autocast_enabled(x.device.type) else y
+
+
+def test_accuracy_guard_redoes_a_deviating_image_in_fp32(srresnet_ckpt):
+    """The probe measures the autocast error as PSNR against fp32 (here 20 log10(1 / 0.05) = 26.0 dB, hand-computed),
+    and below the bound the whole image runs in fp32; without the probe (guard_db 0) the deviation goes through."""
+    gen = load_generator(srresnet_ckpt)
+    model = dataclasses.replace(gen, module=_OffsetUnderAutocast(gen.module), value_range=(0.0, 1.0))
+    img = _photo(150, 120)  # larger than the 64 + 2 x 16 probe window: tiled 3 x 3 below
+    fp32 = Upscaler(model, device="cpu", tile=50, precision="fp32").upscale_array(img)
+    guarded = Upscaler(model, device="cpu", tile=50, precision="bf16")
+    assert np.array_equal(guarded.upscale_array(img), fp32)
+    assert guarded.runs == {"fp32 (guard)": 1} and guarded.guard_psnr[0] == pytest.approx(26.02, abs=0.05)
+    assert "fp32 (guard) x 1" in guarded.describe_runs()
+    unguarded = Upscaler(model, device="cpu", tile=50, precision="bf16", guard_db=0)
+    deviation = unguarded.upscale_array(img).astype(int) - fp32
+    assert unguarded.runs == {"bf16": 1} and np.median(deviation) == pytest.approx(12.75, abs=0.5)  # 0.05 x 255
+
+
+def test_accuracy_guard_passes_real_bf16_and_small_images_run_fp32(rrdbnet_ckpt):
+    """A real RRDBNet in bf16: its probe agrees with fp32 well above 40 dB, so the image stays bf16 (and close to fp32);
+    under precision auto an image no larger than the probe runs in fp32 directly (the check would cost as much)."""
+    model = load_generator(rrdbnet_ckpt)
+    img = _photo(112, 136)
+    bf16 = Upscaler(model, device="cpu", tile=0, precision="bf16")
+    out = bf16.upscale_array(img).astype(float)
+    ref = Upscaler(model, device="cpu", tile=0, precision="fp32").upscale_array(img).astype(float)
+    assert bf16.runs == {"bf16": 1} and bf16.guard_psnr[0] > 40
+    assert 10 * np.log10(255**2 / np.mean((out - ref) ** 2)) > 40
+    small = _photo(40, 60)
+    auto = Upscaler(model, device="cpu", tile=0)
+    fp32 = Upscaler(model, device="cpu", precision="fp32")
+    assert np.array_equal(auto.upscale_array(small), fp32.upscale_array(small))
+    assert set(auto.runs) <= {"fp32", "fp32 (small)"}  # fp32 (small) where auto chose bf16, fp32 elsewhere
+    with pytest.raises(ValueError, match="guard_db"):
+        Upscaler(model, device="cpu", guard_db=-1)
+
+
+# seconds per input pixel of a padded tile, by side: fastest at 192 (per-tile overhead below, cache misses above)
+_COST = {64: 3.0e-6, 96: 2.0e-6, 128: 1.5e-6, 192: 1.0e-6, 256: 1.3e-6, 384: 2.0e-6, 512: 3.0e-6}
+
+
+def _sleepy_forward(pad: int, calls: list[int]):
+    import time
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        side = x.shape[-1] - 2 * pad
+        calls.append(side)
+        time.sleep(_COST[side] * side**2)
+        return x
+
+    return forward
+
+
+def test_tile_tuner_finds_the_fastest_side_and_stops_early():
+    """On a hand-made cost curve (fastest at 192) the probe picks 192 and stops after two slower sides (256, 384):
+    512 is never tried; each side runs once to warm up and three times timed."""
+    calls: list[int] = []
+    per_px = measure_sides(_sleepy_forward(8, calls), torch.device("cpu"), torch.contiguous_format, 8, 512)
+    assert list(per_px) == [64, 96, 128, 192, 256, 384] and min(per_px, key=per_px.get) == 192
+    assert calls == [s for s in (64, 96, 128, 192, 256, 384) for _ in range(4)]
+    for side, seconds in per_px.items():  # sleep only adds time: at least the curve, within scheduling noise
+        assert _COST[side] <= seconds < 3 * _COST[side]
+
+
+def test_upscaler_tunes_once_caches_and_stays_exact(rrdbnet_ckpt, tile_cache, monkeypatch):
+    """`srgan upscale`'s default: the tuned side is one of the probe's, within the memory bound, written to the cache
+    with the key it depends on, read back by the next Upscaler without measuring; the tiled output equals the
+    untiled one as for any tile."""
+    monkeypatch.setenv("SRGAN_CACHE_DIR", str(tile_cache / "tuner"))
+    model = load_generator(rrdbnet_ckpt)
+    img = _photo(150, 170)
+    tuned = Upscaler(model, device="cpu", tile_pad=24, precision="fp32", autotune=True)
+    out = tuned.upscale_array(img.astype(np.float32) / 255)
+    cache = json.loads((tile_cache / "tuner" / "tiles.json").read_text())["tiles"]
+    (key, entry), = cache.items()
+    side = entry["tile"]
+    assert side in tiling_mod.TUNE_SIDES and tuned.describe_tile().startswith(f"tile {side} (tuned")
+    assert tuned.tile_for(150, 170) == (0 if entry["still_faster"] else side)  # fits whole: see the next test
+    assert "rrdbnet(num_block=1,num_feat=16,num_grow_ch=8)" in key
+    assert f"threads {torch.get_num_threads()}" in key and "fp32 channels_last" in key and "pad 24" in key
+    whole = Upscaler(model, device="cpu", tile=0, precision="fp32").upscale_array(img.astype(np.float32) / 255)
+    assert np.abs(out - whole).max() <= 1e-5
+    monkeypatch.setattr(tiling_mod, "measure_sides", lambda *a, **k: pytest.fail("measured again"))
+    again = Upscaler(model, device="cpu", tile_pad=24, precision="fp32", autotune=True)
+    assert again.tile_for(3000, 4000) == side  # an image larger than the memory rule's whole-image limit
+    monkeypatch.setattr(tiling_mod, "available_bytes", lambda device: 1 << 20)  # memory shrank: the bound wins
+    assert Upscaler(model, device="cpu", tile_pad=24, precision="fp32", autotune=True).tile_for(3000, 4000) == 64
+    assert Upscaler(model, device="cpu", tile=32, autotune=True).tile_for(150, 170) == 32  # --tile N wins
+
+
+def test_outputs_are_written_in_the_background_and_a_failed_write_is_reported(srresnet_ckpt, tmp_path):
+    """Writing runs beside the next image's upscaling: every output lands in input order, identical to upscaling
+    the image directly, and a write that fails (here the output name is taken by a folder) is reported for its input
+    while the others are written."""
+    src = tmp_path / "in"
+    src.mkdir()
+    images = {name: _photo(24, 32, seed) for seed, name in enumerate("abc")}
+    for name, img in images.items():
+        Image.fromarray(img).save(src / f"{name}.png")
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)
+    up = Upscaler(srresnet_ckpt, device="cpu", tile=0, precision="fp32")
+    summary = upscale_files(up, [src], out, existing="overwrite", progress=False)
+    assert summary.written == [out / "a.png", out / "c.png"]
+    (failed, why), = summary.failed.items()
+    assert failed.endswith("b.png") and "writing" in why and str(out / "b.png") in why
+    for name in "ac":
+        assert np.array_equal(np.asarray(Image.open(out / f"{name}.png")), up.upscale_array(images[name]))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_a_probe_cut_short_while_larger_tiles_got_faster_lets_images_that_fit_run_whole(rrdbnet_ckpt, tile_cache,
+                                                                                       monkeypatch):
+    """The time budget stopped the probe at 96 while 96 was still the fastest side (as the 23-block RRDBNet at 192 on
+    2 cores): an image the memory rule would run whole runs whole; a large one uses the tuned side."""
+    monkeypatch.setenv("SRGAN_CACHE_DIR", str(tile_cache / "cut-short"))
+    monkeypatch.setattr(tiling_mod, "measure_sides", lambda *a, **k: {64: 3e-6, 96: 2e-6})
+    up = Upscaler(load_generator(rrdbnet_ckpt), device="cpu", precision="fp32", autotune=True)
+    assert up.tile_for(150, 170) == 0 and up.tile_for(3000, 4000) == 96
+    assert up.describe_tile() == "tile 96 (tuned, whole images that fit)"
+    entry, = json.loads((tile_cache / "cut-short" / "tiles.json").read_text())["tiles"].values()
+    assert entry["still_faster"] is True and entry["seconds_per_mpx"] == {"64": 3.0, "96": 2.0}

@@ -243,6 +243,8 @@ def run_evaluate(s: EvaluateSettings, on_result: Callable[[ModelEvaluation], Non
         meta = checkpoint_meta(checkpoint) if checkpoint != "none" else {}
         for res in results.values():
             res["precision"], res["memory_format"] = precision, getattr(method, "layout", "n/a")
+            if reused is None and hasattr(method, "describe_runs"):
+                res["precision_runs"] = method.describe_runs()  # this model's images on all sets
             res["configuration"] = describe_meta(meta) if checkpoint != "none" else BASELINE_CONFIGURATIONS[s.model]
             res["training"], res["weights_sha256"], res["settings"] = meta, digest, settings
             res["reused_from"] = source
