@@ -206,6 +206,25 @@ def cmd_params_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_params_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from srgan_lib.config import load_params
+    from srgan_lib.imageio import atomic_path
+
+    params = load_params(args.params, folders=False)  # data may be downloaded later: `params check` looks
+    text = (f"# {args.params}, resolved and validated by `srgan params show`\n"
+            + yaml.safe_dump(params, sort_keys=False, default_flow_style=None, width=120))
+    if not args.out:
+        print(text, end="")
+        return 0
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    print(f"params: {args.params} resolved -> {args.out} ({len(params)} sections; validate: srgan params check "
+          f"{args.out})")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------------------- parser
 
 
@@ -445,12 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
     upc.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     _add_model_source(upc)
     upc.add_argument("--tile", type=int, default=None,
-                     help="tile size in input pixels (default: from the free memory; 0: whole image in one pass)")
+                     help="tile size in input pixels (default: the fastest side for this model, device, precision "
+                     "and threads, measured once in under a minute and cached in ~/.cache/srgan/tiles.json, "
+                     "$SRGAN_CACHE_DIR; never above a quarter of the free memory; 0: whole image in one pass)")
     upc.add_argument("--tile-pad", type=int, default=16, help="context around each tile, input pixels (default 16)")
     upc.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     upc.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                     help="auto: bf16 autocast on CUDA (non-finite tiles redone in fp32), fp32 on CPU; "
-                     "fp16 needs CUDA")
+                     help="auto (default): bf16 autocast where the device runs bf16 natively (CUDA with bf16; CPUs "
+                     "with AVX512_BF16 or AMX), else fp32; fp32: always exact; fp16 needs CUDA. Autocast output is "
+                     "guarded (--guard-db)")
+    upc.add_argument("--guard-db", type=float, default=None, metavar="DB",
+                     help="accuracy guard of bf16/fp16: a 64x64 probe of each image also runs in fp32, and the image "
+                     "is redone in fp32 when the two differ by more than this PSNR (default 40 dB, "
+                     "srgan_lib.upscale.DEFAULT_GUARD_DB; 0: no probe). Non-finite tiles are always redone in fp32")
     upc.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
                      help="how an alpha channel is upscaled (default bicubic)")
     upc.add_argument("--format", choices=("auto", "png", "jpg", "webp", "tiff"), default="auto",
@@ -531,12 +557,22 @@ def build_parser() -> argparse.ArgumentParser:
     chk = psub.add_parser("check", help="validate params.yaml (unknown keys, types, values, folders)")
     chk.add_argument("params", nargs="?", default=str(DEFAULT_PARAMS))
     chk.set_defaults(func=cmd_params_check)
+    shw = psub.add_parser("show", help="print the full, validated parameters (an overlay's extends resolved)",
+                          description="Print the validated parameters of a file as one complete YAML mapping, an "
+                          "overlay's 'extends:' chain resolved (configs/paper.yaml lays the papers' settings over "
+                          "params.yaml). `srgan params show configs/paper.yaml -o params.yaml` makes them the "
+                          "pipeline's (dvc repro reads params.yaml only; the old file is read before it is replaced). "
+                          "The data folders need not exist yet (`srgan params check` and every stage require them).")
+    shw.add_argument("params", nargs="?", default=str(DEFAULT_PARAMS))
+    shw.add_argument("-o", "--out", metavar="FILE", help="write there (atomically) instead of printing")
+    shw.set_defaults(func=cmd_params_show)
     return p
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from srgan_lib.config import load_params
     from srgan_lib.training.engine import install_sigterm_handler, train_stage
+    from srgan_lib.training.loop import SHOWN_TERMS
 
     params = load_params(args.params, args.set or [])
     install_sigterm_handler()
@@ -544,8 +580,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       progress=False if args.no_progress else None, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    losses = "  ".join(f"{k} {v:.4g}" for k, v in res.final_losses.items() if k in ("pixel", "perceptual",
-                       "gan_g", "gan_d", "total_g"))
+    losses = "  ".join(f"{k} {v:.4g}" for k, v in res.final_losses.items() if k in SHOWN_TERMS)
     print(f"train {res.stage}: {res.iterations} iterations"
           + (f" (resumed at {res.resumed_from})" if res.resumed_from else "")
           + f" in {res.seconds:.1f} s, {res.seconds_per_iteration:.3f} s/iteration")
@@ -585,23 +620,29 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from srgan_lib.upscale import Upscaler, upscale_files
+    from srgan_lib.upscale import DEFAULT_GUARD_DB, Upscaler, upscale_files
 
     if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile must be >= 0 (0: whole image in one pass), got {args.tile}")
+    if args.guard_db is not None and args.guard_db < 0:
+        raise CLIError(f"--guard-db must be >= 0 (0: no probe), got {args.guard_db}")
     up = Upscaler(args.model, device=args.device, tile=args.tile, tile_pad=args.tile_pad, precision=args.precision,
-                  alpha=args.alpha, prefer_ema=not args.no_ema, tracking_uri=args.tracking_uri)
+                  alpha=args.alpha, prefer_ema=not args.no_ema, tracking_uri=args.tracking_uri,
+                  guard_db=DEFAULT_GUARD_DB if args.guard_db is None else args.guard_db, autotune=True)
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
     s = upscale_files(up, args.inputs, args.out, fmt=args.format, quality=args.quality, suffix=args.suffix,
                       existing=existing, max_pixels=args.max_pixels)
     rate = s.input_pixels / 1e6 / s.seconds if s.seconds and s.input_pixels else 0.0
     print(f"upscale: x{up.scale} -> {args.out}/  processed {len(s.written)}, skipped {len(s.skipped)}, "
           f"failed {len(s.failed)}, not images {len(s.ignored)}  ({s.seconds:.1f} s, {rate:.3f} input MP/s, "
-          f"{up.device}, {up.precision})")
+          f"{up.device}, {up.describe_runs()}, {up.describe_tile()})")
     for src, why in s.failed.items():
         print(f"  failed: {src}: {why}", file=sys.stderr)
     for src, why in s.ignored.items():
         print(f"  not an image, left out: {src}: {why}", file=sys.stderr)
+    if up.guard_psnr:
+        print(f"  accuracy guard: {up.precision} vs fp32 on the probes {min(up.guard_psnr):.1f} dB at worst "
+              f"(bound {up.guard_db:g} dB)")
     if up.fp32_retries:
         print(f"  {up.fp32_retries} tile(s) redone in fp32 (non-finite {up.precision} output)")
     return 1 if s.failed else 0

@@ -314,16 +314,16 @@ def _validate(node: Any, schema: Any, key: str) -> Any:
     return {k: _validate(node[k], sub, f"{key}.{k}" if key else k) for k, sub in schema.items()}
 
 
-def _check_semantics(params: dict[str, Any], base: Path) -> None:
+def _check_semantics(params: dict[str, Any], base: Path, folders: bool = True) -> None:
     produced = {Path(params["embedded"]["out"])}
     for i, folder in enumerate(params["lists"]["train"]):
-        if Path(folder) not in produced and not (base / folder).is_dir():
+        if folders and Path(folder) not in produced and not (base / folder).is_dir():
             raise ParamsError(f"'lists.train[{i}]': training folder '{folder}' does not exist")
     names = []
     for i, entry in enumerate(params["lists"]["test"]):
         name, folder = entry.split("=", 1)
         names.append(name)
-        if not (base / folder).is_dir():
+        if folders and not (base / folder).is_dir():
             raise ParamsError(f"'lists.test[{i}]': test set folder '{folder}' does not exist")
     if len(set(names)) != len(names):
         raise ParamsError(f"'lists.test' names must be unique, got {', '.join(names)}")
@@ -340,10 +340,11 @@ def _check_semantics(params: dict[str, Any], base: Path) -> None:
         raise ParamsError(f"'register.baseline': {reg['baseline']!r} is not in evaluate.baselines")
 
 
-def validate(params: Any, *, base: str | Path = ".") -> dict[str, Any]:
-    """Check a parsed params mapping against :data:`SCHEMA` and the file system; return the validated copy."""
+def validate(params: Any, *, base: str | Path = ".", folders: bool = True) -> dict[str, Any]:
+    """Check a parsed params mapping against :data:`SCHEMA` and (``folders``) that its data folders exist under
+    ``base``; return the validated copy."""
     validated = _validate(params, SCHEMA, "")
-    _check_semantics(validated, Path(base))
+    _check_semantics(validated, Path(base), folders)
     return validated
 
 
@@ -400,18 +401,54 @@ def read_yaml(path: str | Path) -> Any:
     return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read and validate ``params.yaml`` (with optional ``section.key=value`` overrides); errors name file and key."""
+EXTENDS = "extends"  # top-level key of an overlay: the parameter file it changes (relative to the overlay)
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` laid over ``base``: mappings merge key by key, anything else (a list, a value) replaces."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_params(path: str | Path) -> Any:
+    """A parameter file as one mapping, its ``extends:`` chain resolved (``configs/paper.yaml`` is the papers'
+    settings laid over ``params.yaml``); errors name the file (missing, not YAML, a cycle)."""
+    chain: list[Path] = []
+
+    def read(file: Path, named_by: str) -> Any:
+        if file.resolve() in chain:
+            raise ParamsError(f"{chain[0]}: '{EXTENDS}' loops back to {file} ({' -> '.join(map(str, chain))})")
+        chain.append(file.resolve())
+        try:
+            raw = read_yaml(file)
+        except FileNotFoundError:
+            raise ParamsError(f"{file}: file not found ({named_by})") from None
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"{file}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict) or EXTENDS not in raw:
+            return raw
+        parent = raw.pop(EXTENDS)
+        if not isinstance(parent, str) or not parent.strip():
+            raise ParamsError(f"{file}: '{EXTENDS}' must be the path of the parameter file it changes, got {parent!r}")
+        base = read(file.parent / parent, f"'{EXTENDS}' of {file}")
+        if not isinstance(base, dict):
+            raise ParamsError(f"{file.parent / parent}: not a mapping of sections ('{EXTENDS}' of {file})")
+        return merge(base, raw)
+
+    return read(Path(path), "run from the repository root or pass --params")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: Sequence[str] = (), *,
+                folders: bool = True) -> dict[str, Any]:
+    """Read and validate ``params.yaml`` or an overlay of it (``extends:``), with optional ``section.key=value``
+    overrides; errors name file and key."""
     path = Path(path)
-    try:
-        raw = read_yaml(path)
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: file not found (run from the repository root or pass --params)") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_params(path)
     try:
         if overrides:
             raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
-        return validate(raw, base=Path.cwd())  # paths in params are relative to where stages run
+        return validate(raw, base=Path.cwd(), folders=folders)  # paths are relative to where stages run
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from srgan_lib.config import ParamsError, load_params
+from srgan_lib.config import ParamsError, apply_overrides, load_params, read_params, validate
 from srgan_lib.data.degrade import degrade, sources_from_folder, sources_from_list
 from srgan_lib.data.embedded import EMBEDDED_IMAGES, write_embedded
 from srgan_lib.data.lists import build_lists, pixel_md5
@@ -168,3 +168,61 @@ def test_a_key_given_twice_is_an_error(tmp_path):
     (tmp_path / "params.yaml").write_text(nested, encoding="utf-8")
     with pytest.raises(ParamsError, match="key 'seed' is given twice"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_paper_overlay_resolves_to_the_papers_settings():
+    """configs/paper.yaml is an overlay of params.yaml; what it resolves to is checked against the numbers the papers
+    state (SRGAN: Ledig et al. 2017, section 3.2 and 3.4; ESRGAN: Wang et al. 2018, section 4.1), so a change to the
+    embedded profile that leaks into the papers' recipe fails here."""
+    raw = read_params(REPO / "configs" / "paper.yaml")
+    assert "extends" not in raw
+    p = validate(apply_overrides(raw, [f"lists.train=[{BENCHMARKS / 'Set5'}]"]), base=REPO)
+    sr, gan, rr, es = p["srresnet"], p["srgan"], p["rrdbnet"], p["esrgan"]
+    for stage in (sr, gan):  # 16 residual blocks of 64 features, batch 16 of 96x96 HR crops, Adam beta1 0.9
+        assert stage["generator_options"] == {"num_block": 16, "num_feat": 64, "zero_init_residual": False}
+        assert (stage["batch_size"], stage["hr_size"], stage["betas"][0], stage["lr"]) == (16, 96, 0.9, 1e-4)
+    assert sr["iterations"] == 10**6 and sr["pixel"]["type"] == "mse" and sr["perceptual"]["type"] == "none"
+    # SRGAN: 1e5 updates at 1e-4 then 1e5 at 1e-5; VGG54 MSE rescaled by 1/12.75; adversarial weight 1e-3; no MSE
+    assert (gan["iterations"], gan["milestones"], gan["gamma"]) == (2 * 10**5, [10**5], 0.1)
+    assert gan["perceptual"]["layer"] == "relu5_4" and gan["perceptual"]["feature_scale"] == pytest.approx(1 / 12.75)
+    assert gan["gan"] == {"type": "vanilla", "weight": 1e-3} and gan["pixel"]["type"] == "none"
+    for stage in (rr, es):  # 23 RRDB, 64 features, growth 32; batch 16 of 128x128 HR crops
+        assert stage["generator_options"] == {"num_block": 23, "num_feat": 64, "num_grow_ch": 32}
+        assert (stage["batch_size"], stage["hr_size"], tuple(stage["betas"])) == (16, 128, (0.9, 0.999))
+    # PSNR model: L1, 2e-4 halved every 2e5 updates
+    assert (rr["lr"], rr["gamma"], rr["milestones"], rr["pixel"]["type"]) == (2e-4, 0.5, [2 * 10**5 * k for k in
+                                                                                          (1, 2, 3, 4)], "l1")
+    # ESRGAN: 1e-4 halved at 50k, 100k, 200k, 300k; L_G = L_percep(conv5_4, before ReLU) + 5e-3 L_RaGAN + 1e-2 L1
+    assert (es["lr"], es["gamma"], es["milestones"]) == (1e-4, 0.5, [50_000, 100_000, 200_000, 300_000])
+    assert es["perceptual"]["layer"] == "conv5_4" and es["perceptual"]["weight"] == 1.0
+    assert es["gan"] == {"type": "ragan", "weight": 5e-3} and es["pixel"] == {"type": "l1", "weight": 1e-2}
+    assert p["train"]["vgg_weights"] == "imagenet" and es["init_from"] == "models/rrdbnet.pth"
+
+
+def test_overlay_merges_mappings_and_names_bad_chains(tmp_path, capsys, monkeypatch):
+    from srgan_lib import cli
+
+    (tmp_path / "data").symlink_to(REPO / "data")
+    base = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", base)
+    over = tmp_path / "o" / "fast.yaml"
+    over.parent.mkdir()
+    over.write_text("extends: ../params.yaml\nesrgan:\n  gan: {weight: 1.0e-2}\n  milestones: [7]\n")
+    raw = read_params(over)
+    full = yaml.safe_load(base.read_text())
+    assert raw["esrgan"]["gan"] == {"type": full["esrgan"]["gan"]["type"], "weight": 1e-2}  # merged key by key
+    assert raw["esrgan"]["milestones"] == [7] and raw["rrdbnet"] == full["rrdbnet"]  # a list replaces
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["params", "show", str(over), "-o", str(base)]) == 0  # the base is read before it is replaced
+    assert "resolved ->" in capsys.readouterr().out
+    assert load_params(base)["esrgan"]["gan"]["weight"] == 1e-2 and "extends" not in base.read_text()
+    over.write_text("extends: ../params.yaml\nesrgan:\n  gan: {wieght: 1.0e-2}\n")
+    with pytest.raises(ParamsError, match=r"fast\.yaml: .*'esrgan\.gan\.wieght'"):  # a typo in an overlay is named
+        load_params(over)
+    over.write_text("extends: ../nowhere.yaml\n")
+    with pytest.raises(ParamsError, match=r"nowhere\.yaml: file not found \('extends' of .*fast\.yaml\)"):
+        load_params(over)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ParamsError, match="'extends' loops back"):
+        load_params(tmp_path / "a.yaml")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from srgan_lib.training.engine import Dist, Trainer, Validator
 
 log = logging.getLogger("srgan.train")
-SHOWN_TERMS = ("pixel", "perceptual", "gan_g", "gan_d", "total_g")
+SHOWN_TERMS = ("pixel", "perceptual", "gan_g", "gan_d", "total_g")  # in progress lines and `srgan train`'s summary
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
