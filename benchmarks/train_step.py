@@ -31,10 +31,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from srgan_lib.config import COMPILE_MODES, apply_overrides, validate
+from srgan_lib.config import COMPILE_MODES, apply_overrides, read_params, validate
 from srgan_lib.models import to_unit
 from srgan_lib.training.engine import Dist, Trainer
 
@@ -46,7 +45,7 @@ DESIGN_TFLOP = {"srresnet": 0.12, "srgan": 0.72, "rrdbnet": 3 * 35.9 * 16 * 32 *
 
 def paper_params(stage: str, device: str, compile_mode: str) -> dict:
     """configs/paper.yaml for ``stage`` with random VGG weights, no init checkpoint and no tracking."""
-    raw = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    raw = read_params(REPO / "configs" / "paper.yaml")  # the overlay laid over params.yaml
     set5 = REPO / "data" / "benchmarks" / "Set5"
     sets = [f"lists.train=[{set5}]", f"lists.test=[Set5={set5}]",
             "train.vgg_weights=random", f"train.device={device}", f"train.compile={compile_mode}", "tracking.uri=none",
