@@ -30,7 +30,7 @@ from typing import Any
 
 from srgan_lib import UserError
 from srgan_lib.config import load_params
-from srgan_lib.pipeline import PipelineError, dvc_command, run_dvc, tool
+from srgan_lib.pipeline import PipelineError, dvc_command, run_dvc, tool, trained_section
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "srgan-checkpoints"  # the folder of the remote that holds training checkpoints (beside files/ and runs/)
@@ -54,11 +54,11 @@ def default_remote(cwd: str | Path = ".") -> str | None:
 
 
 def training_run_dir(stage: str, cwd: str | Path = ".") -> tuple[Path, dict[str, Any]] | None:
-    """``runs/<name>`` and the stage's params for a training stage ``train_<name>``; None for any other stage."""
-    if not stage.startswith("train_"):
+    """``runs/<name>`` and the stage's params for a training stage (``train_gan@<name>``); None for any other stage."""
+    name = trained_section(stage)
+    if name is None:
         return None
     params = load_params(Path(cwd) / "params.yaml")
-    name = stage.removeprefix("train_")
     if name not in params:
         return None
     return Path(cwd) / params["train"]["out"] / name, params
@@ -67,7 +67,7 @@ def training_run_dir(stage: str, cwd: str | Path = ".") -> tuple[Path, dict[str,
 def checkpoint_key(stage: str, params: Mapping[str, Any]) -> str:
     """Which run a training stage's checkpoints belong to: a hash of the values that shape its trajectory (its own
     section, ``train``, ``scale``, ``degrade``), so two experiments sharing a remote never see each other's."""
-    name = stage.removeprefix("train_")
+    name = trained_section(stage) or stage
     shaping = {k: params.get(k) for k in (name, "train", "scale", "degrade")}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

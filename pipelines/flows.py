@@ -37,9 +37,9 @@ from srgan_lib.pipeline import (
 from srgan_lib.summary import eval_table
 
 DATA_STAGES = ("embedded", "lists", "degrade", "store")
-TRAIN_SRGAN = (*DATA_STAGES, "train_srresnet", "train_srgan", "evaluate_models@srresnet", "evaluate_models@srgan",
-               "register@srresnet", "register@srgan")
-TRAIN_ESRGAN = (*DATA_STAGES, "train_rrdbnet", "train_esrgan", "interpolate", "evaluate_models@rrdbnet",
+TRAIN_SRGAN = (*DATA_STAGES, "train_psnr@srresnet", "train_gan@srgan", "evaluate_models@srresnet",
+               "evaluate_models@srgan", "register@srresnet", "register@srgan")
+TRAIN_ESRGAN = (*DATA_STAGES, "train_psnr@rrdbnet", "train_gan@esrgan", "interpolate", "evaluate_models@rrdbnet",
                 "evaluate_models@esrgan", "register@rrdbnet", "register@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
 POOLS = {"cpu": "srgan-cpu", "gpu": "srgan-gpu"}  # work pools of placement "pools" (prefect.yaml, README)

@@ -106,7 +106,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ma_sha256=args.ma_sha256, ma_download=args.ma_download == "true", lpips_net=args.lpips_net,
         lpips_weights=args.lpips_weights, lpips_sha256=args.lpips_sha256, lpips_backbone=args.lpips_backbone,
         tracking_uri=args.tracking_uri,
-        experiment=args.experiment, reuse=args.reuse or [])
+        experiment=args.experiment, reuse=args.reuse or [], log_model=args.log_model)
 
     def show(e: ModelEvaluation) -> None:
         if args.json == "-":
@@ -115,8 +115,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(format_eval_table(e.results))
         n = sum(r["n_images"] for r in e.results.values())
         how = f"reused from {e.reused_from}" if e.reused_from else f"LR {args.lr_source}"
-        print(f"evaluate: {e.label} on {len(e.results)} set(s), {n} images, {how} ({e.seconds:.1f} s)"
-              + (f"; MLflow run {e.run_id}" if e.run_id else ""), file=sys.stderr if args.json == "-" else sys.stdout)
+        where = (f"; MLflow run {e.run_id}" if e.run_id else "") + (f", model {e.model_uri}" if e.model_uri else "")
+        print(f"evaluate: {e.label} on {len(e.results)} set(s), {n} images, {how} ({e.seconds:.1f} s){where}",
+              file=sys.stderr if args.json == "-" else sys.stdout)
 
     run_evaluate(settings, on_result=show)
     return 0
@@ -363,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reuse", nargs="+", action="extend", metavar="JSON",
                     help="earlier results (--json files): a network with bit-identical weights evaluated under the "
                     "same settings takes them instead of running again (the sweep's alpha 0 and 1)")
+    ev.add_argument("--log-model", action="store_true",
+                    help="also log each checkpoint as an MLflow Model (pyfunc, as `srgan register` logs trained ones) "
+                    "in its evaluation run: what the interpolation sweep's alphas are served from (mlflow models "
+                    "serve -m models:/<id>); needs tracking")
     _add_tracking(ev, "the per-set means as one run per model")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -545,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--min-gain", type=float, default=0.0, help="margin the champion must be beaten by (0)")
     reg.add_argument("--train-summary", metavar="JSON", help="runs/<stage>/summary.json: the training run to log "
                      "the model in (else a new run register/NAME)")
-    reg.add_argument("--stage", help="DVC stage that trained it (train_esrgan): its dvc.lock hash becomes a tag")
+    reg.add_argument("--stage", default="auto", help="DVC stage that trained it (train_gan@esrgan): its dvc.lock hash "
+                     "becomes a tag (default auto: the dvc.lock stage whose outputs hold --model; none: no tag)")
     reg.add_argument("-o", "--out", metavar="JSON", help="write the registration record here")
     reg.add_argument("--tracking-uri", default=None, metavar="URI",
                      help="MLflow store and registry (default: $MLFLOW_TRACKING_URI); dvc.yaml passes tracking.uri")
@@ -699,7 +705,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     res = run_register(RegisterSettings(
         model=args.model, name=args.name, metrics=args.metrics, baseline=args.baseline, kind=args.kind,
         rule=GateRule(args.test_set, args.psnr_floor, args.min_gain), train_summary=args.train_summary,
-        stage=args.stage, out=args.out, tracking_uri=args.tracking_uri, experiment=args.experiment))
+        stage=None if args.stage == "none" else args.stage, out=args.out, tracking_uri=args.tracking_uri,
+        experiment=args.experiment))
     if res.new and res.decision is not None:
         d = res.decision
         print(f"register: {res.name} version {res.version} -> @{res.alias} ({d.reason}; {d.metric} "

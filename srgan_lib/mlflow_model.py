@@ -9,7 +9,9 @@ uint8 4H x 4W x 3 out, byte for byte what ``srgan upscale`` writes for the same 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,40 @@ def log_generator(checkpoint: str | Path, *, metadata_: dict[str, Any] | None = 
         metadata=metadata_,
         tags=tags,
     )
+
+
+@contextlib.contextmanager
+def fluent_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URI set to ``uri`` for ``log_model`` (which has no client
+    argument), then put back exactly as they were: the globals and ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``,
+    which ``mlflow.set_tracking_uri`` also writes."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def log_generator_in_run(uri: str, run_id: str, checkpoint: str | Path, *, metadata_: dict[str, Any] | None = None,
+                         tags: dict[str, str] | None = None) -> Any:
+    """:func:`log_generator` into the existing run ``run_id`` of the store ``uri`` (which keeps its status): e.g. an
+    evaluation run of an interpolated network, which no training run owns."""
+    from mlflow.tracking import MlflowClient
+
+    status = MlflowClient(tracking_uri=uri).get_run(run_id).info.status
+    with fluent_uri(uri), mlflow.start_run(run_id=run_id):
+        info = log_generator(checkpoint, metadata_=metadata_, tags=tags)
+    MlflowClient(tracking_uri=uri).set_terminated(run_id, status)
+    return info

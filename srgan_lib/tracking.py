@@ -73,20 +73,40 @@ def git_commit(cwd: str | Path = ".") -> str:
     return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def dvc_lock_hash(stage: str, lock_file: str | Path = "dvc.lock") -> str:
-    """SHA-256 of a stage's entry in ``dvc.lock`` (its recorded deps, params and outs), or ``none``."""
+def _dvc_lock_stages(lock_file: str | Path) -> dict[str, Any] | None:
+    """The ``stages`` mapping of ``dvc.lock`` ({} when there is no file), or None when it cannot be parsed."""
     import yaml
 
     path = Path(lock_file)
     if not path.is_file():
-        return "none"
+        return {}
     try:
-        entry = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {}).get(stage)
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {})
     except yaml.YAMLError:
+        return None
+
+
+def dvc_lock_hash(stage: str, lock_file: str | Path = "dvc.lock") -> str:
+    """SHA-256 of a stage's entry in ``dvc.lock`` (its recorded deps, params and outs), or ``none``."""
+    import yaml
+
+    stages = _dvc_lock_stages(lock_file)
+    if stages is None:
         return "unreadable"
+    entry = stages.get(stage)
     if entry is None:
         return "none"
     return hashlib.sha256(yaml.safe_dump(entry, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dvc_lock_stage_of(output: str | Path, lock_file: str | Path = "dvc.lock") -> str | None:
+    """The ``dvc.lock`` stage that wrote ``output`` (a path relative to the lock file's folder, as dvc.yaml names
+    outputs): ``models/esrgan.pth`` -> ``train_gan@esrgan``. None when no recorded stage lists it."""
+    want = Path(output).as_posix()
+    for name, entry in (_dvc_lock_stages(lock_file) or {}).items():
+        if any(Path(o.get("path", "")).as_posix() == want for o in (entry or {}).get("outs", [])):
+            return name
+    return None
 
 
 def ensure_experiment(client: Any, name: str, uri: str) -> str:

@@ -283,7 +283,8 @@ class Upscaler:
 
 
 def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
-    """A checkpoint path for ``model``: a file, or an MLflow registry URI resolved and downloaded (``models:/...``)."""
+    """A checkpoint path for ``model``: a file, or an MLflow URI resolved and downloaded: ``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION`` (the registry) or ``models:/m-<id>`` (a logged model)."""
     if not model.startswith("models:/"):
         if not Path(model).is_file():
             raise FileNotFoundError(f"model '{model}' not found: give a checkpoint (.pth, .safetensors) or "
@@ -302,11 +303,12 @@ def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
     try:
         if "@" in ref:
             name, alias = ref.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias)
-        else:
+            source = client.get_model_version_by_alias(name, alias).source
+        elif "/" in ref:
             name, number = ref.rsplit("/", 1)
-            version = client.get_model_version(name, number)
-        source = version.source
+            source = client.get_model_version(name, number).source
+        else:  # models:/m-<id>: a logged model that is not registered (an interpolation alpha)
+            source = f"models:/{ref}"
         if source.startswith("models:/m-"):  # an MLflow 3 logged model: its artifacts, from this store
             source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
         local = Path(download_artifacts(artifact_uri=source, tracking_uri=uri))
@@ -323,7 +325,7 @@ def resolve_model_path(model: str, tracking_uri: str | None = None) -> str:
             return str(local / artifact["path"])
     found = sorted(p for suffix in ("pth", "pt", "safetensors") for p in local.rglob(f"*.{suffix}"))
     if not found:
-        raise FileNotFoundError(f"{model} ({version.source}) holds no .pth/.pt/.safetensors checkpoint")
+        raise FileNotFoundError(f"{model} ({source}) holds no .pth/.pt/.safetensors checkpoint")
     return str(found[0])
 
 

@@ -21,7 +21,7 @@ def _ckpt(folder: Path, iteration: int, payload: bytes = b"x") -> Path:
 
 
 def test_mirror_uploads_new_checkpoints_deletes_pruned_ones_and_a_fresh_host_pulls_the_newest(tmp_path):
-    remote = tmp_path / "remote" / "srgan-checkpoints" / "train_rrdbnet" / "key"
+    remote = tmp_path / "remote" / "srgan-checkpoints" / "train_psnr@rrdbnet" / "key"
     host_b = CheckpointMirror(LocalFileSystem(), str(remote), tmp_path / "b" / "checkpoints")
     _ckpt(host_b.local_dir, 10)
     (host_b.local_dir / "iter_00000020.pt.tmp-123").write_bytes(b"half")  # the trainer's temporary file: ignored
@@ -57,11 +57,11 @@ def test_mirror_keeps_pushing_while_the_block_runs(tmp_path):
 def test_checkpoint_key_follows_the_parameters_that_shape_the_run():
     params = {"rrdbnet": {"iterations": 10}, "train": {"seed": 0}, "scale": 4, "degrade": {"kernel": "matlab"},
               "esrgan": {"iterations": 5}, "report": {"out": "x"}}
-    key = checkpoint_key("train_rrdbnet", params)
-    assert key == checkpoint_key("train_rrdbnet", {**params, "esrgan": {"iterations": 6}, "report": {}})
-    assert key != checkpoint_key("train_rrdbnet", {**params, "rrdbnet": {"iterations": 11}})
-    assert key != checkpoint_key("train_rrdbnet", {**params, "train": {"seed": 1}})
-    assert key != checkpoint_key("train_esrgan", params)
+    key = checkpoint_key("train_psnr@rrdbnet", params)
+    assert key == checkpoint_key("train_psnr@rrdbnet", {**params, "esrgan": {"iterations": 6}, "report": {}})
+    assert key != checkpoint_key("train_psnr@rrdbnet", {**params, "rrdbnet": {"iterations": 11}})
+    assert key != checkpoint_key("train_psnr@rrdbnet", {**params, "train": {"seed": 1}})
+    assert key != checkpoint_key("train_gan@esrgan", params)
 
 
 @pytest.mark.parametrize("stages", [TRAIN_SRGAN, TRAIN_ESRGAN])

@@ -72,7 +72,7 @@ def _worker_pid(cwd: Path) -> int:
 
 
 def _pushed(remote: Path) -> list[Path]:
-    return sorted((remote / "srgan-checkpoints" / "train_rrdbnet").glob("*/iter_*.pt"))
+    return sorted((remote / "srgan-checkpoints" / "train_psnr@rrdbnet").glob("*/iter_*.pt"))
 
 
 def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_killed_worker(hosts):
@@ -111,7 +111,7 @@ def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_kille
     for stage in ("embedded", "lists", "degrade", "store"):
         assert f"Running stage '{stage}'" in log_a and f"Running stage '{stage}'" not in log_b
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in log_b  # the remote's run-cache
-    for stage in ("train_rrdbnet", "train_esrgan", "interpolate", *EVAL):
+    for stage in ("train_psnr@rrdbnet", "train_gan@esrgan", "interpolate", *EVAL):
         assert f"Running stage '{stage}'" in log_b and f"Running stage '{stage}'" not in log_a
     assert "submitting it again" in log_a  # the parent flow resubmitted the crashed stage run
     assert f"checkpoint exchange: resuming from iter_{killed_at:08d}.pt pulled from remote 'exchange'" in log_b

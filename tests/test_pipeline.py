@@ -26,8 +26,10 @@ from tests.conftest import mlflow_server as start_mlflow_server
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
+TRAINING = {"srresnet": "train_psnr@srresnet", "srgan": "train_gan@srgan", "rrdbnet": "train_psnr@rrdbnet",
+            "esrgan": "train_gan@esrgan"}  # dvc.yaml's foreach groups
 ALL_STAGES = ["embedded", "lists", "degrade", "store", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
-              "interpolate", *(f"train_{m}" for m in MODELS), *(f"evaluate_models@{m}" for m in MODELS),
+              "interpolate", *TRAINING.values(), *(f"evaluate_models@{m}" for m in MODELS),
               "evaluate_interp", "report", *(f"register@{m}" for m in MODELS)]
 
 
@@ -112,14 +114,14 @@ def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
     first = log.read_text()
     assert "interrupted" in first
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert {"embedded", "lists", "degrade"} <= set(lock) and "train_srresnet" not in lock
+    assert {"embedded", "lists", "degrade"} <= set(lock) and "train_psnr@srresnet" not in lock
     status = {r.info.run_name: r.info.status for r in _runs(repo)}
     assert status["srresnet"] == "KILLED" and status["repro"] == "KILLED"
 
     second = _sh([str(BIN / "srgan"), "repro"], repo)
     out = second.stdout + second.stderr
     assert "Stage 'embedded' didn't change, skipping" in out
-    assert "Running stage 'embedded'" not in out and "Running stage 'train_srresnet'" in out
+    assert "Running stage 'embedded'" not in out and "Running stage 'train_psnr@srresnet'" in out
     assert "srresnet: resuming from" in out
     assert sorted(set(_ran(first)) | set(_ran(out))) == sorted(ALL_STAGES)
     assert "paper PSNR-Y/SSIM-Y" in out and "MLflow UI:  make mlflow-ui" in out  # the end-of-run summary
@@ -188,7 +190,7 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
         training = next(r for r in runs if r.info.run_name == model)
         assert version.run_id == training.info.run_id
         # the training run carries the hash of its own dvc.lock entry (written after it), the same as the version's
-        lock_hash = tracking.dvc_lock_hash(f"train_{model}", repo / "dvc.lock")
+        lock_hash = tracking.dvc_lock_hash(TRAINING[model], repo / "dvc.lock")
         assert len(lock_hash) == 16 and version.tags["dvc_lock"] == lock_hash
         assert client.get_run(training.info.run_id).data.tags["dvc_lock_stage_hash"] == lock_hash
     for model in ("srresnet", "rrdbnet"):  # PSNR models: the first version is the champion
@@ -227,8 +229,8 @@ def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
                'overrides={"esrgan.gan.weight": 0.02}', "--watch", "--watch-timeout", "600"], repo, **prefect)
     assert "Completed" in run.stdout
     worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
-    assert "Running stage 'train_esrgan'" in worker_log  # stage output is in the flow's (UI) logs
-    assert "Running stage 'train_rrdbnet'" not in worker_log
+    assert "Running stage 'train_gan@esrgan'" in worker_log  # stage output is in the flow's (UI) logs
+    assert "Running stage 'train_psnr@rrdbnet'" not in worker_log
     assert "| srgan-esrgan | @" in worker_log  # the flow's summary lists the registry (alias: the gate's)
 
     assert (repo / "params.yaml").read_bytes() == params_before  # the override never edits the file ...
@@ -287,7 +289,7 @@ def test_dvc_exp_run_of_one_esrgan_param_reruns_only_esrgan_and_downstream(repo)
     _sh([*git, "commit", "-q", "-m", "baseline metrics"], repo)
     out = _sh([str(BIN / "dvc"), "exp", "run", "-S", "esrgan.gan.weight=1e-2"], repo).stdout
     assert _ran(out) == ["evaluate_interp", "evaluate_models@esrgan", "interpolate", "register@esrgan", "report",
-                         "train_esrgan"]
+                         "train_gan@esrgan"]
     diff = json.loads(_sh([str(BIN / "dvc"), "metrics", "diff", "--json"], repo).stdout)
     assert "metrics/esrgan.json" in diff and "metrics/interp.json" in diff  # the retrained model's numbers moved
     assert "metrics/bicubic.json" not in diff and "metrics/rrdbnet.json" not in diff

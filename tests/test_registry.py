@@ -219,3 +219,41 @@ def test_mlflow_models_serve_answers_like_srgan_upscale(registered, tmp_path):
             proc.wait()
     assert answer.shape == (84, 104, 3)
     assert np.array_equal(answer, expected)  # byte for byte what `srgan upscale` wrote
+
+
+def test_evaluate_logs_each_checkpoint_of_a_folder_as_an_mlflow_model_of_its_run(tmp_path):
+    # the interpolation sweep's alphas: no training run owns them, so each is a model of its evaluation run
+    import mlflow.pyfunc
+    from mlflow.tracking import MlflowClient
+
+    from srgan_lib.mlflow_model import fluent_uri
+    from srgan_lib.models import load_generator
+    from srgan_lib.stages.evaluate import EvaluateSettings, run_evaluate
+    from srgan_lib.upscale import Upscaler, resolve_model_path
+
+    folder = tmp_path / "interp"
+    folder.mkdir()
+    for alpha, seed in (("0.4", 1), ("0.6", 2)):
+        _checkpoint(folder / f"interp_{alpha}.pth", seed)
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    done = run_evaluate(EvaluateSettings(model=str(folder), sets=[("Set5", str(BENCHMARKS / "Set5"))],
+                                         json=str(tmp_path / "eval"), tracking_uri=uri, log_model=True))
+    client = MlflowClient(tracking_uri=uri)
+    image = (np.random.default_rng(3).random((12, 10, 3)) * 255).astype(np.uint8)
+    assert sorted(e.label for e in done) == ["interp_0.4", "interp_0.6"]
+    for e in done:
+        run = client.get_run(e.run_id)
+        assert run.info.status == "FINISHED" and run.info.run_name == f"evaluate/{e.label}"
+        logged = client.get_logged_model(e.model_uri.removeprefix("models:/"))
+        assert logged.source_run_id == e.run_id and logged.tags["srgan.model"] == e.label
+        with fluent_uri(uri):  # what MLFLOW_TRACKING_URI does for `mlflow models serve -m models:/<id>`
+            out = mlflow.pyfunc.load_model(e.model_uri).predict(image, params={"tile": 0})
+        expected = Upscaler(load_generator(e.checkpoint), device="cpu", tile=0).upscale_array(image, progress=False)
+        assert out.shape == (48, 40, 3) and np.array_equal(out, expected)
+        # `srgan upscale --model models:/m-<id>` reads the same checkpoint back from the logged model
+        back = Upscaler(load_generator(resolve_model_path(e.model_uri, uri)), device="cpu", tile=0)
+        assert np.array_equal(back.upscale_array(image, progress=False), expected)
+    # without tracking there is nowhere to log: nothing is logged and nothing fails
+    plain = run_evaluate(EvaluateSettings(model=str(folder / "interp_0.4.pth"), sets=[("Set5", str(BENCHMARKS /
+                         "Set5"))], json="-", log_model=True))
+    assert plain[0].model_uri is None and plain[0].run_id is None

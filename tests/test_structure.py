@@ -170,6 +170,40 @@ def test_the_deps_check_sees_a_missing_module() -> None:
     assert _covered(MODULES["srgan_lib.metrics.niqe"], ["srgan_lib/metrics"])
 
 
+def test_training_stage_names_are_the_ones_dvc_expands() -> None:
+    # dvc.yaml trains in two foreach groups; the library's name for a section's stage is DVC's own (`dvc stage list`)
+    from srgan_lib.config import load_params
+    from srgan_lib.pipeline import stage_names, trained_section, training_stage
+
+    names = stage_names(ROOT)
+    params = load_params(ROOT / "params.yaml", folders=False)
+    expected = {"srresnet": "train_psnr@srresnet", "rrdbnet": "train_psnr@rrdbnet", "srgan": "train_gan@srgan",
+                "esrgan": "train_gan@esrgan"}
+    for section, stage in expected.items():
+        assert training_stage(section, params) == stage and stage in names and trained_section(stage) == section
+    assert sorted(n for n in names if n.startswith("train")) == sorted(expected.values())
+    assert trained_section("evaluate_models@esrgan") is None and trained_section("train_gan") is None
+
+
+def test_the_stage_that_wrote_a_file_is_found_in_dvc_lock(tmp_path: Path) -> None:
+    from srgan_lib.tracking import dvc_lock_hash, dvc_lock_stage_of
+
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  train_gan@esrgan:\n    cmd: srgan train esrgan\n    outs:\n"
+                    "    - path: models/esrgan.pth\n      md5: 0123\n    - path: runs/esrgan/val\n"
+                    "  report:\n    cmd: srgan report\n", encoding="utf-8")
+    assert dvc_lock_stage_of("models/esrgan.pth", lock) == "train_gan@esrgan"
+    assert dvc_lock_stage_of(Path("runs/esrgan/val"), lock) == "train_gan@esrgan"
+    assert dvc_lock_stage_of("models/srgan.pth", lock) is None
+    assert dvc_lock_stage_of("models/esrgan.pth", tmp_path / "absent.lock") is None
+    assert len(dvc_lock_hash("train_gan@esrgan", lock)) == 16 and dvc_lock_hash("nope", lock) == "none"
+    lock.write_text("stages: [unclosed\n", encoding="utf-8")
+    assert dvc_lock_stage_of("models/esrgan.pth", lock) is None and dvc_lock_hash("report", lock) == "unreadable"
+    # the project's own lock: each generator was written by its training stage
+    assert dvc_lock_stage_of("models/esrgan.pth", ROOT / "dvc.lock") == "train_gan@esrgan"
+    assert dvc_lock_stage_of("models/srresnet.pth", ROOT / "dvc.lock") == "train_psnr@srresnet"
+
+
 # ------------------------------------------------------------------------------------------------------- packaging
 
 

@@ -69,6 +69,7 @@ class EvaluateSettings:
     tracking_uri: str | None = None
     experiment: str = "srgan"
     reuse: Sequence[str] = ()  # evaluation JSON files whose results a bit-identical network may take
+    log_model: bool = False  # each checkpoint also an MLflow Model in its evaluation run (interpolated networks)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class ModelEvaluation:
     run_id: str | None = None
     reused_from: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    model_uri: str | None = None  # models:/<id> of the MLflow Model logged in the run (log_model)
 
 
 def test_sets(folders: Sequence[tuple[str, str]], lists: Sequence[str], scale: int,
@@ -256,8 +258,15 @@ def run_evaluate(s: EvaluateSettings, on_result: Callable[[ModelEvaluation], Non
                                          settings={**settings, "reused_from": source or "no"}, metrics=NAMES,
                                          unavailable=unavailable,
                                          artifacts=[a for a in (json_out,) if a and a != "-"], datasets=sources)
+        model_uri = None
+        if s.log_model and run_id is not None and uri is not None and Path(checkpoint).is_file():
+            from srgan_lib.mlflow_model import log_generator_in_run
+
+            info = log_generator_in_run(uri, run_id, checkpoint, metadata_={"srgan": meta,
+                                        "description": describe_meta(meta)}, tags={"srgan.model": label})
+            model_uri = info.model_uri
         done.append(ModelEvaluation(label, checkpoint, results, time.perf_counter() - start,
-                                    json_out if json_out != "-" else None, run_id, source, settings))
+                                    json_out if json_out != "-" else None, run_id, source, settings, model_uri))
         if on_result is not None:
             on_result(done[-1])
     if s.metrics_json:

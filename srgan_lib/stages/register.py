@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +40,8 @@ class RegisterSettings:
     kind: Literal["auto", "psnr", "gan"] = "auto"  # auto: gan when the checkpoint was trained with a GAN loss
     rule: GateRule = field(default_factory=GateRule)
     train_summary: str | None = None  # runs/<stage>/summary.json: the training run the model is logged in
-    stage: str | None = None  # its DVC stage (train_esrgan): the dvc.lock hash tag
+    stage: str | None = None  # its DVC stage (train_gan@esrgan): the dvc.lock hash tag; "auto": the stage that wrote
+    # the model (found in dvc.lock); None: no tag
     out: str | None = None  # JSON record of the registration (the DVC output of the stage)
     tracking_uri: str | None = None
     experiment: str = "srgan"
@@ -94,6 +94,17 @@ def _training_run(summary: str | None) -> str | None:
         return None
 
 
+def _training_stage(s: RegisterSettings) -> str | None:
+    """The DVC stage whose dvc.lock entry is tagged: ``s.stage``, or with "auto" the recorded stage that wrote the
+    model (dvc.lock names outputs relative to the project, the folder the stages run in)."""
+    if s.stage != "auto":
+        return s.stage
+    model = Path(s.model)
+    with contextlib.suppress(ValueError):
+        model = model.resolve().relative_to(Path.cwd().resolve())
+    return tracking.dvc_lock_stage_of(model)
+
+
 def run_register(s: RegisterSettings) -> Registration:
     """Log the model, register a version, apply the gate, write the record; see the module docstring."""
     start = time.perf_counter()
@@ -110,6 +121,7 @@ def run_register(s: RegisterSettings) -> Registration:
     meta = checkpoint_meta(s.model)
     kind: Kind = model_kind(meta) if s.kind == "auto" else s.kind
     digest = file_sha256(s.model)
+    stage = _training_stage(s)
 
     telemetry_off()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -136,21 +148,21 @@ def run_register(s: RegisterSettings) -> Registration:
             log.warning("training run %s of %s is not in %s: the model is logged in a new run", run_id, s.model, uri)
             run_id = None
     owned = run_id is None
-    if not owned and s.stage:  # dvc.lock holds the training stage's entry only once that stage has finished
-        client.set_tag(run_id, "dvc_lock_stage_hash", tracking.dvc_lock_hash(s.stage))
+    if not owned and stage:  # dvc.lock holds the training stage's entry only once that stage has finished
+        client.set_tag(run_id, "dvc_lock_stage_hash", tracking.dvc_lock_hash(stage))
     if owned:
         tags = {"srgan.kind": "register", "srgan.model": s.name}
         if os.environ.get(tracking.PARENT_ENV):
             tags["mlflow.parentRunId"] = os.environ[tracking.PARENT_ENV]
         run_id = client.create_run(exp_id, tags=tags, run_name=f"register/{s.name}").info.run_id
 
-    from srgan_lib.mlflow_model import log_generator
+    from srgan_lib.mlflow_model import fluent_uri, log_generator
 
     # the fluent URI stays set until the version exists: MLflow's SQL registry looks the logged model up through a
     # default client
     status = "FAILED"
     try:
-        with _fluent_uri(uri):
+        with fluent_uri(uri):
             with mlflow.start_run(run_id=run_id):
                 info = log_generator(s.model, metadata_={"srgan": meta, "description": describe_meta(meta)},
                                      tags={"srgan.model": s.name, WEIGHTS_TAG: digest})
@@ -168,7 +180,7 @@ def run_register(s: RegisterSettings) -> Registration:
                               None if baseline is None else baseline.get(s.rule.test_set), s.rule)
             version_tags = {
                 WEIGHTS_TAG: digest, "srgan.kind": kind, "git_commit": tracking.git_commit(),
-                "dvc_lock": tracking.dvc_lock_hash(s.stage) if s.stage else "none",
+                "dvc_lock": tracking.dvc_lock_hash(stage) if stage else "none",
                 "srgan.params": json.dumps(meta, sort_keys=True)[:5000], "srgan.description": describe_meta(meta),
                 "gate.test_set": s.rule.test_set, **metric_tags(results), **decision.tags(),
                 "gate.champion_version": champion.version if champion is not None else "none",
@@ -185,30 +197,6 @@ def run_register(s: RegisterSettings) -> Registration:
                        time.perf_counter() - start)
     _write(s.out, reg)
     return reg
-
-
-@contextlib.contextmanager
-def _fluent_uri(uri: str) -> Iterator[None]:
-    """MLflow's process-wide tracking and registry URI set to ``uri`` for ``log_model`` (which has no client
-    argument), then put back exactly as they were: the globals and ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``,
-    which ``mlflow.set_tracking_uri`` also writes."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _write(out: str | None, reg: Registration) -> None:
