@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,6 +181,35 @@ def comparison_figure(path: Path, title: str, hr: np.ndarray, region: tuple[int,
     return save_figure(fig, path)
 
 
+# where a point's label may go, in points from the point (first free one wins): right-above, right-below, left-above,
+# left-below, then further out
+_LABEL_OFFSETS = ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18), (-4, 12), (-4, -18))
+
+
+def _place_labels(ax: Any, labels: list[tuple[str, float, float, dict[str, Any]]]) -> None:
+    """Annotate each point at the first offset where its text covers no marker and no label placed before it and
+    stays inside the axes (close points such as SRResNet and RRDB on Set5 otherwise print over each other)."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()  # the axes' final limits and a renderer to measure text with
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points = [xy for c in ax.collections for xy in c.get_offsets()] + [
+        xy for line in ax.get_lines() for xy in line.get_xydata()]
+    placed: list[Any] = [Bbox.from_bounds(x - 3, y - 3, 6, 6) for x, y in ax.transData.transform(points)]
+    for text, xv, yv, style in labels:
+        for i, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            note = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(dx, dy),
+                               ha="left" if dx > 0 else "right", **style)
+            box = note.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if (inside and not any(box.overlaps(b) for b in placed)) or i == len(_LABEL_OFFSETS) - 1:
+                placed.append(box)
+                break
+            note.remove()
+
+
 def perception_distortion_figure(path: Path, means: pd.DataFrame) -> tuple[Path, str]:
     """RMSE-Y against PI (NIQE where PI is unavailable) per set; the interpolation sweep drawn as a curve from the PSNR
     model (alpha 0) to the GAN model (alpha 1). Returns the path and the perceptual axis used ('pi' or 'niqe')."""
@@ -192,26 +222,30 @@ def perception_distortion_figure(path: Path, means: pd.DataFrame) -> tuple[Path,
     axis = "pi" if all(not pd.isna(means[(s, "pi")]).any() for s in sets) else "niqe"
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.5), dpi=100, squeeze=False)
     interp = sorted(m for m in means.index if str(m).startswith("interp_"))
+    pending: list[tuple[Any, list[tuple[str, float, float, dict[str, Any]]]]] = []
     for ax, s in zip(axes[0], sets, strict=True):
+        labels: list[tuple[str, float, float, dict[str, Any]]] = []
         for method in means.index:
             if str(method).startswith("interp_"):
                 continue
             xv, yv = means.loc[method, (s, "rmse_y")], means.loc[method, (s, axis)]
             ax.scatter([xv], [yv], s=30, zorder=3)
-            ax.annotate(display_name(str(method)), (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            labels.append((display_name(str(method)), xv, yv, {"fontsize": 8}))
         if interp:
             xs = [means.loc[m, (s, "rmse_y")] for m in interp]
             ys = [means.loc[m, (s, axis)] for m in interp]
             ax.plot(xs, ys, "-o", color="tab:blue", alpha=0.6, markersize=4, label="network interpolation", zorder=2)
             for m, xv, yv in ((interp[0], xs[0], ys[0]), (interp[-1], xs[-1], ys[-1])):
-                ax.annotate(f"α={str(m).removeprefix('interp_')}", (xv, yv), textcoords="offset points",
-                            xytext=(4, -10), fontsize=7, color="tab:blue")
+                labels.append((f"α={str(m).removeprefix('interp_')}", xv, yv, {"fontsize": 7, "color": "tab:blue"}))
             ax.legend(fontsize=8, loc="best")
+        pending.append((ax, labels))
         ax.set_xlabel("RMSE (Y, 0-255)  ← less distortion")
         ax.set_ylabel(f"{'perceptual index' if axis == 'pi' else 'NIQE'}  ← better perceptual quality")
         ax.set_title(f"{s}: perception-distortion plane", fontsize=10)
         ax.grid(alpha=0.3)
     fig.tight_layout()
+    for ax, labels in pending:  # after the layout: the labels are measured where they will be drawn
+        _place_labels(ax, labels)
     return save_figure(fig, path), axis
 
 

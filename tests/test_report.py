@@ -100,3 +100,33 @@ def test_report_end_to_end(tmp_path):
 def test_report_without_results_is_a_clear_error(tmp_path):
     out = run_cli("report", "--eval", str(tmp_path), "-o", str(tmp_path / "r"), check=False)
     assert out.returncode == 2 and "no evaluation results" in out.stderr
+
+
+def test_perception_distortion_labels_never_overlap_each_other_or_a_marker(tmp_path, monkeypatch):
+    # Set5 of the embedded default: SRResNet, RRDB and the sweep's alpha 0 lie within 0.5 RMSE of each other
+    import matplotlib.figure
+
+    from srgan_lib import report
+
+    rows = {"srresnet": (8.80, 9.42), "rrdbnet": (9.25, 9.41), "srgan": (9.22, 7.31), "esrgan": (10.47, 7.27),
+            "bicubic": (10.68, 8.45), "nearest": (13.68, 13.9), "interp_0.00": (9.25, 9.41),
+            "interp_0.20": (9.21, 9.36), "interp_0.40": (9.26, 9.05), "interp_1.00": (10.47, 7.27)}
+    means = pd.DataFrame({("Set5", "rmse_y"): {k: v[0] for k, v in rows.items()},
+                          ("Set5", "niqe"): {k: v[1] for k, v in rows.items()},
+                          ("Set5", "pi"): {k: float("nan") for k in rows}})
+    figures: list[matplotlib.figure.Figure] = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: figures.append(fig) or path)
+    assert report.perception_distortion_figure(tmp_path / "pd.png", means)[1] == "niqe"  # PI unavailable
+    ax = figures[0].axes[0]
+    renderer = figures[0].canvas.get_renderer()
+    notes = [t for t in ax.texts]
+    boxes = [t.get_window_extent(renderer) for t in notes]
+    assert sorted(t.get_text() for t in notes) == ["Bicubic", "ESRGAN", "Nearest", "RRDB", "SRGAN", "SRResNet",
+                                                   "α=0.00", "α=1.00"]
+    assert not [(notes[i].get_text(), notes[j].get_text()) for i in range(len(boxes)) for j in range(i)
+                if boxes[i].overlaps(boxes[j])]
+    markers = ax.transData.transform([v for v in rows.values()])
+    assert not [t.get_text() for t, b in zip(notes, boxes, strict=True)
+                if any(b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1 for x, y in markers)]
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
