@@ -42,6 +42,7 @@ TRAIN_SRGAN = (*DATA_STAGES, "train_psnr@srresnet", "train_gan@srgan", "evaluate
 TRAIN_ESRGAN = (*DATA_STAGES, "train_psnr@rrdbnet", "train_gan@esrgan", "interpolate", "evaluate_models@rrdbnet",
                 "evaluate_models@esrgan", "register@rrdbnet", "register@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
+POLL_S = 2  # how often a parent flow checks on a stage's flow run (Prefect's default 5 s, paid once per stage)
 POOLS = {"cpu": "srgan-cpu", "gpu": "srgan-gpu"}  # work pools of placement "pools" (prefect.yaml, README)
 Placement = Literal["local", "pools"]
 
@@ -78,7 +79,8 @@ def on_pool(stage: str, parent_run_id: str | None, uri: str | None, resubmits: i
     deployment = f"dvc-stage/{pool_of(stage)}"
     for attempt in range(resubmits + 1):
         run = run_deployment(deployment, parameters={"stage": stage, "parent_run_id": parent_run_id, "uri": uri},
-                             timeout=None, flow_run_name=stage if attempt == 0 else f"{stage} (again {attempt})")
+                             timeout=None, poll_interval=POLL_S,
+                             flow_run_name=stage if attempt == 0 else f"{stage} (again {attempt})")
         state = run.state
         if state is not None and state.is_completed():
             logger.info("stage %s: completed on %s (flow run %s)", stage, deployment, run.name)

@@ -33,6 +33,7 @@ POOL = "srgan-local"
 POOLS = (POOL, "srgan-cpu", "srgan-gpu")  # prefect.yaml's pools: one machine, and the CPU / GPU hosts
 HOST = "127.0.0.1"
 HEARTBEAT_S = 30  # flow-run heartbeat period the workers' runs use (Prefect's minimum)
+WORKER_QUERY_S = 2  # how often a worker asks for scheduled runs (Prefect's default 10 s: up to 10 s idle per stage)
 ZOMBIE = "srgan: crash flow runs without heartbeats"
 CHECKOUT_ENV = "SRGAN_CHECKOUT"  # the checkout a worker's `hosts` / `dvc-stage` runs use (prefect.yaml pull step)
 
@@ -43,8 +44,10 @@ class ServiceError(RuntimeError):
 
 def prefect_env(home: Path, port: int, api: str | None = None) -> dict[str, str]:
     """Environment for the server, the worker and the prefect CLI calls: one home, one API URL (``api``, else the
-    local server on ``port``), heartbeats from every flow run (what the zombie automation watches), no analytics."""
-    return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S), **os.environ, **TELEMETRY_OFF,
+    local server on ``port``), heartbeats from every flow run (what the zombie automation watches), workers that
+    pick a stage's flow run up within seconds, no analytics; the user's own PREFECT_* values win."""
+    return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S), "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_QUERY_S),
+            **os.environ, **TELEMETRY_OFF,
             "PREFECT_HOME": str(home), "PREFECT_API_URL": api or f"http://{HOST}:{port}/api",
             "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}

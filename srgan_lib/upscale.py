@@ -39,7 +39,7 @@ from srgan_lib import UserError, telemetry_off
 from srgan_lib.hardware import Levers, resolve_device, resolve_levers
 from srgan_lib.imageio import IMAGE_EXTENSIONS, ImageReadError, atomic_path, is_image_file, iter_image_files
 from srgan_lib.models import Generator, as_generator, load_generator, to_unit
-from srgan_lib.tiling import auto_tile, tile_grid, tuned_tile
+from srgan_lib.tiling import TUNE_SIDES, auto_tile, tile_grid, tuned_tile
 
 log = logging.getLogger(__name__)
 AlphaMethod = Literal["bicubic", "model"]
@@ -142,7 +142,7 @@ class Upscaler:
         if self.tile is not None:
             return f"tile {self.tile}" if self.tile else "whole images"
         if self._tuned is None:
-            return "tile from memory"
+            return "whole images (none larger than the tuner's smallest tile)" if self.autotune else "tile from memory"
         return f"tile {self._tuned.side} (tuned" + (", whole images that fit)" if self._tuned.still_faster else ")")
 
     def tile_for(self, height: int, width: int) -> int:
@@ -153,6 +153,9 @@ class Upscaler:
         if not self.autotune:
             return auto_tile(self.generator, self.device, height, width, self.tile_pad)
         if self._tuned is None:
+            if max(height, width) <= TUNE_SIDES[0] and auto_tile(self.generator, self.device, height, width,
+                                                                  self.tile_pad) == 0:
+                return 0  # no larger than the smallest side the tuner tries: nothing to tune (or to wait for)
             self._tuned = tuned_tile(self.generator, self.device, self.precision, self.levers.memory_format,
                                      self.tile_pad, self._forward)
         if self._tuned.still_faster and auto_tile(self.generator, self.device, height, width, self.tile_pad) == 0:

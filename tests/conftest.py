@@ -48,13 +48,68 @@ def shared_data() -> Path:
     return SHARED
 
 
-def run_cli(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``srgan`` console script in a subprocess, as a user would."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([SRGAN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+def run_cli(*args: str, cwd: Path = REPO, check: bool = True, process: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+    """Run the ``srgan`` CLI as a user would and return its exit status and output. In this process by default
+    (``srgan_lib.cli.main``: no interpreter start-up, tracebacks visible), with the working directory, environment,
+    logging, signal handlers, torch threads and random states put back afterwards; ``process=True`` (or
+    ``SRGAN_TESTS_SUBPROCESS=1``) runs the installed console script in a subprocess instead."""
+    if process or os.environ.get("SRGAN_TESTS_SUBPROCESS") == "1":
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        proc = subprocess.run([SRGAN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    else:
+        proc = _run_cli_here(list(args), cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"srgan {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _run_cli_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    import io
+    import logging
+    import random
+    import signal
+    import traceback
+
+    import numpy as np
+    import torch
+
+    from srgan_lib.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    env, here = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads, rng = torch.get_num_threads(), (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    root.handlers = []  # so that the CLI's logging.basicConfig writes to this call's stderr, as in a new process
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as exc:  # argparse: --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            except Exception:  # what the interpreter would print before exiting 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(env)
+        for h in root.handlers:
+            h.close()
+        root.handlers, root.level = handlers, level
+        for s, handler in signals.items():
+            signal.signal(s, handler)
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng[0])
+        np.random.set_state(rng[1])
+        random.setstate(rng[2])
+    return subprocess.CompletedProcess([SRGAN, *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

@@ -81,7 +81,12 @@ def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_kille
     api = f"http://127.0.0.1:{port}/api"
     up = _services(a, "up", "--port", str(port), "--pool", "srgan-cpu", "--zombie-after", "60", port=port)
     assert "automation: a flow run without a heartbeat for 60 s is marked Crashed" in up.stdout
-    run = None
+    run, finished = None, False
+    # the reference: a single-checkout `dvc repro` of the same stages, meanwhile (the hosts mostly wait on Prefect)
+    single_log = hosts["single"] / "repro.log"
+    with open(single_log, "wb") as fh:  # a file, not a pipe: nothing reads it until the end
+        single = subprocess.Popen([str(BIN / "dvc"), "repro", *EVAL], cwd=hosts["single"],
+                                  env=_env(MLFLOW_TRACKING_URI="none"), stdout=fh, stderr=subprocess.STDOUT)
     try:
         _services(b, "worker", "--pool", "srgan-gpu", "--api", api, port=port)
         run = subprocess.Popen([str(BIN / "prefect"), "deployment", "run", "train-esrgan/hosts", "--watch",
@@ -100,9 +105,12 @@ def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_kille
         _services(b, "worker", "--pool", "srgan-gpu", "--api", api, port=port)
         out, _ = run.communicate(timeout=1200)
         assert run.returncode == 0 and "Completed" in out, out[-3000:]
+        finished = True
     finally:
         if run is not None and run.poll() is None:
             kill_tree(run.pid)
+        if not finished and single.poll() is None:  # the reference is waited for below, unless this failed
+            kill_tree(single.pid)
         for host in (b, a):
             _services(host, "down", port=port)
 
@@ -117,11 +125,10 @@ def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_kille
     assert f"checkpoint exchange: resuming from iter_{killed_at:08d}.pt pulled from remote 'exchange'" in log_b
     assert f"train rrdbnet: {ITERATIONS} iterations (resumed at {killed_at})" in log_b
 
-    single = hosts["single"]
-    _sh([str(BIN / "dvc"), "repro", *EVAL], single, timeout=1200, MLFLOW_TRACKING_URI="none")
+    assert single.wait(timeout=1200) == 0, single_log.read_text()[-3000:]
     for model in ("rrdbnet", "esrgan"):
         ours = json.loads((b / "metrics" / f"{model}.json").read_text())
-        assert ours == json.loads((single / "metrics" / f"{model}.json").read_text()), model
+        assert ours == json.loads((hosts["single"] / "metrics" / f"{model}.json").read_text()), model
 
 
 def test_a_missing_remote_object_names_the_stage_and_the_file(hosts, tmp_path):

@@ -396,6 +396,19 @@ def test_upscaler_tunes_once_caches_and_stays_exact(rrdbnet_ckpt, tile_cache, mo
     assert Upscaler(model, device="cpu", tile=32, autotune=True).tile_for(150, 170) == 32  # --tile N wins
 
 
+def test_an_image_smaller_than_any_tuned_tile_runs_whole_without_tuning(rrdbnet_ckpt, tile_cache, monkeypatch):
+    # a thumbnail must not wait for the tuner: no tile it would try (TUNE_SIDES[0] = 64) is smaller than the image
+    monkeypatch.setenv("SRGAN_CACHE_DIR", str(tile_cache / "small"))
+    monkeypatch.setattr(tiling_mod, "measure_sides", lambda *a, **k: pytest.fail("tuned for a thumbnail"))
+    up = Upscaler(load_generator(rrdbnet_ckpt), device="cpu", precision="fp32", autotune=True)
+    img = _photo(40, 64)
+    out = up.upscale_array(img.astype(np.float32) / 255)
+    assert up.tile_for(40, 64) == 0 and up.describe_tile().startswith("whole images")
+    whole = Upscaler(load_generator(rrdbnet_ckpt), device="cpu", tile=0, precision="fp32")
+    assert np.array_equal(out, whole.upscale_array(img.astype(np.float32) / 255))
+    assert not (tile_cache / "small" / "tiles.json").exists() and tiling_mod.TUNE_SIDES[0] == 64
+
+
 def test_outputs_are_written_in_the_background_and_a_failed_write_is_reported(srresnet_ckpt, tmp_path):
     """Writing runs beside the next image's upscaling: every output lands in input order, identical to upscaling
     the image directly, and a write that fails (here the output name is taken by a folder) is reported for its input
