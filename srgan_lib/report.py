@@ -181,9 +181,10 @@ def comparison_figure(path: Path, title: str, hr: np.ndarray, region: tuple[int,
     return save_figure(fig, path)
 
 
-# where a point's label may go, in points from the point (first free one wins): right-above, right-below, left-above,
-# left-below, then further out
-_LABEL_OFFSETS = ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18), (-4, 12), (-4, -18))
+# where a point's label may go, in points from the point (the first free one wins): above it, right then left, then
+# further above, then below
+_LABEL_OFFSETS = ((4, 4), (-4, 4), (4, 12), (-4, 12), (4, -10), (-4, -10), (4, 20), (-4, 20), (4, -18), (-4, -18),
+                  (4, 28), (4, -26))
 
 
 def _place_labels(ax: Any, labels: list[tuple[str, float, float, dict[str, Any]]]) -> None:
@@ -197,17 +198,32 @@ def _place_labels(ax: Any, labels: list[tuple[str, float, float, dict[str, Any]]
     frame = ax.get_window_extent(renderer)
     points = [xy for c in ax.collections for xy in c.get_offsets()] + [
         xy for line in ax.get_lines() for xy in line.get_xydata()]
-    placed: list[Any] = [Bbox.from_bounds(x - 3, y - 3, 6, 6) for x, y in ax.transData.transform(points)]
-    for text, xv, yv, style in labels:
+    pixels = ax.transData.transform(points)
+    placed: list[Any] = [Bbox.from_bounds(x - 3, y - 3, 6, 6) for x, y in pixels]
+
+    def room(label: tuple[str, float, float, dict[str, Any]]) -> float:  # distance to the nearest other marker
+        x, y = ax.transData.transform((label[1], label[2]))
+        return min((math.hypot(px - x, py - y) for px, py in pixels if math.hypot(px - x, py - y) > 0.5),
+                   default=math.inf)
+
+    for text, xv, yv, style in sorted(labels, key=room):  # the most crowded point chooses first
+        best: tuple[tuple[bool, int, int], tuple[int, int]] | None = None
         for i, (dx, dy) in enumerate(_LABEL_OFFSETS):
             note = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(dx, dy),
                                ha="left" if dx > 0 else "right", **style)
             box = note.get_window_extent(renderer)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if (inside and not any(box.overlaps(b) for b in placed)) or i == len(_LABEL_OFFSETS) - 1:
-                placed.append(box)
-                break
             note.remove()
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            score = (not inside, sum(box.overlaps(b) for b in placed), i)
+            if best is None or score < best[0]:
+                best = score, (dx, dy)
+            if score[:2] == (False, 0):
+                break
+        assert best is not None
+        (dx, dy) = best[1]  # free and inside when any offset is; else the one that covers least
+        note = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(dx, dy),
+                           ha="left" if dx > 0 else "right", **style)
+        placed.append(note.get_window_extent(renderer))
 
 
 def perception_distortion_figure(path: Path, means: pd.DataFrame) -> tuple[Path, str]:
@@ -236,7 +252,13 @@ def perception_distortion_figure(path: Path, means: pd.DataFrame) -> tuple[Path,
             ys = [means.loc[m, (s, axis)] for m in interp]
             ax.plot(xs, ys, "-o", color="tab:blue", alpha=0.6, markersize=4, label="network interpolation", zorder=2)
             for m, xv, yv in ((interp[0], xs[0], ys[0]), (interp[-1], xs[-1], ys[-1])):
-                labels.append((f"α={str(m).removeprefix('interp_')}", xv, yv, {"fontsize": 7, "color": "tab:blue"}))
+                alpha = f"α={str(m).removeprefix('interp_')}"
+                same = [i for i, (_, lx, ly, _) in enumerate(labels) if math.isclose(lx, xv) and math.isclose(ly, yv)]
+                if same:  # alpha 0 / 1 is bit-identical to the PSNR / GAN model: one point, one label
+                    text, lx, ly, style = labels[same[0]]
+                    labels[same[0]] = (f"{text} ({alpha})", lx, ly, style)
+                else:
+                    labels.append((alpha, xv, yv, {"fontsize": 7, "color": "tab:blue"}))
             ax.legend(fontsize=8, loc="best")
         pending.append((ax, labels))
         ax.set_xlabel("RMSE (Y, 0-255)  ← less distortion")
