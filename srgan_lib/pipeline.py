@@ -33,13 +33,6 @@ def tool(name: str) -> str:
 TRAINING_GROUPS = ("train_psnr", "train_gan")  # dvc.yaml's foreach groups of training stages: <group>@<section>
 
 
-def training_stage(section: str, params: Mapping[str, Any]) -> str:
-    """dvc.yaml's name of the stage that trains the params section ``section``: ``train_gan@esrgan`` for a GAN (it
-    has a discriminator), ``train_psnr@rrdbnet`` for a PSNR-oriented network."""
-    gan = params[section].get("discriminator", "none") != "none"
-    return f"{TRAINING_GROUPS[gan]}@{section}"
-
-
 def trained_section(stage: str) -> str | None:
     """The params section a training stage trains (``train_gan@esrgan`` -> ``esrgan``); None for any other stage."""
     group, _, section = stage.partition("@")
