@@ -43,7 +43,8 @@ TRAIN_ESRGAN = (*DATA_STAGES, "train_psnr@rrdbnet", "train_gan@esrgan", "interpo
                 "evaluate_models@esrgan", "register@rrdbnet", "register@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
 POLL_S = 2  # how often a parent flow checks on a stage's flow run (Prefect's default 5 s, paid once per stage)
-POOLS = {"cpu": "srgan-cpu", "gpu": "srgan-gpu"}  # work pools of placement "pools" (prefect.yaml, README)
+# work pools of placement "pools" (prefect.yaml, docs/orchestration.md)
+POOLS = {"cpu": "srgan-cpu", "gpu": "srgan-gpu"}
 Placement = Literal["local", "pools"]
 
 

@@ -4,7 +4,8 @@
                                        prefect.yaml, the zombie automation and a process worker on pool
                                        ``srgan-local`` (``--pool srgan-cpu``: that pool)   (``make prefect-up``)
 ``python -m pipelines.services worker --pool srgan-gpu --api http://HOST:4200/api``
-                                       only a process worker, for another host's server (README, "Beyond one machine")
+                                       only a process worker, for another host's server
+                                       (docs/orchestration.md, "Beyond one machine")
 ``python -m pipelines.services down`` stops what ``up`` started                  (``make prefect-down``)
 ``python -m pipelines.services status``
 ``python -m pipelines.services mlflow-ui`` the MLflow UI on the project's store, in the foreground (``make mlflow-ui``)

@@ -1,6 +1,6 @@
 """Reading any image a user may have into RGB uint8, and writing files atomically.
 
-Policy (documented in the README):
+Policy (documented in docs/evaluation.md, "Conventions"):
 - EXIF orientation is applied, so pixels are what a viewer shows.
 - Greyscale (``1``, ``L``, ``I``, ``I;16``, ``F``) is replicated to three channels; 16-bit and 32-bit values are
   scaled to 8 bits by their nominal range (65535 -> 255), never clipped.

@@ -351,7 +351,7 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
               cast_table(evals).to_markdown(disable_numparse=True)]
     if reasons:
         lines += ["", f"**n/a** (Ma, PI): {reasons.get('ma', '')}. Nothing is estimated in their place; see the "
-                  "README, *Ma's score and the perceptual index*, for how to obtain the authors' model."]
+                  "docs/evaluation.md, *Ma's score and the perceptual index*, for how to obtain the authors' model."]
     lines += ["", "## Perception-distortion plane", "",
               f"RMSE against {'the perceptual index' if axis == 'pi' else 'NIQE (PI unavailable)'}; lower-left is "
               "better. The interpolation sweep goes from the PSNR-oriented RRDB (α=0) to ESRGAN (α=1) "

@@ -5,6 +5,7 @@ processes. Each short run's losses (and weights) must stay within a stated toler
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -209,3 +210,19 @@ def test_bf16_training_tracks_fp32_and_resumes_bit_exactly(micro_data, tmp_path)
     resumed = torch.load(res.model_path, weights_only=True)
     for key in ("params", "params_ema"):
         assert all(torch.equal(state[key][k], resumed[key][k]) for k in state[key]), key
+
+
+@pytest.mark.parametrize("stage", ["esrgan", "srgan"])
+def test_fp16_with_several_discriminator_steps_scales_each_optimiser_once_per_step(micro_data, tmp_path, stage):
+    """fp16 autocast with loss scaling and ``d_steps: 2``: one GradScaler shared by G and D was stepped three times per
+    update (torch: "step() has already been called since the last update()"); each optimiser now has its own. The
+    first step's generator losses (before any update) are the fp32 ones within fp16 rounding; later ones differ
+    where a scaler skips an overflowing step (what loss scaling does), so they are only checked finite."""
+    ref, _ = short_run(micro_data, tmp_path, stage, steps=3, **{f"{stage}.d_steps": 2})
+    half, trainer = short_run(micro_data, tmp_path, stage, steps=3, **{f"{stage}.d_steps": 2, "train.amp": "fp16"})
+    assert trainer.amp_dtype == torch.float16 and trainer.scaler.is_enabled() and trainer.scaler_d.is_enabled()
+    assert trainer.scaler.get_scale() > 0 and trainer.scaler_d.get_scale() > 0
+    assert set(trainer.state()) >= {"scaler", "scaler_d"}
+    first = [{k: v for k, v in ref[0].items() if k in ("pixel", "perceptual", "total_g")}]
+    assert_losses_close(first, [{k: half[0][k] for k in first[0]}], rtol=0.02)
+    assert all(math.isfinite(v) for row in half for v in row.values()) and len(half) == 3

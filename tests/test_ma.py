@@ -132,7 +132,7 @@ def test_forest_and_linear_stage_by_hand(tmp_path):
 
 
 def test_model_file_checks(tmp_path):
-    with pytest.raises(ma.MaUnavailable, match=r"not found.*README"):
+    with pytest.raises(ma.MaUnavailable, match=r"not found.*docs/evaluation.md"):
         ma.load_model(tmp_path / "missing.mat")
     path = tmp_path / "model.mat"
     write_model(path, [_forest(1, 0.5, 1.0, 3.0)] * 3, [0, 1, 1, 1])

@@ -144,10 +144,46 @@ def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
     for end, model in (("interp_0.00", "rrdbnet"), ("interp_1.00", "esrgan")):  # the sweep's ends are the models
         assert interp[end]["Set5"] == json.loads((repo / f"metrics/{model}.json").read_text())[model]["Set5"]
     shown = _sh([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
-    assert "psnr_y" in shown and "Set14" in shown and "seconds_per_iteration" in shown
+    assert "psnr_y" in shown and "Set14" in shown and "final_losses" in shown
 
     again = _sh([str(BIN / "dvc"), "repro"], repo).stdout
     assert "Running stage" not in again
+
+
+def test_another_clone_reproduces_the_same_bytes(repo, tmp_path_factory):
+    """Outputs are a function of the inputs: a second clone at another path, running the data stages and the
+    SRResNet/SRGAN training uninterrupted, records the same dvc.lock entries as the first (whose SRResNet stage was
+    interrupted and resumed): no mtimes, wall-clock times, run ids or absolute paths in any DVC output."""
+    other = micro_repo(tmp_path_factory.mktemp("a-second-clone-at-a-longer-path"))
+    (other / "params.yaml").write_text((repo / "params.yaml").read_text())
+    targets = ["train_gan@srgan"]
+    _sh([str(BIN / "dvc"), "repro", *targets], other)
+    ours = yaml.safe_load((other / "dvc.lock").read_text())["stages"]
+    theirs = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert {"embedded", "lists", "degrade", "store", "train_psnr@srresnet", "train_gan@srgan"} <= set(ours)
+    different = {name: [k for k in entry if entry[k] != theirs[name].get(k)] for name, entry in ours.items()
+                 if entry != theirs[name]}
+    assert not different, f"stages whose dvc.lock entries differ between the clones: {different}"
+
+
+def test_a_change_outside_a_stages_code_leaves_it_up_to_date(repo):
+    """Editing the CLI's help, the upscaler's TIFF writer or the report's plots re-runs no training stage (the price
+    of a change is the stages that run the changed code): `dvc status` names the report and evaluation stages only."""
+    tiff, plot = "TIFF_STRUCTURE_TAGS = frozenset({", "def save_figure(fig, path: Path) -> Path:"
+    edits = {"srgan_lib/cli.py": ("Train, evaluate and serve", "Train, evaluate and deploy"),
+             "srgan_lib/upscale.py": (tiff, tiff + "253, "), "srgan_lib/report.py": (plot, plot + "  # edited")}
+    originals = {f: (repo / f).read_text() for f in edits}
+    try:
+        for f, (old, new) in edits.items():
+            assert old in originals[f], f
+            (repo / f).write_text(originals[f].replace(old, new, 1))
+        changed = set(json.loads(_sh([str(BIN / "dvc"), "status", "--json"], repo).stdout))
+    finally:
+        for f, text in originals.items():
+            (repo / f).write_text(text)
+    assert not {s for s in changed if s.startswith("train_")}, changed
+    assert "report" in changed and "evaluate_models@esrgan" in changed  # the check sees the stages that do run it
+    assert json.loads(_sh([str(BIN / "dvc"), "status", "--json"], repo).stdout) == {}  # restored: all up to date
 
 
 def test_stage_runs_nest_under_the_pipeline_run(repo):

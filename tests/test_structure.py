@@ -4,6 +4,7 @@ DVC stage depends on every project module its command can import (so `dvc repro`
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import yaml
@@ -67,13 +68,21 @@ def _imports(node: ast.AST, here: str) -> set[str]:
 GRAPH = {name: _imports(ast.parse(path.read_text(encoding="utf-8")), name) for name, path in MODULES.items()}
 
 
+def _packages_of(mod: str) -> set[str]:
+    """The packages Python runs before ``mod`` (``a.b.c`` imports ``a`` and ``a.b`` first), where they have code."""
+    parts = mod.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in MODULES}
+
+
 def _closure(start: set[str]) -> set[str]:
-    seen, todo = set(), list(start)
+    """Every project module importing ``start`` can run: their imports, transitively, and their parent packages."""
+    seen: set[str] = set()
+    todo = list(start)
     while todo:
         mod = todo.pop()
         if mod not in seen:
             seen.add(mod)
-            todo.extend(GRAPH[mod])
+            todo.extend(GRAPH[mod] | _packages_of(mod))
     return seen
 
 
@@ -105,38 +114,12 @@ def test_the_library_and_the_flows_never_import_the_cli() -> None:
 
 
 def test_the_graph_sees_function_level_imports() -> None:
-    # the checker itself: cli imports the stage modules inside its command functions only
-    assert "srgan_lib.stages.evaluate" in GRAPH["srgan_lib.cli"]
-    assert "srgan_lib.training.engine" in GRAPH["srgan_lib.cli"]
+    # the checker itself: the commands import the library inside their run functions only
+    assert "srgan_lib.stages.evaluate" in GRAPH["srgan_lib.commands.evaluate"]
+    assert "srgan_lib.training.engine" in GRAPH["srgan_lib.commands.train"]
 
 
 # --------------------------------------------------------------------------------------------------- DVC code deps
-
-
-def _handler_imports(command: list[str]) -> set[str]:
-    """Project modules the CLI handler of ``srgan COMMAND...`` can import: cli.py's module-level imports, the
-    handler's own and those of the cli.py helpers it calls (transitively)."""
-    tree = ast.parse(MODULES["srgan_lib.cli"].read_text(encoding="utf-8"))
-    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    words = [w for w in command if not w.startswith("-") and "$" not in w][:2]
-    name = "cmd_" + "_".join(words)
-    if name not in functions:
-        name = "cmd_" + words[0]
-    assert name in functions, f"no handler {name} in cli.py for `srgan {' '.join(command)}`"
-    found = set()
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            found |= _imports(stmt, "srgan_lib.cli")
-    seen, todo = set(), [name]
-    while todo:
-        fn = todo.pop()
-        if fn in seen:
-            continue
-        seen.add(fn)
-        found |= _imports(functions[fn], "srgan_lib.cli")
-        todo += [n.func.id for n in ast.walk(functions[fn])
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions]
-    return found
 
 
 def _stages() -> dict[str, dict]:
@@ -144,30 +127,97 @@ def _stages() -> dict[str, dict]:
     return {name: (s["do"] if "foreach" in s else s) for name, s in spec.items()}
 
 
-def _covered(path: Path, deps: list[str]) -> bool:
-    rel = path.relative_to(ROOT).as_posix()
-    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
+WHOLE_LIBRARY = {"register"}  # copies srgan_lib into each MLflow Model (code/srgan_lib): depends on all of it
 
 
-def test_every_dvc_stage_depends_on_the_code_it_runs() -> None:
-    missing = {}
-    for name, stage in _stages().items():
-        words = stage["cmd"].split()
-        assert words[0] == "srgan", f"stage {name}: the command is not the srgan CLI"
-        modules = _closure(_handler_imports(words[1:])) | {"srgan_lib.cli"}
-        code = {MODULES[m] for m in modules if m.startswith("srgan_lib")}
-        lacking = sorted(p.relative_to(ROOT).as_posix() for p in code if not _covered(p, stage.get("deps", [])))
-        if lacking:
-            missing[name] = lacking
-    assert not missing, f"dvc.yaml stages lack code deps they import: {missing}"
+def _entry_module(cmd: str) -> str:
+    words = cmd.split()
+    assert words[:2] == ["python", "-m"] and words[2].startswith("srgan_lib.commands."), (
+        f"a stage runs its command module (python -m srgan_lib.commands.NAME), not {' '.join(words[:3])}")
+    return words[2]
+
+
+def _code_deps(modules: set[str]) -> list[str]:
+    """The dvc.yaml code deps naming exactly ``modules``: a package folder where every module under it is one of
+    them (the outermost such folder), else the files."""
+    files = {MODULES[m].relative_to(ROOT).as_posix() for m in modules if m.startswith("srgan_lib")}
+    every = {p.relative_to(ROOT).as_posix() for p in MODULES.values()}
+    deps = set(files)
+    for folder in sorted({str(Path(f).parent) for f in files} - {"srgan_lib"}, key=len):
+        under = {f for f in every if f.startswith(folder + "/")}
+        if under <= files and not any(folder.startswith(d + "/") for d in deps):
+            deps = {d for d in deps if not d.startswith(folder + "/")} | {folder}
+    return sorted(deps)
+
+
+def expected_code_deps() -> dict[str, list[str]]:
+    """Stage -> the code deps its command module's import closure gives (the register stage: the whole library)."""
+    return {name: ["srgan_lib"] if name in WHOLE_LIBRARY else _code_deps(_closure({_entry_module(stage["cmd"])}))
+            for name, stage in _stages().items()}
+
+
+def _listed_code_deps(stage: dict) -> list[str]:
+    return sorted(d for d in stage.get("deps", []) if d.split("/")[0] == "srgan_lib")
+
+
+def test_every_dvc_stage_depends_on_exactly_the_code_its_entry_imports() -> None:
+    stages = _stages()
+    wrong = {name: {"missing": sorted(set(want) - set(_listed_code_deps(stages[name]))),
+                    "extra": sorted(set(_listed_code_deps(stages[name])) - set(want))}
+             for name, want in expected_code_deps().items() if _listed_code_deps(stages[name]) != want}
+    assert not wrong, f"dvc.yaml code deps differ from the entries' import closures (python -m tests.test_structure " \
+                      f"--fix rewrites them): {wrong}"
+
+
+def test_no_stage_depends_on_the_cli_the_upscaler_or_the_report_unless_it_runs_them() -> None:
+    deps = expected_code_deps()
+    for name in ("train_psnr", "train_gan"):
+        code = deps[name]
+        assert not {"srgan_lib/cli.py", "srgan_lib/upscale.py", "srgan_lib/tiling.py", "srgan_lib/report.py",
+                    "srgan_lib/evaluation.py", "srgan_lib/inference.py"} & set(code), (name, code)
+    assert all("srgan_lib/cli.py" not in code for code in deps.values())
+    assert "srgan_lib/report.py" in deps["report"] and "srgan_lib/upscale.py" in deps["evaluate_models"]
 
 
 def test_the_deps_check_sees_a_missing_module() -> None:
-    # the check above fails for a stage whose deps omit what its command imports
-    modules = _closure(_handler_imports(["evaluate", "--model", "bicubic"]))
-    assert "srgan_lib.stages.evaluate" in modules and "srgan_lib.resize" in modules
-    assert not _covered(MODULES["srgan_lib.resize"], ["srgan_lib/evaluation.py", "srgan_lib/metrics"])
-    assert _covered(MODULES["srgan_lib.metrics.niqe"], ["srgan_lib/metrics"])
+    # the closure follows function-level imports and parent packages
+    modules = _closure({"srgan_lib.commands.evaluate"})
+    assert {"srgan_lib.stages.evaluate", "srgan_lib.resize", "srgan_lib.commands", "srgan_lib"} <= modules
+    assert "srgan_lib.metrics" in _closure({"srgan_lib.metrics.niqe"})
+    assert _code_deps({"srgan_lib.metrics", "srgan_lib.metrics.niqe"}) == ["srgan_lib/metrics/__init__.py",
+                                                                            "srgan_lib/metrics/niqe.py"]
+    every_metric = {m for m in MODULES if m.startswith("srgan_lib.metrics")}
+    assert _code_deps(every_metric) == ["srgan_lib/metrics"]
+
+
+def fix_dvc_yaml() -> list[str]:
+    """Rewrite each stage's code deps in dvc.yaml (the srgan_lib lines of its deps list) to the expected ones,
+    keeping everything else as written; returns the stages changed."""
+    path = ROOT / "dvc.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    expected, stages = expected_code_deps(), _stages()
+    changed, out, i, current = [], [], 0, None
+    while i < len(lines):
+        line = lines[i]
+        top = re.match(r"^  ([A-Za-z_]\w*):", line)
+        if top:
+            current = top.group(1)
+        stripped = line.strip()
+        if current in expected and stripped.startswith("- srgan_lib"):
+            indent = line[: len(line) - len(line.lstrip())]
+            j = i
+            while j < len(lines) and lines[j].strip().startswith("- srgan_lib"):
+                j += 1
+            new = [f"{indent}- {d}\n" for d in expected[current]]
+            if _listed_code_deps(stages[current]) != expected[current]:
+                changed.append(current)
+            out += new
+            i = j
+            continue
+        out.append(line)
+        i += 1
+    path.write_text("".join(out), encoding="utf-8")
+    return changed
 
 
 def test_training_stage_names_are_the_ones_dvc_expands() -> None:
@@ -285,3 +335,11 @@ def test_importing_the_library_leaves_the_environment_alone() -> None:
             "assert os.environ['MLFLOW_DISABLE_TELEMETRY'] == 'true' and os.environ['DO_NOT_TRACK'] == 'true'\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--fix"]:
+        raise SystemExit("usage: python -m tests.test_structure --fix   (rewrite dvc.yaml's code deps)")
+    print("dvc.yaml code deps rewritten for:", ", ".join(fix_dvc_yaml()) or "nothing (already exact)")

@@ -3,6 +3,7 @@ SIGKILL, the NaN guard, DDP with gloo against a single process, MLflow tracking 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -345,7 +346,8 @@ def test_embedded_profile_psnr_stage_learns(embedded_data, tmp_path):
     from srgan_lib.metrics.psnr_ssim import psnr
     from srgan_lib.models import load_generator
     from srgan_lib.resize import upsample
-    from srgan_lib.training.engine import Dist, Trainer, Validator
+    from srgan_lib.training.engine import Dist, Trainer
+    from srgan_lib.training.validation import Validator
 
     d = embedded_data
     params = load_params(REPO / "params.yaml", [
@@ -394,4 +396,43 @@ def test_rerunning_a_finished_stage_adds_nothing(micro_data, tmp_path, monkeypat
     for k, v in generator(again.model_path, "params_ema").items():
         assert torch.equal(v, model[k]), k
     rewritten = json.loads((tmp_path / "runs" / "rrdbnet" / "summary.json").read_text())
-    assert rewritten["final_losses"] == summary["final_losses"] and rewritten["validation"] == summary["validation"]
+    assert rewritten == summary  # a DVC output: the same bytes, whatever the host or the invocation
+
+
+@pytest.mark.parametrize("stage", ["srresnet", "srgan"])
+def test_ddp_on_cpu_refuses_batchnorm_networks_instead_of_training_on_per_process_statistics(micro_data, tmp_path,
+                                                                                              stage):
+    from srgan_lib.training import TrainingError
+    from srgan_lib.training.engine import Dist, Trainer
+
+    params = micro_params(micro_data, tmp_path, stage)
+    with pytest.raises(TrainingError, match=r"BatchNorm.*SyncBatchNorm needs CUDA.*in one process"):
+        Trainer(stage, params, torch.device("cpu"), Dist(rank=0, world_size=2))
+    Trainer("rrdbnet", micro_params(micro_data, tmp_path, "rrdbnet"), torch.device("cpu"), Dist(0, 1))  # one: fine
+
+
+def test_the_delivered_copy_of_a_syncbatchnorm_network_is_plain_batchnorm():
+    from srgan_lib.training.engine import _plain_batchnorm
+
+    net = build_model("srresnet", num_block=1, num_feat=8).train()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_()
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(net))
+    plain = _plain_batchnorm(copy.deepcopy(synced))
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == \
+        sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) > 0
+    for k, v in net.state_dict().items():
+        assert torch.equal(plain.state_dict()[k], v), k
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(plain.eval()(x), net.eval()(x))
+
+
+def test_a_run_stopped_early_reports_no_generator(micro_data, tmp_path):
+    """``--stop-after``: no generator is written and none is named (it was ``Path()``, i.e. '.', before)."""
+    res = train_stage(micro_params(micro_data, tmp_path, "rrdbnet"), "rrdbnet", progress=False, stop_after=2)
+    assert res.model_path is None and res.iterations == 2 and not (tmp_path / "models" / "rrdbnet.pth").exists()
+    out = run_cli("train", "rrdbnet", "--no-progress", "--restart", "--stop-after", "2", "--set",
+                  *micro_overrides(micro_data, tmp_path, "rrdbnet")).stdout
+    assert "train rrdbnet: 2 iterations" in out and "generator:" not in out

@@ -1,8 +1,9 @@
 """LR generation stage: modcrop each HR image to a multiple of the scale and downsample it with bicubic.
 
 Outputs mirror the inputs' relative paths as PNG under ``out_dir``. A ``manifest.json`` records, per output, the source
-file's size and mtime and the settings, so a re-run recomputes only new or changed images (incremental) and removes
-outputs it made earlier whose source has gone; files it did not make are never touched.
+file's size and SHA-256 and the settings, so a re-run recomputes only new or changed images (incremental) and removes
+outputs it made earlier whose source has gone; files it did not make are never touched. Content, never mtimes: the
+manifest (a DVC output, and part of the training store's fingerprint) is the same bytes in every clone.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from srgan_lib.data.lists import hr_folder, read_list
-from srgan_lib.imageio import iter_image_files, read_image, write_json, write_png
+from srgan_lib.imageio import file_sha256, iter_image_files, read_image, write_json, write_png
 from srgan_lib.resize import KERNELS, Kernel, downsample
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,8 @@ def sources_from_list(list_path: str | Path) -> list[tuple[Path, str]]:
     return out
 
 
-def _stamp(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _stamp(path: Path) -> dict[str, int | str]:
+    return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def degrade(

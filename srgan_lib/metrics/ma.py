@@ -395,7 +395,8 @@ def load_model(path: str | Path, sha256: str | None = None) -> MaModel:
 
     path = Path(path)
     if not path.is_file():
-        raise MaUnavailable(f"Ma model file not found: {path} (see README, 'Ma's score and the perceptual index')")
+        raise MaUnavailable(f"Ma model file not found: {path} (see docs/evaluation.md, 'Ma's score and the "
+                            "perceptual index')")
     digest = file_sha256(path)
     if sha256 and digest != sha256.lower():
         raise MaUnavailable(f"Ma model file {path} has sha256 {digest}, expected {sha256}: a different or damaged "

@@ -1,7 +1,8 @@
 """PSNR and SSIM with the SR papers' conventions, in NumPy and batched torch.
 
-Conventions (README, "Conventions"): inputs are RGB on the 0-255 scale (uint8 or float); ``y`` means the luma of ITU-R
-BT.601 YCbCr with 16-235 range, ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``, in float with no rounding;
+Conventions (docs/evaluation.md, "Conventions"): inputs are RGB on the 0-255 scale (uint8 or float); ``y`` means the
+luma of ITU-R BT.601 YCbCr with 16-235 range, ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``, in float with
+no rounding;
 ``shave`` pixels are removed at every border before measuring (the papers shave ``scale``). SSIM uses an 11x11
 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255, and averages over the valid region only; RGB SSIM is the
 mean of the three per-channel SSIMs. ``psnr_rgb`` / ``ssim_rgb`` are what BasicSR's model zoo reports, ``psnr_y`` /

@@ -39,7 +39,7 @@ class RegisterSettings:
     baseline: str | None = None  # the baseline's evaluation (metrics/bicubic.json): the GAN gate's PSNR floor
     kind: Literal["auto", "psnr", "gan"] = "auto"  # auto: gan when the checkpoint was trained with a GAN loss
     rule: GateRule = field(default_factory=GateRule)
-    train_summary: str | None = None  # runs/<stage>/summary.json: the training run the model is logged in
+    train_run: str | None = None  # runs/<stage>/run.json: the training run the model is logged in
     stage: str | None = None  # its DVC stage (train_gan@esrgan): the dvc.lock hash tag; "auto": the stage that wrote
     # the model (found in dvc.lock); None: no tag
     out: str | None = None  # JSON record of the registration (the DVC output of the stage)
@@ -85,11 +85,13 @@ def model_kind(meta: dict[str, Any]) -> Kind:
     return "gan" if meta.get("losses", {}).get("gan", "none") != "none" else "psnr"
 
 
-def _training_run(summary: str | None) -> str | None:
-    if not summary or not Path(summary).is_file():
+def _training_run(record: str | None) -> str | None:
+    """The MLflow run id in a training stage's run record (``runs/<stage>/run.json``); None when there is none (the
+    stage's outputs came from another host or DVC's cache: the model is then logged in a run of its own)."""
+    if not record or not Path(record).is_file():
         return None
     try:
-        return json.loads(Path(summary).read_text(encoding="utf-8")).get("mlflow_run_id")
+        return json.loads(Path(record).read_text(encoding="utf-8")).get("mlflow_run_id")
     except json.JSONDecodeError:
         return None
 
@@ -140,7 +142,7 @@ def run_register(s: RegisterSettings) -> Registration:
         return reg
 
     exp_id = tracking.ensure_experiment(client, s.experiment, uri)
-    run_id = _training_run(s.train_summary)
+    run_id = _training_run(s.train_run)
     if run_id is not None:
         try:
             client.get_run(run_id)

@@ -4,7 +4,10 @@ A recipe is a stage section: which generator (and discriminator), which losses w
 schedule and the batch. Each iteration is: a generator update on
 ``w_pix * pixel + w_perc * perceptual + w_gan * adversarial``, then ``d_steps`` discriminator updates, then the EMA.
 The same code runs single-process or under ``torchrun`` (DDP: NCCL on GPUs, gloo on CPU); a global batch is split
-over the processes, so the result matches a single process on the same batch.
+over the processes. For networks without BatchNorm (RRDBNet, the ESRGAN discriminator) the result matches one process
+on the same global batch up to the order of floating-point sums (tests/test_training.py). BatchNorm networks (SRResNet,
+the SRGAN discriminator) get SyncBatchNorm on CUDA, so their statistics are the global batch's as in one process; on
+CPU, where PyTorch has no SyncBatchNorm, they are refused rather than trained on per-process statistics.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from torch import nn
 from srgan_lib import losses
 from srgan_lib.hardware import Levers, cpu_name, resolve_device, resolve_levers
 from srgan_lib.imageio import atomic_path, file_sha256, write_json
-from srgan_lib.inference import GeneratorMethod
 from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, from_unit, load_generator_state, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import NonFiniteLoss, TrainingError
@@ -47,11 +49,12 @@ from srgan_lib.training.loop import (
     Run,
     Validation,
     run_loop,
-    write_csv,
+    write_history,
     write_summary,
 )
 from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 from srgan_lib.training.store import open_training_store
+from srgan_lib.training.validation import Validator
 
 log = logging.getLogger("srgan.train")
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
@@ -69,7 +72,7 @@ class TrainResult:
 
     stage: str
     iterations: int
-    model_path: Path
+    model_path: Path | None  # None: stopped before the end (stop_after), no generator written
     run_dir: Path
     seconds: float
     resumed_from: int = 0
@@ -166,60 +169,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class Validator:
-    """PSNR-Y / SSIM-Y (the papers' conventions, shave = scale) on centre crops of a few held-out images, their LR made
-    with the kernel the training LR was made with (``degrade.kernel``)."""
-
-    def __init__(self, val_list: str, n_images: int, crop: int, scale: int, kernel: str = "matlab") -> None:
-        from srgan_lib.evaluation import test_set_from_list
-        from srgan_lib.imageio import read_image
-        from srgan_lib.resize import downsample, modcrop
-
-        self.scale = scale
-        self.pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
-        if n_images == 0:
-            return
-        if not Path(val_list).is_file():
-            raise FileNotFoundError(f"validation list '{val_list}' not found (train.val_list); run the lists stage")
-        _, images = test_set_from_list(val_list, scale)
-        for img in images[:n_images]:
-            hr = modcrop(read_image(img.hr), scale)
-            if crop:
-                c = min(crop, *hr.shape[:2]) // scale * scale
-                y, x = (hr.shape[0] - c) // 2 // scale * scale, (hr.shape[1] - c) // 2 // scale * scale
-                hr = hr[y : y + c, x : x + c]
-            self.pairs.append((img.name, downsample(hr, scale, kernel), hr))  # type: ignore[arg-type]
-
-    def __bool__(self) -> bool:
-        return bool(self.pairs)
-
-    @torch.no_grad()
-    def run(self, model: nn.Module, out_range: tuple[float, float], device: torch.device,
-            levers: Levers) -> tuple[dict, np.ndarray]:
-        """Mean PSNR-Y/SSIM-Y over the images, and a side-by-side (bicubic | SR | HR) picture of the first one, in the
-        training run's precision and memory format (the model's own)."""
-        from srgan_lib.metrics.psnr_ssim import psnr, ssim
-        from srgan_lib.resize import upsample
-
-        was_training = model.training
-        model.eval()
-        # in the training precision, without the accuracy guard's fp32 probe (that is for delivered outputs; here it
-        # would triple the forwards of every validation crop)
-        method = GeneratorMethod(model, device, value_range=out_range, precision=levers.precision,
-                                 channels_last=levers.channels_last, guard_db=0)
-        scores: dict[str, list[float]] = {"psnr_y": [], "ssim_y": []}
-        picture = None
-        for i, (_, lr, hr) in enumerate(self.pairs):
-            sr = method(lr)
-            scores["psnr_y"].append(psnr(sr, hr, space="y", shave=self.scale))
-            scores["ssim_y"].append(ssim(sr, hr, space="y", shave=self.scale))
-            if i == 0:
-                gap = np.full((hr.shape[0], 4, 3), 255, np.uint8)
-                picture = np.concatenate([upsample(lr, self.scale, "bicubic"), gap, sr, gap, hr], axis=1)
-        model.train(was_training)
-        return {k: float(np.mean(v)) for k, v in scores.items()}, picture
-
-
 class Trainer:
     """The models, losses and optimisers of one stage, and the step that updates them."""
 
@@ -246,6 +195,8 @@ class Trainer:
             self._init_generator(Path(cfg["init_from"]))
         self.net_d = (None if cfg["discriminator"] == "none"
                       else build_model(cfg["discriminator"], **cfg["discriminator_options"]))
+        if ddp.world_size > 1:
+            self._sync_batchnorm()
         self.ema = EMA(self.net_g, cfg["ema_decay"], foreach=common["ema_foreach"]) if cfg["ema_decay"] > 0 else None
         for net in (self.net_g, self.net_d, self.ema.model if self.ema else None):
             if net is not None:
@@ -269,7 +220,11 @@ class Trainer:
         fused = common["fused_adam"]
         self.opt_g = adam(self.net_g.parameters(), cfg["lr"], betas, fused=fused)
         self.opt_d = adam(self.net_d.parameters(), cfg["d_lr"], betas, fused=fused) if self.net_d is not None else None
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        # fp16 loss scaling: one scaler per optimiser, each stepped once and updated once per step() of its own (a
+        # shared scaler stepped for G and again for each of d_steps D updates raises "step() has already been called")
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16 and self.net_d is not None)
 
         self.g_train, self.d_train = self.net_g, self.net_d
         if ddp.world_size > 1:
@@ -287,6 +242,24 @@ class Trainer:
                 self.d_train, self.d_frozen = compiled(self.d_train), compiled(self.net_d)
             if self.perceptual is not None:
                 self.perceptual.extractor = compiled(self.perceptual.extractor)
+
+    def _sync_batchnorm(self) -> None:
+        """Under DDP, BatchNorm must see the global batch: SyncBatchNorm on CUDA, a refusal on CPU (see the module
+        docstring). Parameters are shared with the converted modules, so this precedes the EMA and optimisers."""
+        nets = {"generator": self.net_g, "discriminator": self.net_d}
+        with_bn = [f"{role} {self.cfg[role]}" for role, net in nets.items()
+                   if net is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())]
+        if not with_bn:
+            return
+        if not self.cuda:
+            raise TrainingError(
+                f"{self.stage}: the {' and the '.join(with_bn)} use BatchNorm, and DDP on CPU cannot synchronise its "
+                "batch statistics (PyTorch's SyncBatchNorm needs CUDA): each process would normalise its own part of "
+                f"the batch and the result would not be the one-process run's. Train {self.stage} in one process "
+                "(without torchrun), on GPUs, or choose a network without BatchNorm (rrdbnet, esrgan)")
+        self.net_g = nn.SyncBatchNorm.convert_sync_batchnorm(self.net_g)
+        if self.net_d is not None:
+            self.net_d = nn.SyncBatchNorm.convert_sync_batchnorm(self.net_d)
 
     def _init_generator(self, path: Path) -> None:
         if not path.is_file():
@@ -346,6 +319,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.opt_g)
+        self.scaler.update()
 
         # discriminator
         if self.net_d is not None and self.gan_type != "none":
@@ -361,9 +335,9 @@ class Trainer:
                 terms["d_fake"] = fake_logits.detach().mean()
                 self._check_finite({"gan_d": terms["gan_d"]})
                 self.opt_d.zero_grad(set_to_none=True)
-                self.scaler.scale(loss_d).backward()
-                self.scaler.step(self.opt_d)
-        self.scaler.update()
+                self.scaler_d.scale(loss_d).backward()
+                self.scaler_d.step(self.opt_d)
+                self.scaler_d.update()
         if self.ema is not None:
             self.ema.update(self.net_g)
         return {k: v.detach() for k, v in terms.items()}
@@ -429,6 +403,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "scaler": self.scaler.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -441,6 +416,8 @@ class Trainer:
         if self.opt_d is not None:
             self.opt_d.load_state_dict(state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
+        if "scaler_d" in state:  # checkpoints before the discriminator had its own scaler: a fresh one
+            self.scaler_d.load_state_dict(state["scaler_d"])
 
     def final_generators(self, patches: PairedPatches, batches: int) -> tuple[nn.Module, nn.Module | None]:
         """The generator and its EMA as delivered: copies whose BatchNorm statistics are recomputed over ``batches``
@@ -459,7 +436,7 @@ class Trainer:
                 if net is None:
                     out.append(None)
                     continue
-                net = copy.deepcopy(net)
+                net = _plain_batchnorm(copy.deepcopy(net))  # rank 0 alone: no SyncBatchNorm collectives
                 for m in net.modules():
                     if isinstance(m, nn.modules.batchnorm._BatchNorm):
                         m.reset_running_stats()
@@ -507,6 +484,18 @@ class Trainer:
             "vgg_weights": self.vgg_weights, "init_from": self.init_from or "none",
             "precision": self.levers.precision, "memory_format": self.levers.layout, **extra,
         }
+
+
+def _plain_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with every SyncBatchNorm replaced by a BatchNorm2d holding the same parameters and statistics."""
+    if isinstance(module, nn.SyncBatchNorm):
+        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
+        bn.load_state_dict(module.state_dict())
+        return bn.to(next(iter(module.state_dict().values())).device).train(module.training)
+    for name, child in module.named_children():
+        setattr(module, name, _plain_batchnorm(child))
+    return module
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, restart: bool, cfg_hash: str,
@@ -623,7 +612,7 @@ def train_stage(
         seconds_per_it = (time.perf_counter() - t_loop) / max(end_iter - start_iter, 1)
         if stop_after is not None and end_iter < total:
             status = "KILLED"
-            return TrainResult(stage, end_iter, Path(), run_dir, time.perf_counter() - t_start, start_iter,
+            return TrainResult(stage, end_iter, None, run_dir, time.perf_counter() - t_start, start_iter,
                                run.last_terms, {}, run.mlflow_run_id, seconds_per_it)
         if finished and history:  # what the run recorded, not this invocation's zero iterations
             run.last_terms = {k: v for k, v in history[-1].items() if k not in ("iteration", "lr", "it_per_s")}
@@ -635,7 +624,7 @@ def train_stage(
             val_row = validation.validate(run, total, final)
             if not finished:
                 checkpoints.save(run, total)
-            write_csv(run_dir / "history.csv", history)
+            write_history(run)
             with atomic_path(model_path) as tmp:
                 meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common["precise_bn"]}
                 torch.save(trainer.generator_checkpoint(meta, final), tmp)

@@ -29,10 +29,15 @@ from srgan_lib.training import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
     from srgan_lib.tracking import Tracker
-    from srgan_lib.training.engine import Dist, Trainer, Validator
+    from srgan_lib.training.engine import Dist, Trainer
+    from srgan_lib.training.validation import Validator
 
 log = logging.getLogger("srgan.train")
 SHOWN_TERMS = ("pixel", "perceptual", "gan_g", "gan_d", "total_g")  # in progress lines and `srgan train`'s summary
+# Measured, not computed: kept in the checkpoint, MLflow and the logs, never in a DVC output (outputs are a function of
+# the inputs, byte-identical on every clone and host)
+WALL_CLOCK = ("it_per_s",)
+RUN_RECORD = "run.json"  # <train.out>/<stage>/run.json: this host's MLflow run id and speed (not a DVC output)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -133,16 +138,23 @@ class Progress(Callback):
         self.bar.close()
 
 
+def write_history(run: Run) -> None:
+    """``history.csv``: the logged losses and learning rate per iteration (the speed is in MLflow: see
+    :data:`WALL_CLOCK`)."""
+    write_csv(run.run_dir / "history.csv", [{k: v for k, v in row.items() if k not in WALL_CLOCK}
+                                            for row in run.history])
+
+
 class HistoryCSV(Callback):
-    """``history.csv`` (the logged losses, learning rate and speed) beside every checkpoint and at the end."""
+    """``history.csv`` beside every checkpoint and at the end (:func:`write_history`)."""
 
     def on_checkpoint(self, run: Run, iteration: int) -> None:
         if run.ddp.main:
-            write_csv(run.run_dir / "history.csv", run.history)
+            write_history(run)
 
     def on_end(self, run: Run, status: str) -> None:
         if run.ddp.main and status == "KILLED":  # stopped early (FINISHED writes it before uploading it)
-            write_csv(run.run_dir / "history.csv", run.history)
+            write_history(run)
 
 
 class Validation(Callback):
@@ -260,8 +272,10 @@ def run_loop(run: Run) -> None:
 
 def write_summary(run: Run, model_path: Path, validation: dict[str, float], seconds_per_it: float,
                   parameters: int) -> None:
-    """``summary.json``: what the stage produced (the DVC metrics file of the stage)."""
+    """``summary.json``: what the stage produced (the DVC metrics file of the stage: results only, the same bytes on
+    every clone); and :data:`RUN_RECORD` beside it: how this host ran it (MLflow run, speed, where it resumed)."""
     write_json(run.run_dir / "summary.json", {
-        "stage": run.stage, "iterations": run.total, "resumed_from": run.start_iter, "model": str(model_path),
-        "final_losses": run.last_terms, "validation": validation, "seconds_per_iteration": seconds_per_it,
-        "generator_parameters": parameters, "mlflow_run_id": run.mlflow_run_id})
+        "stage": run.stage, "iterations": run.total, "model": str(model_path), "final_losses": run.last_terms,
+        "validation": validation, "generator_parameters": parameters})
+    write_json(run.run_dir / RUN_RECORD, {"mlflow_run_id": run.mlflow_run_id, "seconds_per_iteration": seconds_per_it,
+                                          "resumed_from": run.start_iter})

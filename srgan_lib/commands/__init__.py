@@ -1,0 +1,1 @@
+"""The ``srgan`` commands, one module each (see :mod:`srgan_lib.commands._entry`)."""

@@ -1,0 +1,75 @@
+"""What makes two training runs "the same run": one definition, used by resume, the DVC remote exchange and
+``dvc.yaml``'s params lists (``tests/test_structure.py`` checks that the three agree).
+
+The *trajectory* is every setting that shapes the weights a stage produces, step by step: its own section (less the
+keys a run may be resumed with), the ``train`` keys in :data:`TRAIN_KEYS`, and ``scale``. A checkpoint is resumed only
+under the same trajectory and the same inputs (:func:`config_hash`: the trajectory plus the content of the training
+data and the ``init_from`` generator). :data:`OUTPUT_KEYS` change a stage's outputs (validation, delivered BatchNorm
+statistics) or its speed but not its trajectory: DVC re-runs the stage for them, and the stage resumes its finished
+run and writes the outputs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
+# (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
+RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every")
+# ``train`` keys that shape the trajectory (the rest are speed levers, places, or output-only settings)
+TRAIN_KEYS = ("seed", "amp", "channels_last", "vgg_weights", "train_list", "lr_dir")
+# params that change a training stage's outputs but not its trajectory (DVC re-runs the stage; it resumes)
+OUTPUT_KEYS = ("train.fused_adam", "train.ema_foreach", "train.compile", "train.store", "train.val_list",
+               "train.val_images", "train.val_crop", "train.precise_bn", "degrade.kernel")
+
+
+def trajectory(stage_cfg: Mapping[str, Any], common: Mapping[str, Any], scale: int) -> dict[str, Any]:
+    """The settings that shape a stage's weights (module docstring), as plain values."""
+    resumable = RESUMABLE_KEYS if stage_cfg.get("schedule", "multistep") == "multistep" else RESUMABLE_KEYS[1:]
+    return {"stage": {k: v for k, v in stage_cfg.items() if k not in resumable},
+            "train": {k: common[k] for k in TRAIN_KEYS}, "scale": scale}
+
+
+def _digest(blob: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def trajectory_key(params: Mapping[str, Any], section: str) -> str:
+    """The trajectory of ``params``' training section ``section`` as 16 hex digits (the remote's checkpoint folder)."""
+    return _digest(trajectory(params[section], params["train"], params["scale"]))
+
+
+def config_hash(stage_cfg: Mapping[str, Any], common: Mapping[str, Any], scale: int,
+                inputs: Mapping[str, str] | None = None) -> str:
+    """The trajectory and, in ``inputs``, the content of what the stage reads (:func:`input_digests`), so that a
+    checkpoint made from another PSNR parent or other training photographs under the same paths is never resumed."""
+    return _digest({**trajectory(stage_cfg, common, scale), "inputs": dict(inputs or {})})
+
+
+def input_digests(stage_cfg: Mapping[str, Any], common: Mapping[str, Any], scale: int) -> dict[str, str]:
+    """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest) and the
+    ``init_from`` generator file. A missing input digests as 'missing' (opening it later gives the actionable error)."""
+    from srgan_lib.imageio import file_sha256
+    from srgan_lib.training.store import fingerprint
+
+    try:
+        data = fingerprint(common["train_list"], Path(common["lr_dir"]) / f"X{scale}", scale)
+    except OSError:
+        data = "missing"
+    init = stage_cfg["init_from"]
+    if init == "none":
+        parent = "none"
+    elif Path(init).is_file():
+        parent = file_sha256(init)
+    else:
+        parent = "missing"
+    return {"data": data, "init_from": parent}
+
+
+def dvc_params(section: str = "${key}") -> list[str]:
+    """The params list of a training stage in ``dvc.yaml``: its trajectory and its output-only keys."""
+    return ["scale", *(f"train.{k}" for k in TRAIN_KEYS), *OUTPUT_KEYS, section]
