@@ -33,9 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from srgan_lib.config import COMPILE_MODES, apply_overrides, read_params, validate
+from srgan_lib.config import COMPILE_MODES, validate
 from srgan_lib.models import to_unit
-from srgan_lib.training.engine import Dist, Trainer
+from srgan_lib.paramfile import apply_overrides, read_params
+from srgan_lib.training.distributed import Dist
+from srgan_lib.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("srresnet", "srgan", "rrdbnet", "esrgan")

@@ -16,8 +16,6 @@ An object the remote should hold but does not is a clear error naming the stage 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import re
@@ -31,6 +29,7 @@ from typing import Any
 from srgan_lib import UserError
 from srgan_lib.config import load_params
 from srgan_lib.pipeline import PipelineError, dvc_command, run_dvc, tool, trained_section
+from srgan_lib.training.trajectory import trajectory_key
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "srgan-checkpoints"  # the folder of the remote that holds training checkpoints (beside files/ and runs/)
@@ -64,14 +63,6 @@ def training_run_dir(stage: str, cwd: str | Path = ".") -> tuple[Path, dict[str,
     return Path(cwd) / params["train"]["out"] / name, params
 
 
-def checkpoint_key(stage: str, params: Mapping[str, Any]) -> str:
-    """Which run a training stage's checkpoints belong to: a hash of the values that shape its trajectory (its own
-    section, ``train``, ``scale``, ``degrade``), so two experiments sharing a remote never see each other's."""
-    name = trained_section(stage) or stage
-    shaping = {k: params.get(k) for k in (name, "train", "scale", "degrade")}
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 @dataclass
 class CheckpointMirror:
     """Keeps ``<remote>/srgan-checkpoints/<stage>/<key>/`` equal to the local ``checkpoints/`` folder of a
@@ -94,7 +85,7 @@ class CheckpointMirror:
 
         with Repo(str(cwd)) as repo:
             target = repo.cloud.get_remote(remote, "srgan checkpoint exchange")
-        where = target.fs.join(target.path, CHECKPOINTS, stage, checkpoint_key(stage, params))
+        where = target.fs.join(target.path, CHECKPOINTS, stage, trajectory_key(params, trained_section(stage) or stage))
         return cls(target.fs, where, run_dir / "checkpoints")
 
     def _remote(self) -> dict[str, int]:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 
-from srgan_lib.imageio import atomic_path
 from srgan_lib.models import load_generator_state
-from srgan_lib.weights import save_generator_safetensors
+from srgan_lib.weights import save_generator_safetensors, save_torch
 
 
 class ArchitectureMismatch(ValueError):
@@ -57,7 +56,6 @@ def interpolate_files(psnr_path: str | Path, gan_path: str | Path, alphas: Seque
         if fmt == "safetensors":
             save_generator_safetensors(checkpoint, path)
         else:
-            with atomic_path(path) as tmp:
-                torch.save({**checkpoint, "alpha": alpha}, tmp)
+            save_torch({**checkpoint, "alpha": alpha}, path)
         paths.append(path)
     return paths

@@ -1,6 +1,6 @@
-"""Reading weight files safely: every weight file the project reads goes through :func:`load_weights`, which never
-runs code from the file (``torch.load(weights_only=True)``, or safetensors, which holds tensors only) and says in our
-words what was refused and what to do.
+"""Reading weight files safely, writing them reproducibly (:func:`save_torch`). Every weight file the project reads
+goes through :func:`load_weights`, which never runs code from the file (``torch.load(weights_only=True)``, or
+safetensors, which holds tensors only) and says in our words what was refused and what to do.
 
 A ``.safetensors`` generator file (recognised by its content, whatever its name) holds one flat state dict (what
 spandrel, chaiNNer and Real-ESRGAN's tools read) and, when this project wrote it, the checkpoint's ``meta`` record
@@ -61,6 +61,15 @@ def _load_safetensors(path: Path, what: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         raise DamagedCheckpoint(f"{what} '{path}': its '{SAFETENSORS_META}' metadata is not JSON") from None
     return {metadata.get(SAFETENSORS_WEIGHTS, "params"): tensors, "meta": meta}
+
+
+def save_torch(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` of plain containers and tensors to ``path``, atomically and byte-reproducibly: written through a
+    file object, so the zip archive's record folder is torch's fixed ``archive`` rather than the temporary file's
+    random name (which made two identical checkpoints differ byte-wise between clones)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def save_generator_safetensors(checkpoint: dict[str, Any], path: str | Path, *, prefer_ema: bool = True) -> str:

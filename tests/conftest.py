@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from srgan_lib.config import apply_overrides, validate
+from srgan_lib.config import validate
 from srgan_lib.data.degrade import degrade, sources_from_list
 from srgan_lib.data.embedded import write_embedded
 from srgan_lib.data.lists import build_lists
+from srgan_lib.paramfile import apply_overrides
 from srgan_lib.training.store import build_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ import sys
 import torch
 
 from srgan_lib import cli
-from srgan_lib.training import engine
+from srgan_lib.training import trainer
 
 if os.environ.get("RANK") == "1":
-    original = engine.Trainer.step
+    original = trainer.Trainer.step
 
     def step(self, lr_u8, hr_u8):  # type: ignore[no-untyped-def]
         self.injected_calls = getattr(self, "injected_calls", 0) + 1
@@ -20,7 +20,7 @@ if os.environ.get("RANK") == "1":
             self.pixel = lambda sr, hr: sr.sum() * torch.tensor(float("nan"))
         return original(self, lr_u8, hr_u8)
 
-    engine.Trainer.step = step  # type: ignore[method-assign]
+    trainer.Trainer.step = step  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(cli.main(sys.argv[1:]))

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from dvc.fs import LocalFileSystem
 
-from pipelines.exchange import CheckpointMirror, checkpoint_key
+from pipelines.exchange import CheckpointMirror
 from pipelines.flows import TRAIN_ESRGAN, TRAIN_SRGAN, pool_of
+from srgan_lib.config import load_params
+from srgan_lib.training.trajectory import trajectory_key
+from tests.conftest import REPO
 
 
 def _ckpt(folder: Path, iteration: int, payload: bytes = b"x") -> Path:
@@ -54,14 +57,24 @@ def test_mirror_keeps_pushing_while_the_block_runs(tmp_path):
     assert (remote / "iter_00000006.pt").exists()  # the final push at the end of the block
 
 
-def test_checkpoint_key_follows_the_parameters_that_shape_the_run():
-    params = {"rrdbnet": {"iterations": 10}, "train": {"seed": 0}, "scale": 4, "degrade": {"kernel": "matlab"},
-              "esrgan": {"iterations": 5}, "report": {"out": "x"}}
-    key = checkpoint_key("train_psnr@rrdbnet", params)
-    assert key == checkpoint_key("train_psnr@rrdbnet", {**params, "esrgan": {"iterations": 6}, "report": {}})
-    assert key != checkpoint_key("train_psnr@rrdbnet", {**params, "rrdbnet": {"iterations": 11}})
-    assert key != checkpoint_key("train_psnr@rrdbnet", {**params, "train": {"seed": 1}})
-    assert key != checkpoint_key("train_gan@esrgan", params)
+def test_the_remote_keys_checkpoints_by_the_training_trajectory():
+    """The remote's checkpoint folder is the stage's trajectory key (srgan_lib.training.trajectory), the definition
+    resume uses: the same for a resumable or output-only change, another for a change that shapes the weights."""
+    import copy
+
+    params = load_params(REPO / "params.yaml", folders=False)
+    key = trajectory_key(params, "rrdbnet")
+    changed = copy.deepcopy(params)
+    changed["esrgan"]["lr"] = 1.0  # another stage
+    changed["rrdbnet"]["log_every"] = 7  # resumable
+    changed["train"]["fused_adam"] = not params["train"]["fused_adam"]  # output-only (a speed lever)
+    changed["report"]["crop"] = 64
+    assert trajectory_key(changed, "rrdbnet") == key
+    for section, k, v in (("rrdbnet", "lr", 1.0), ("train", "seed", 1), ("train", "amp", "none")):
+        other = copy.deepcopy(params)
+        other[section][k] = v
+        assert trajectory_key(other, "rrdbnet") != key, (section, k)
+    assert trajectory_key(params, "esrgan") != key
 
 
 @pytest.mark.parametrize("stages", [TRAIN_SRGAN, TRAIN_ESRGAN])

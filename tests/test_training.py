@@ -16,10 +16,12 @@ import pytest
 import torch
 import yaml
 
-from srgan_lib.config import ParamsError, apply_overrides, load_params, validate
+from srgan_lib.config import load_params, validate
 from srgan_lib.models import build_model, load_generator_state
+from srgan_lib.paramfile import ParamsError, apply_overrides
+from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training.checkpoint import list_checkpoints
-from srgan_lib.training.engine import NonFiniteLoss, ResumeError, train_stage
+from srgan_lib.training.stage import ResumeError, train_stage
 from tests.conftest import BENCHMARKS, REPO, SRGAN, TINY, micro_overrides, micro_params, run_cli
 
 STAGES = ("srresnet", "srgan", "rrdbnet", "esrgan")
@@ -65,7 +67,8 @@ def test_gan_stage_starts_from_the_psnr_checkpoint_via_cli(micro_data, tmp_path)
     sets.remove("srgan.init_from=none")
     # before any GAN update, the generator holds exactly the PSNR stage's EMA weights
     params = validate(apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), sets))
-    from srgan_lib.training.engine import Dist, Trainer
+    from srgan_lib.training.distributed import Dist
+    from srgan_lib.training.trainer import Trainer
 
     trainer = Trainer("srgan", params, torch.device("cpu"), Dist())
     for k, v in generator(psnr_ckpt, "params_ema").items():
@@ -346,7 +349,8 @@ def test_embedded_profile_psnr_stage_learns(embedded_data, tmp_path):
     from srgan_lib.metrics.psnr_ssim import psnr
     from srgan_lib.models import load_generator
     from srgan_lib.resize import upsample
-    from srgan_lib.training.engine import Dist, Trainer
+    from srgan_lib.training.distributed import Dist
+    from srgan_lib.training.trainer import Trainer
     from srgan_lib.training.validation import Validator
 
     d = embedded_data
@@ -403,7 +407,8 @@ def test_rerunning_a_finished_stage_adds_nothing(micro_data, tmp_path, monkeypat
 def test_ddp_on_cpu_refuses_batchnorm_networks_instead_of_training_on_per_process_statistics(micro_data, tmp_path,
                                                                                               stage):
     from srgan_lib.training import TrainingError
-    from srgan_lib.training.engine import Dist, Trainer
+    from srgan_lib.training.distributed import Dist
+    from srgan_lib.training.trainer import Trainer
 
     params = micro_params(micro_data, tmp_path, stage)
     with pytest.raises(TrainingError, match=r"BatchNorm.*SyncBatchNorm needs CUDA.*in one process"):
@@ -412,7 +417,7 @@ def test_ddp_on_cpu_refuses_batchnorm_networks_instead_of_training_on_per_proces
 
 
 def test_the_delivered_copy_of_a_syncbatchnorm_network_is_plain_batchnorm():
-    from srgan_lib.training.engine import _plain_batchnorm
+    from srgan_lib.training.trainer import _plain_batchnorm
 
     net = build_model("srresnet", num_block=1, num_feat=8).train()
     for m in net.modules():

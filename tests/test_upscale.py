@@ -16,7 +16,8 @@ from PIL import Image, ImageCms
 import srgan_lib.tiling as tiling_mod
 from srgan_lib.models import as_generator, build_model, load_generator
 from srgan_lib.tiling import auto_tile, bytes_per_lr_pixel, measure_sides, tile_grid
-from srgan_lib.upscale import Upscaler, upscale_files
+from srgan_lib.upscale import Upscaler
+from srgan_lib.upscale_files import upscale_files
 from tests.conftest import run_cli
 
 

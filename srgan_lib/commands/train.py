@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from srgan_lib.config import load_params
-    from srgan_lib.training.engine import install_sigterm_handler, train_stage
     from srgan_lib.training.loop import SHOWN_TERMS
+    from srgan_lib.training.stage import install_sigterm_handler, train_stage
 
     params = load_params(args.params, args.set or [])
     install_sigterm_handler()

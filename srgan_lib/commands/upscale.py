@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.upscale import DEFAULT_GUARD_DB, Upscaler, upscale_files
+    from srgan_lib.upscale import DEFAULT_GUARD_DB, Upscaler
+    from srgan_lib.upscale_files import upscale_files
 
     if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile must be >= 0 (0: whole image in one pass), got {args.tile}")

@@ -1,6 +1,8 @@
-"""Training: one engine for SRResNet, SRGAN, RRDBNet and ESRGAN (``engine``: the Trainer and ``train_stage``), the
-loop and its callbacks (``loop``), the data sampler (``data``), schedules and EMA (``optim``) and checkpoints
-(``checkpoint``). Importing this package does not import torch."""
+"""Training: one engine for SRResNet, SRGAN, RRDBNet and ESRGAN. ``stage`` runs a stage (``train_stage``: resume
+policy, data, loop, outputs, MLflow); ``trainer`` holds the models, losses, optimisers and the step; ``trajectory``
+defines "the same run"; ``loop`` the loop and its callbacks; ``validation`` the validation metrics; ``distributed``
+torchrun; ``data`` / ``store`` the batches; ``optim`` schedules and EMA; ``checkpoint`` the checkpoint files.
+Importing this package does not import torch."""
 
 
 from srgan_lib import UserError

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srgan_lib.imageio import atomic_path
-from srgan_lib.weights import load_weights
+from srgan_lib.weights import load_weights, save_torch
 
 log = logging.getLogger(__name__)
 FORMAT = "srgan-train-1"
@@ -84,8 +83,7 @@ def _tuples(obj: Any) -> Any:
 def save_checkpoint(run_dir: str | Path, iteration: int, state: dict[str, Any], keep: int) -> Path:
     """Write the checkpoint of ``iteration`` atomically, then delete all but the newest ``keep`` checkpoints."""
     path = checkpoint_path(run_dir, iteration)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "iteration": iteration, **state}, tmp)
+    save_torch({"format": FORMAT, "iteration": iteration, **state}, path)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path

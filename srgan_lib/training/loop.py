@@ -1,6 +1,6 @@
-"""The training loop and what watches it: the loop steps the :class:`~srgan_lib.training.engine.Trainer` and emits
+"""The training loop and what watches it: the loop steps the :class:`~srgan_lib.training.trainer.Trainer` and emits
 events; the progress bar, the history CSV, validation, checkpoints and MLflow are callbacks, one concern each (the way
-DVC's example projects attach trackers to a loop). :func:`srgan_lib.training.engine.train_stage` wires them up.
+DVC's example projects attach trackers to a loop). :func:`srgan_lib.training.stage.train_stage` wires them up.
 
 Events, in order: ``on_start``; per iteration ``on_log`` (every ``log_every``, with the history row) and
 ``on_iteration``; ``on_validation`` (a validation row and its picture) and ``on_checkpoint`` when those happen;
@@ -29,7 +29,8 @@ from srgan_lib.training import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
     from srgan_lib.tracking import Tracker
-    from srgan_lib.training.engine import Dist, Trainer
+    from srgan_lib.training.distributed import Dist
+    from srgan_lib.training.trainer import Trainer
     from srgan_lib.training.validation import Validator
 
 log = logging.getLogger("srgan.train")

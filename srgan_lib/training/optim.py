@@ -29,7 +29,7 @@ def learning_rate(base_lr: float, iteration: int, *, schedule: str, iterations: 
     ``cosine`` (half a cosine from ``base`` to ``lr_min`` at ``iterations``, as BasicSR's CosineAnnealing).
 
     A pure function of the iteration, so a resumed run needs no scheduler state. With ``cosine`` the whole schedule
-    depends on ``iterations``: changing it changes the run (the engine's config hash says so).
+    depends on ``iterations``: changing it changes the run (its trajectory key says so: srgan_lib.training.trajectory).
     """
     if warmup and iteration <= warmup:
         return base_lr * iteration / warmup
