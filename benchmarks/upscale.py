@@ -11,6 +11,13 @@ per input megapixel at x4, the design floors).
     python benchmarks/upscale.py                 # CPU defaults: SRResNet 256x256, RRDBNet 512x512 (~25 min, 2 cores)
     python benchmarks/upscale.py --models rrdbnet --repeats 1 --warmup 0   # the RRDBNet large-tile rows (~10 min)
     python benchmarks/upscale.py --device cuda --size 1024 --tiles 256 512 0 --json benchmarks/results/upscale-h100.json
+
+``--defaults-vs-fixed SIDE`` instead compares ``srgan upscale``'s default tile rule on one SIDExSIDE input against the
+best fixed tile of ``--fixed`` (128 192 256) in the same run, twice: with a cold tile cache, and with the cache
+written by a probe taken while a second process runs the same forward (load), as a later run then finds it. Each
+defaults row gives the upscale alone and the probe's cost separately (~9 min for RRDBNet-23 at 600 on 2 cores):
+
+    python benchmarks/upscale.py --defaults-vs-fixed 600 --json benchmarks/results/upscale-tile-defaults-cpu.json
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -184,6 +193,67 @@ def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device
     return rows
 
 
+LOAD = r"""
+import sys, torch
+from srgan_lib.models import build_model
+torch.manual_seed(0)
+net = build_model("rrdbnet", **({} if sys.argv[1] == "paper" else {"num_block": 1, "num_feat": 8})).eval()
+x = torch.rand(1, 3, 288, 288)
+print("ready", flush=True)
+with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=sys.argv[2] == "bf16"):
+    while True:
+        net(x)
+"""
+
+
+def defaults_vs_fixed(size: int, fixed: list[int], device: torch.device, tiny: bool) -> list[dict]:
+    """``srgan upscale``'s default tile rule against fixed tiles on one input (module docstring): rows of seconds
+    (the upscale alone), the probe's seconds, the tile that ran and why, and the ratio best fixed / this row."""
+    torch.manual_seed(0)
+    options = {"num_block": 1, "num_feat": 8} if tiny else {}
+    gen = as_generator(build_model("rrdbnet", **options).eval())
+    img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    rows: list[dict] = []
+
+    def run(config: str, up: Upscaler) -> None:
+        start = time.perf_counter()
+        up.tile_for(size, size)  # the default rule tunes (or reads the cache) here
+        probe = time.perf_counter() - start
+        start = time.perf_counter()
+        up.upscale_array(img, progress=False)
+        seconds = time.perf_counter() - start
+        rows.append({"config": config, "seconds": seconds, "probe_seconds": probe, "tile": up.tile_for(size, size),
+                     "why": up.describe_tile(), "ran": up.describe_runs()})
+        print(f"  {config:<44} {seconds:8.1f} s  (+ {probe:5.1f} s probe)  {up.describe_tile()}", flush=True)
+
+    for tile in fixed:
+        run(f"fixed tile {tile}", Upscaler(gen, device=device, tile=tile))
+    with tempfile.TemporaryDirectory() as cold:
+        os.environ["SRGAN_CACHE_DIR"] = cold
+        run("defaults, cold cache", Upscaler(gen, device=device))
+    with tempfile.TemporaryDirectory() as loaded:
+        os.environ["SRGAN_CACHE_DIR"] = loaded
+        probe_up = Upscaler(gen, device=device)
+        load = subprocess.Popen([sys.executable, "-c", LOAD, "tiny" if tiny else "paper", probe_up.precision],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert load.stdout is not None and load.stdout.readline().strip() == "ready"
+            start = time.perf_counter()
+            probe_up.tile_for(size, size)
+            print(f"  probe under load: {time.perf_counter() - start:.1f} s -> {probe_up.describe_tile()}", flush=True)
+            under_load = probe_up.describe_tile()
+        finally:
+            load.kill()
+            load.wait()
+        run("defaults, a later run after a probe under load", Upscaler(gen, device=device))
+        rows[-1]["probe_under_load"] = under_load
+    best = min(r["seconds"] for r in rows if r["config"].startswith("fixed"))
+    for r in rows:
+        r["ratio_vs_best_fixed"] = best / r["seconds"]
+        r["ratio_vs_best_fixed_with_probe"] = best / (r["seconds"] + r["probe_seconds"])
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -197,7 +267,26 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--no-peer", action="store_true", help="leave out spandrel (the peer, RRDBNet only)")
+    p.add_argument("--defaults-vs-fixed", type=int, metavar="SIDE",
+                   help="compare the default tile rule with --fixed tiles on one SIDExSIDE input (RRDBNet-23)")
+    p.add_argument("--fixed", type=int, nargs="+", default=[128, 192, 256], help="fixed tiles (default 128 192 256)")
+    p.add_argument("--tiny", action="store_true", help="a 1-block RRDBNet (smoke runs)")
     args = p.parse_args()
+    if args.defaults_vs_fixed:
+        device = torch.device(args.device)
+        print(f"rrdbnet{' (tiny)' if args.tiny else '-23'}, {args.defaults_vs_fixed}x{args.defaults_vs_fixed} input, "
+              f"{device}, {torch.get_num_threads()} threads")
+        rows = defaults_vs_fixed(args.defaults_vs_fixed, args.fixed, device, args.tiny)
+        for r in rows:
+            print(f"{r['config']:<48} ratio vs best fixed {r['ratio_vs_best_fixed']:.2f} "
+                  f"({r['ratio_vs_best_fixed_with_probe']:.2f} with its probe)")
+        if args.json:
+            cpu = platform.processor() or platform.machine()
+            meta = {"device": f"{device} ({torch.get_num_threads()} threads, {cpu})",
+                    "torch": torch.__version__, "command": "python benchmarks/upscale.py " + " ".join(sys.argv[1:])}
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        return
     os.environ.setdefault("SRGAN_CACHE_DIR", tempfile.mkdtemp(prefix="srgan-bench-cache-"))  # tune afresh
     device = torch.device(args.device)
     cuda = device.type == "cuda"

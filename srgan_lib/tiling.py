@@ -6,6 +6,12 @@ for its ``pad`` pixels of context, so the fastest side lies in between and depen
 precision and the threads. :func:`tuned_tile` measures it once on a short probe (random input, one warm-up and one
 timed forward per candidate side, within a time budget) and caches the answer in the user's cache directory, keyed by
 all of those (and the torch version); ``--tile N`` still wins.
+
+A probe can be spoilt by load (another process on the same cores): only a probe that found the fastest side (two larger
+sides in a row slower than the best) or tried every side, with at least :data:`MIN_SIDES` of them, is cached; one cut
+short by its time budget is used for that run only. A cached side is checked in use: when an image's full tiles run
+:data:`STALE_FACTOR` times slower per pixel than the entry recorded, the entry is marked stale and the next image
+measures again (``srgan upscale --retune`` forces it).
 """
 
 from __future__ import annotations
@@ -33,8 +39,14 @@ MAX_AUTO_TILE = {"cpu": 512, "cuda": 2048}
 # Sides the tuner tries (input pixels), smallest first, up to the memory bound and the device's largest.
 TUNE_SIDES = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 MAX_TUNE_TILE = {"cpu": 1024, "cuda": 2048}
-TUNE_BUDGET_S = 30.0  # the probe stops trying larger sides after this much time (a CPU and a 23-block RRDBNet)
-CACHE_VERSION = 1
+# The probe stops trying larger sides after this much time in timed forwards (a CPU and a 23-block RRDBNet); warm-ups
+# (kernel selection for each new shape) are not counted, but everything together stops at TUNE_WALL_S
+TUNE_BUDGET_S = 30.0
+TUNE_WALL_S = 120.0
+TUNE_REPEATS = 2  # timed forwards per side after its warm-up; the fastest counts (load only adds time)
+MIN_SIDES = 3  # fewer measured sides are not cached (unless there were no more to try)
+STALE_FACTOR = 2.0  # full tiles this much slower per pixel than the cache recorded: the entry is re-measured
+CACHE_VERSION = 2  # 2: entries record why the probe stopped; version-1 entries (possibly one-side probes) are ignored
 
 
 def tile_grid(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
@@ -116,68 +128,141 @@ def _read_cache(path: Path) -> dict[str, dict]:
     return data.get("tiles", {}) if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Seconds per input pixel of each measured side, and why the probe stopped: ``slower`` (two sides in a row more
+    than 15 % slower than the best: the fastest was found), ``largest`` (every side up to the bound was tried) or
+    ``budget`` (time ran out: larger sides were never tried)."""
+
+    seconds_per_px: dict[int, float]
+    stopped: str
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether this probe may stand for later runs: it found the fastest side or tried them all, and measured
+        at least :data:`MIN_SIDES` sides unless there were fewer to try."""
+        return self.stopped != "budget" and (len(self.seconds_per_px) >= MIN_SIDES or self.stopped == "largest")
+
+    def describe(self) -> str:
+        n = len(self.seconds_per_px)
+        why = "its time budget" if self.stopped == "budget" else "two slower sides" if self.stopped == "slower" \
+            else "the largest side"
+        return f"probe stopped at {n} side{'s' if n != 1 else ''} ({why})"
+
+
 def measure_sides(forward: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                   memory_format: torch.memory_format, pad: int, largest: int,
-                  budget_s: float = TUNE_BUDGET_S, repeats: int = 3) -> dict[int, float]:
+                  budget_s: float = TUNE_BUDGET_S, repeats: int = TUNE_REPEATS, wall_s: float = TUNE_WALL_S) -> Probe:
     """Seconds per input pixel of one padded tile of each side in :data:`TUNE_SIDES` up to ``largest``: one warm-up
-    and the fastest of ``repeats`` timed forwards of random input each (the minimum: other load only adds time),
-    stopping after ``budget_s`` or two sides in a row slower than the best one by 15 %."""
+    (oneDNN / cuDNN choose kernels for a new shape: not counted against the budget) and the fastest of ``repeats``
+    timed forwards of random input each, stopping after ``budget_s`` of timed forwards (or ``wall_s`` in all), or two
+    sides in a row slower than the best one by 15 %."""
     results: dict[int, float] = {}
-    spent, worse = 0.0, 0
+    spent, worse, stopped, start = 0.0, 0, "largest", time.perf_counter()
 
     def timed(x: torch.Tensor) -> float:
-        start = time.perf_counter()
+        begin = time.perf_counter()
         forward(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+        return time.perf_counter() - begin
 
     for side in (s for s in TUNE_SIDES if s <= largest):
+        if results and (spent > budget_s or time.perf_counter() - start > wall_s):
+            stopped = "budget"
+            break
         x = torch.rand(1, 3, side + 2 * pad, side + 2 * pad, device=device).contiguous(memory_format=memory_format)
-        times = [timed(x) for _ in range(1 + repeats)]  # the first: oneDNN / cuDNN choose kernels for this shape
-        results[side] = min(times[1:]) / side**2
+        timed(x)  # warm-up
+        times = [timed(x) for _ in range(repeats)]
+        results[side] = min(times) / side**2
         spent += sum(times)
         best = min(results.values())
         worse = worse + 1 if results[side] > 1.15 * best else 0
-        if worse >= 2 or spent > budget_s:
+        if worse >= 2:
+            stopped = "slower"
             break
-    return results
+    return Probe(results, stopped)
 
 
 @dataclass(frozen=True)
 class TunedTile:
-    """The measured tile side, and whether larger sides were still getting faster when the probe's time budget ran
-    out (then an image that fits in memory as a whole runs whole: the 23-block RRDBNet on 2 cores stopped at 192
-    while 256x256 ran 10 % faster untiled)."""
+    """The measured tile side; whether larger sides were still getting faster when the probe stopped (then an image
+    that fits in memory as a whole runs whole: the 23-block RRDBNet on 2 cores stopped at 192 while 256x256 ran 10 %
+    faster untiled); where it came from (``reason``, for the summary line); and what a full tile of that side
+    should cost per input pixel (the in-use check, :func:`check_tile_speed`)."""
 
     side: int
     still_faster: bool
+    reason: str = ""
+    key: str = ""
+    seconds_per_px: float = 0.0
+    cached: bool = True
+
+
+def _write_entry(path: Path, key: str, entry: dict | None) -> None:
+    """Set (or with None remove) one entry of the cache file, atomically; a read-only cache is a warning."""
+    try:
+        cache = _read_cache(path)
+        if entry is None:
+            cache.pop(key, None)
+        else:
+            cache[key] = entry
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "tiles": cache}, indent=1), encoding="utf-8")
+    except OSError as exc:  # a read-only home: tune again next time, say why once
+        log.warning("could not write the tuned tile to %s (%s); set SRGAN_CACHE_DIR", path, exc)
 
 
 def tuned_tile(generator: Generator, device: torch.device, precision: str, memory_format: torch.memory_format,
-               pad: int, forward: Callable[[torch.Tensor], torch.Tensor]) -> TunedTile:
-    """The fastest tile side for this network on this device, measured once (:func:`measure_sides`) and cached
-    (:func:`cache_path`); never above the memory bound of the moment."""
+               pad: int, forward: Callable[[torch.Tensor], torch.Tensor], *, retune: bool = False) -> TunedTile:
+    """The fastest tile side for this network on this device: the cache entry (:func:`cache_path`, key
+    :func:`tune_key`) when there is a sound one, else measured (:func:`measure_sides`) and cached if the probe is
+    :attr:`Probe.cacheable`; ``retune`` measures again whatever the cache holds. Never above the memory bound."""
     layout = "channels_last" if memory_format == torch.channels_last else "contiguous"
     key = tune_key(generator, device, precision, layout, pad)
     bound = memory_side(generator, device, pad)
     path = cache_path()
     entry = _read_cache(path).get(key)
-    if entry is None:
-        largest = min(bound, MAX_TUNE_TILE.get(device.type, 2048))
-        log.info("measuring the fastest tile once for %s (cached in %s)", key, path)
-        per_px = measure_sides(forward, device, memory_format, pad, largest)
-        fastest = min(per_px.values())  # the largest side within 5 % of the fastest: fewer tiles, less padding
-        tile = max(side for side, t in per_px.items() if t <= 1.05 * fastest)
-        last = max(per_px)  # the probe stopped early (time budget) while its largest side was still the fastest
-        still = per_px[last] == fastest and last < max((s for s in TUNE_SIDES if s <= largest), default=last)
-        entry = {"tile": tile, "still_faster": still, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "seconds_per_mpx": {str(s): round(v * 1e6, 4) for s, v in per_px.items()}}
-        try:
-            cache = _read_cache(path)
-            cache[key] = entry
-            with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps({"version": CACHE_VERSION, "tiles": cache}, indent=1), encoding="utf-8")
-        except OSError as exc:  # a read-only home: tune again next time, say why once
-            log.warning("could not cache the tuned tile in %s (%s); set SRGAN_CACHE_DIR", path, exc)
-    return TunedTile(min(int(entry["tile"]), bound), bool(entry.get("still_faster", False)))
+    why = "--retune" if retune else "stale: " + entry.get("stale", "") if entry and entry.get("stale") else ""
+    if entry is not None and not why:
+        side = min(int(entry["tile"]), bound)
+        per_px = entry.get("seconds_per_mpx", {}).get(str(entry["tile"]), 0.0) / 1e6
+        return TunedTile(side, bool(entry.get("still_faster", False)), f"tuned {entry['tile']}", key, per_px)
+    largest = min(bound, MAX_TUNE_TILE.get(device.type, 2048))
+    log.info("measuring the fastest tile for %s%s (cache: %s)", key, f" ({why})" if why else "", path)
+    probe = measure_sides(forward, device, memory_format, pad, largest)
+    per_px = probe.seconds_per_px
+    fastest = min(per_px.values())  # the largest side within 5 % of the fastest: fewer tiles, less padding
+    tile = max(side for side, t in per_px.items() if t <= 1.05 * fastest)
+    last = max(per_px)  # the probe stopped early (time budget) while its largest side was still the fastest
+    still = per_px[last] == fastest and last < max((s for s in TUNE_SIDES if s <= largest), default=last)
+    if probe.cacheable:
+        _write_entry(path, key, {"tile": tile, "still_faster": still, "stopped": probe.stopped,
+                                 "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "seconds_per_mpx": {str(s): round(v * 1e6, 4) for s, v in per_px.items()}})
+        reason = f"tuned {tile}" + (f" (re-measured: {why})" if why else "")
+    else:
+        log.warning("the tile probe stopped at %d side(s) (%s): tile %d is used for this run only, not cached; "
+                    "`srgan upscale --retune` measures again", len(per_px), probe.stopped, tile)
+        reason = f"tuned this run only: {probe.describe()}"
+    return TunedTile(min(tile, bound), still, reason, key, per_px[tile], probe.cacheable)
+
+
+def check_tile_speed(tuned: TunedTile, seconds_per_px: float) -> bool:
+    """The in-use check of a cached side: ``seconds_per_px`` measured on an image's full tiles against what the entry
+    recorded. More than :data:`STALE_FACTOR` times slower marks the entry stale (the next image measures again) and
+    returns False; True when the entry holds (or there is nothing to check against)."""
+    if not tuned.cached or not tuned.key or tuned.seconds_per_px <= 0:
+        return True
+    ratio = seconds_per_px / tuned.seconds_per_px
+    if ratio <= STALE_FACTOR:
+        return True
+    path = cache_path()
+    entry = _read_cache(path).get(tuned.key)
+    if entry is not None:
+        entry["stale"] = (f"tiles of {tuned.side} ran {seconds_per_px * 1e6:.3g} s/MP, {ratio:.1f}x the "
+                          f"{tuned.seconds_per_px * 1e6:.3g} s/MP recorded")
+        _write_entry(path, tuned.key, entry)
+    log.warning("tiles of %d ran %.1fx slower per pixel than the tile cache recorded: it is measured again for the "
+                "next image", tuned.side, ratio)
+    return False

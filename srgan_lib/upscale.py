@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from srgan_lib import UserError, telemetry_off
 from srgan_lib.hardware import Levers, resolve_device, resolve_levers
 from srgan_lib.models import Generator, as_generator, load_generator, to_unit
-from srgan_lib.tiling import TUNE_SIDES, auto_tile, tile_grid, tuned_tile
+from srgan_lib.tiling import TUNE_SIDES, auto_tile, check_tile_speed, tile_grid, tuned_tile
 
 log = logging.getLogger(__name__)
 AlphaMethod = Literal["bicubic", "model"]
@@ -56,8 +57,11 @@ class Upscaler:
     ``model`` is a :class:`srgan_lib.models.Generator` (what ``load_generator`` returns), a registered generator
     module, a checkpoint path, or an MLflow registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``);
     ``value_range`` overrides its output range (and is needed for a module that is not a registered generator).
-    ``tile=None`` picks a tile from the free memory, or with ``autotune`` the fastest tile measured on this machine
-    (once, cached: :func:`srgan_lib.tiling.tuned_tile`; ``srgan upscale`` does); ``0`` runs whole images.
+    The tile rule (the same for ``srgan upscale`` and this API): ``tile=N`` wins (``0``: whole images); else the
+    fastest side measured on this machine (once, cached: :func:`srgan_lib.tiling.tuned_tile`; ``retune`` measures
+    again), never above the memory bound, an image within one tile running whole; ``autotune=False`` keeps the
+    memory rule alone (:func:`srgan_lib.tiling.auto_tile`: what the evaluation uses, so that its numbers never
+    depend on a timing).
     ``guard_db`` is the autocast accuracy guard's bound (module docstring; 0 turns the probe off). :attr:`runs`
     counts the images by the precision they actually ran in (``bf16``, ``fp32``, ``fp32 (guard)``: redone after the
     probe failed, ``fp32 (small)``).
@@ -67,7 +71,7 @@ class Upscaler:
                  tile: int | None = None, tile_pad: int = 16, precision: Precision = "auto",
                  alpha: AlphaMethod = "bicubic", prefer_ema: bool = True, tracking_uri: str | None = None,
                  value_range: tuple[float, float] | None = None, channels_last: bool = True,
-                 guard_db: float = DEFAULT_GUARD_DB, autotune: bool = False) -> None:
+                 guard_db: float = DEFAULT_GUARD_DB, autotune: bool = True, retune: bool = False) -> None:
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load_generator(resolve_model_path(str(model), tracking_uri), prefer_ema=prefer_ema)
@@ -80,6 +84,7 @@ class Upscaler:
             raise UpscaleError(f"tile_pad must be >= 0, got {tile_pad}")
         self.tile, self.tile_pad, self.alpha = tile, tile_pad, alpha
         self.autotune, self._tuned = autotune and tile is None, None
+        self.retune, self.tile_notes = retune, []  # what the in-use check found (stale entries), for the summary
         if self.device.type != "cuda" and precision == "fp16":
             raise UpscaleError(f"precision fp16 needs CUDA; on {self.device} use fp32 or bf16")
         if precision == "auto":
@@ -132,12 +137,15 @@ class Upscaler:
         return patch.contiguous(memory_format=self.levers.memory_format), inner
 
     def describe_tile(self) -> str:
-        """The tile rule in force, for summary lines: ``tile 192``, ``tile 192 (tuned)``, ``tile from memory``."""
+        """Which tile ran and why, for summary lines: ``tile 192`` (asked), ``tuned 192`` (the cache),
+        ``tuned this run only: probe stopped at 1 side (its time budget)``, ``whole images``, ``tile from memory``."""
         if self.tile is not None:
             return f"tile {self.tile}" if self.tile else "whole images"
+        notes = "".join(f"; {n}" for n in self.tile_notes)
         if self._tuned is None:
-            return "whole images (none larger than the tuner's smallest tile)" if self.autotune else "tile from memory"
-        return f"tile {self._tuned.side} (tuned" + (", whole images that fit)" if self._tuned.still_faster else ")")
+            return ("whole images (none larger than the tuner's smallest tile)" if self.autotune
+                    else "tile from memory") + notes
+        return self._tuned.reason + (", whole images that fit" if self._tuned.still_faster else "") + notes
 
     def tile_for(self, height: int, width: int) -> int:
         """The tile side for an image: ``tile`` when given, else the tuned side (``autotune``; an image within one
@@ -151,7 +159,8 @@ class Upscaler:
                                                                   self.tile_pad) == 0:
                 return 0  # no larger than the smallest side the tuner tries: nothing to tune (or to wait for)
             self._tuned = tuned_tile(self.generator, self.device, self.precision, self.levers.memory_format,
-                                     self.tile_pad, self._forward)
+                                     self.tile_pad, self._forward, retune=self.retune)
+            self.retune = False
         if self._tuned.still_faster and auto_tile(self.generator, self.device, height, width, self.tile_pad) == 0:
             return 0  # larger tiles were still getting faster, and the whole image fits the memory rule
         return self._tuned.side
@@ -200,9 +209,24 @@ class Upscaler:
         tiles = list(tile_grid(h, w, tile))
         bar = tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=(len(tiles) < 2) if progress is None
                    else not progress)
+        # the in-use check of a cached side, in the precision it was measured in (not an fp32 fallback)
+        check = self._tuned if ran == self.precision and self._tuned is not None and tile == self._tuned.side else None
+        timed: list[float] = []  # seconds per input pixel of interior full tiles after the first (a warm-up)
+        full = (tile + 2 * self.tile_pad) ** 2
         for y0, y1, x0, x1 in bar:
             patch, (a, b, c, d) = self._patch(image, peak, y0, y1, x0, x1)
-            y = self._forward(patch, autocast)[0, :, a:b, c:d].permute(1, 2, 0)
+            start = time.perf_counter()
+            y = self._forward(patch, autocast)
+            if check is not None and patch.shape[-2] * patch.shape[-1] == full:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                timed.append((time.perf_counter() - start) / tile**2)
+                if len(timed) == 3:  # the first is a warm-up; the faster of the next two counts
+                    if not check_tile_speed(check, min(timed[1:])):
+                        self.tile_notes.append(f"the cached tile {tile} ran slow: measured again for the next image")
+                        self._tuned = None
+                    check = None
+            y = y[0, :, a:b, c:d].permute(1, 2, 0)
             if peak != 1.0:
                 y = y.mul_(peak).round_()
             out[y0 * s:y1 * s, x0 * s:x1 * s] = y.cpu().numpy().astype(image.dtype, copy=False)

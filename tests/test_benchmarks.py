@@ -81,3 +81,12 @@ def test_runtimes_benchmark_compares_eager_ours_and_onnx_runtime(tmp_path):
     onnx = next(r for c, r in rows.items() if c.startswith("ONNX Runtime"))
     assert onnx["psnr_vs_fp32"] == "identical" or onnx["psnr_vs_fp32"] > 60  # the same network in fp32
     assert any(c.startswith("OpenVINO") for c in rows)  # measured, or named as not installed
+
+
+def test_upscale_benchmark_compares_the_default_tile_rule_with_fixed_tiles(tmp_path):
+    _run("upscale.py", "--defaults-vs-fixed", "96", "--fixed", "32", "48", "--tiny", "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["config"] for r in rows] == ["fixed tile 32", "fixed tile 48", "defaults, cold cache",
+                                           "defaults, a later run after a probe under load"]
+    assert all(r["seconds"] > 0 and r["ratio_vs_best_fixed"] > 0 for r in rows)
+    assert rows[0]["tile"] == 32 and rows[2]["why"].startswith(("tuned", "whole")) and "probe_under_load" in rows[3]

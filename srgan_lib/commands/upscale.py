@@ -22,9 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     add_model_source(p)
     p.add_argument("--tile", type=int, default=None,
-                   help="tile size in input pixels (default: the fastest side for this model, device, precision "
-                   "and threads, measured once in under a minute and cached in ~/.cache/srgan/tiles.json, "
-                   "$SRGAN_CACHE_DIR; never above a quarter of the free memory; 0: whole image in one pass)")
+                   help="tile size in input pixels (default: the fastest side measured once for this network, "
+                   "device, precision, memory format, threads, padding and torch version - the cache key - and kept "
+                   "in $SRGAN_CACHE_DIR/tiles.json, else ~/.cache/srgan/tiles.json; a probe cut short by its time "
+                   "budget is used for that run only, and a cached side whose tiles run 2x slower than recorded is "
+                   "measured again; never above a quarter of the free memory; 0: whole image in one pass)")
+    p.add_argument("--retune", action="store_true",
+                   help="measure the fastest tile again and rewrite its cache entry (after a hardware or load change)")
     p.add_argument("--tile-pad", type=int, default=16, help="context around each tile, input pixels (default 16)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--guard-db must be >= 0 (0: no probe), got {args.guard_db}")
     up = Upscaler(args.model, device=args.device, tile=args.tile, tile_pad=args.tile_pad, precision=args.precision,
                   alpha=args.alpha, prefer_ema=not args.no_ema, tracking_uri=args.tracking_uri,
-                  guard_db=DEFAULT_GUARD_DB if args.guard_db is None else args.guard_db, autotune=True)
+                  guard_db=DEFAULT_GUARD_DB if args.guard_db is None else args.guard_db, retune=args.retune)
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
     s = upscale_files(up, args.inputs, args.out, fmt=args.format, quality=args.quality, suffix=args.suffix,
                       existing=existing, max_pixels=args.max_pixels)
