@@ -7,11 +7,11 @@ precision and the threads. :func:`tuned_tile` measures it once on a short probe 
 timed forward per candidate side, within a time budget) and caches the answer in the user's cache directory, keyed by
 all of those (and the torch version); ``--tile N`` still wins.
 
-A probe can be spoilt by load (another process on the same cores): only a probe that found the fastest side (two larger
-sides in a row slower than the best) or tried every side, with at least :data:`MIN_SIDES` of them, is cached; one cut
-short by its time budget is used for that run only. A cached side is checked in use: when an image's full tiles run
-:data:`STALE_FACTOR` times slower per pixel than the entry recorded, the entry is marked stale and the next image
-measures again (``srgan upscale --retune`` forces it).
+A probe can be spoilt by load (another process on the same cores): only a probe of at least :data:`MIN_SIDES` sides
+that found the fastest side (larger sides ran slower) or tried every side is cached; one cut short by its time budget
+while larger sides were still getting faster is used for that run only. A cached side is checked in use: when an
+image's full tiles run :data:`STALE_FACTOR` times slower per pixel than the entry recorded, the entry is marked stale
+and the next image measures again (``srgan upscale --retune`` forces it).
 """
 
 from __future__ import annotations
@@ -138,10 +138,21 @@ class Probe:
     stopped: str
 
     @property
+    def turned(self) -> bool:
+        """Whether a side larger than the fastest was measured and ran slower (by more than the 5 % the choice
+        tolerates): the probe saw the minimum of the curve, whatever stopped it."""
+        per_px = self.seconds_per_px
+        return bool(per_px) and per_px[max(per_px)] > 1.05 * min(per_px.values())
+
+    @property
     def cacheable(self) -> bool:
-        """Whether this probe may stand for later runs: it found the fastest side or tried them all, and measured
-        at least :data:`MIN_SIDES` sides unless there were fewer to try."""
-        return self.stopped != "budget" and (len(self.seconds_per_px) >= MIN_SIDES or self.stopped == "largest")
+        """Whether this probe may stand for later runs: at least :data:`MIN_SIDES` sides (unless there were no more
+        to try), and it found the fastest side (two slower sides, or the budget after the curve turned) or tried
+        them all. A budget stop while larger sides were still getting faster (a busy machine: one slow side) is
+        used for its run only."""
+        if len(self.seconds_per_px) < MIN_SIDES:
+            return self.stopped == "largest"
+        return self.stopped != "budget" or self.turned
 
     def describe(self) -> str:
         n = len(self.seconds_per_px)

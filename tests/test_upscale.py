@@ -555,3 +555,14 @@ def test_a_probe_cut_short_while_larger_tiles_got_faster_lets_images_that_fit_ru
     assert up.describe_tile() == ("tuned this run only: probe stopped at 2 sides (its time budget), whole images "
                                   "that fit")
     assert not (tile_cache / "cut-short" / "tiles.json").exists()
+
+
+def test_a_probe_stopped_by_its_budget_after_the_curve_turned_is_cached():
+    """The 23-block RRDBNet on 2 cores: six sides in 30 s, the fastest (192) followed by slower ones: the minimum was
+    seen, so the entry stands for later runs; the same probe stopped while still getting faster does not."""
+    turned = tiling_mod.Probe({64: 3.0, 96: 2.0, 128: 1.5, 192: 1.0, 256: 1.1, 384: 1.3}, "budget")
+    assert turned.turned and turned.cacheable
+    rising = tiling_mod.Probe({64: 3.0, 96: 2.0, 128: 1.5, 192: 1.0}, "budget")
+    assert not rising.turned and not rising.cacheable
+    assert not tiling_mod.Probe({64: 3.0, 96: 4.0}, "slower").cacheable  # two sides: too few
+    assert tiling_mod.Probe({64: 3.0, 96: 2.0}, "largest").cacheable  # there were no more to try
