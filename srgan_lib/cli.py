@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from srgan_lib import __version__
 from srgan_lib.commands._entry import execute
 
-# group -> (its one-line help, {name: (module under srgan_lib.commands, one-line help)}); "" holds the plain commands
+# The command table, the one place a command's name, module and one-line help are written: GROUPS holds the help of
+# each two-word group (srgan data ..., srgan metrics ...), COMMANDS maps each command's words to (its module under
+# srgan_lib.commands, its one-line help)
 GROUPS: dict[str, str] = {
     "data": "data stages: embedded default set, lists, LR generation, training store",
     "metrics": "measure images: NIQE, PSNR/SSIM",

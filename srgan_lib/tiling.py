@@ -154,6 +154,13 @@ class Probe:
             return self.stopped == "largest"
         return self.stopped != "budget" or self.turned
 
+    @property
+    def still_faster(self) -> bool:
+        """Whether the time budget stopped the probe while its largest side was the fastest (larger sides untried:
+        an image that fits in memory then runs whole)."""
+        per_px = self.seconds_per_px
+        return self.stopped == "budget" and bool(per_px) and per_px[max(per_px)] == min(per_px.values())
+
     def describe(self) -> str:
         n = len(self.seconds_per_px)
         why = "its time budget" if self.stopped == "budget" else "two slower sides" if self.stopped == "slower" \
@@ -245,8 +252,7 @@ def tuned_tile(generator: Generator, device: torch.device, precision: str, memor
     per_px = probe.seconds_per_px
     fastest = min(per_px.values())  # the largest side within 5 % of the fastest: fewer tiles, less padding
     tile = max(side for side, t in per_px.items() if t <= 1.05 * fastest)
-    last = max(per_px)  # the probe stopped early (time budget) while its largest side was still the fastest
-    still = per_px[last] == fastest and last < max((s for s in TUNE_SIDES if s <= largest), default=last)
+    still = probe.still_faster
     if probe.cacheable:
         _write_entry(path, key, {"tile": tile, "still_faster": still, "stopped": probe.stopped,
                                  "measured": time.strftime("%Y-%m-%d %H:%M:%S"),

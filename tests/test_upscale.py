@@ -561,8 +561,9 @@ def test_a_probe_stopped_by_its_budget_after_the_curve_turned_is_cached():
     """The 23-block RRDBNet on 2 cores: six sides in 30 s, the fastest (192) followed by slower ones: the minimum was
     seen, so the entry stands for later runs; the same probe stopped while still getting faster does not."""
     turned = tiling_mod.Probe({64: 3.0, 96: 2.0, 128: 1.5, 192: 1.0, 256: 1.1, 384: 1.3}, "budget")
-    assert turned.turned and turned.cacheable
+    assert turned.turned and turned.cacheable and not turned.still_faster
     rising = tiling_mod.Probe({64: 3.0, 96: 2.0, 128: 1.5, 192: 1.0}, "budget")
-    assert not rising.turned and not rising.cacheable
+    assert not rising.turned and not rising.cacheable and rising.still_faster
+    assert not tiling_mod.Probe({64: 3.0, 96: 2.0, 128: 1.5, 192: 1.0}, "largest").still_faster  # none left to try
     assert not tiling_mod.Probe({64: 3.0, 96: 4.0}, "slower").cacheable  # two sides: too few
     assert tiling_mod.Probe({64: 3.0, 96: 2.0}, "largest").cacheable  # there were no more to try
