@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from srgan_lib.config import COMPILE_MODES, validate
+from srgan_lib.config import validate
 from srgan_lib.models import to_unit
 from srgan_lib.paramfile import apply_overrides, read_params
+from srgan_lib.settings.training import COMPILE_MODES
 from srgan_lib.training.distributed import Dist
 from srgan_lib.training.trainer import Trainer
 
@@ -69,11 +70,11 @@ class ReferenceStep:
             self.vgg = copy.deepcopy(extractor).to(memory_format=torch.contiguous_format)
             for p in self.vgg.parameters():
                 p.requires_grad_(False)
-        betas = tuple(cfg["betas"])
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg["lr"], betas=betas, foreach=False)
-        self.opt_d = (torch.optim.Adam(self.d.parameters(), lr=cfg["d_lr"], betas=betas, foreach=False)
+        betas = tuple(cfg.betas)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=betas, foreach=False)
+        self.opt_d = (torch.optim.Adam(self.d.parameters(), lr=cfg.d_lr, betas=betas, foreach=False)
                       if self.d is not None else None)
-        self.ema = [p.detach().clone() for p in self.g.parameters()] if cfg["ema_decay"] > 0 else None
+        self.ema = [p.detach().clone() for p in self.g.parameters()] if cfg.ema_decay > 0 else None
 
     def __call__(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> float:
         cfg = self.cfg
@@ -82,7 +83,7 @@ class ReferenceStep:
         lo, hi = self.out_range
         hr = hr01 * (hi - lo) + lo
         sr = self.g(lr)
-        gan = cfg["gan"]["type"]
+        gan = cfg.gan.type
         if self.d is not None and gan != "none":
             self.opt_d.zero_grad()
             real, fake = self.d(hr), self.d(sr.detach())
@@ -96,15 +97,15 @@ class ReferenceStep:
             self.opt_d.step()
         self.opt_g.zero_grad()
         loss = torch.zeros((), device=self.device)
-        if cfg["pixel"]["type"] != "none":
-            fn = F.mse_loss if cfg["pixel"]["type"] == "mse" else F.l1_loss
-            loss = loss + cfg["pixel"]["weight"] * fn(sr, hr)
+        if cfg.pixel.type != "none":
+            fn = F.mse_loss if cfg.pixel.type == "mse" else F.l1_loss
+            loss = loss + cfg.pixel.weight * fn(sr, hr)
         if self.vgg is not None:
-            s = cfg["perceptual"]["feature_scale"]
+            s = cfg.perceptual.feature_scale
             with torch.no_grad():
                 target = self.vgg(hr01)
-            fn = F.mse_loss if cfg["perceptual"]["type"] == "mse" else F.l1_loss
-            loss = loss + cfg["perceptual"]["weight"] * fn(s * self.vgg(to_unit(sr, self.out_range)), s * target)
+            fn = F.mse_loss if cfg.perceptual.type == "mse" else F.l1_loss
+            loss = loss + cfg.perceptual.weight * fn(s * self.vgg(to_unit(sr, self.out_range)), s * target)
         if self.d is not None and gan != "none":
             fake = self.d(sr)
             if gan == "vanilla":
@@ -113,11 +114,11 @@ class ReferenceStep:
                 real = self.d(hr).detach()
                 adv = (F.binary_cross_entropy_with_logits(real - fake.mean(), torch.zeros_like(real))
                        + F.binary_cross_entropy_with_logits(fake - real.mean(), torch.ones_like(fake)))
-            loss = loss + cfg["gan"]["weight"] * adv
+            loss = loss + cfg.gan.weight * adv
         loss.backward()
         self.opt_g.step()
         if self.ema is not None:
-            decay = cfg["ema_decay"]
+            decay = cfg.ema_decay
             with torch.no_grad():
                 for e, p in zip(self.ema, self.g.parameters(), strict=True):
                     e.mul_(decay).add_(p, alpha=1 - decay)
@@ -133,10 +134,10 @@ def counted_tflop(trainer: Trainer, lr: torch.Tensor, hr: torch.Tensor) -> float
 
 def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mode: str) -> dict:
     params = paper_params(stage, device.type, compile_mode)
-    cfg = params[stage]
+    cfg = params.stage(stage)
     trainer = Trainer(stage, params, device, Dist())
     reference = ReferenceStep(trainer)
-    batch, hr_size = cfg["batch_size"], cfg["hr_size"]
+    batch, hr_size = cfg.batch_size, cfg.hr_size
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.randint(0, 256, (batch, 3, hr_size // 4, hr_size // 4), dtype=torch.uint8, generator=gen),
                 torch.randint(0, 256, (batch, 3, hr_size, hr_size), dtype=torch.uint8, generator=gen))

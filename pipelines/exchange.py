@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from srgan_lib import UserError
-from srgan_lib.config import load_params
+from srgan_lib.config import TRAIN_STAGES, Params, load_params
 from srgan_lib.pipeline import PipelineError, dvc_command, run_dvc, tool, trained_section
 from srgan_lib.training.trajectory import trajectory_key
 
@@ -52,15 +52,15 @@ def default_remote(cwd: str | Path = ".") -> str | None:
     return name if out.returncode == 0 and name and "No default remote" not in name else None
 
 
-def training_run_dir(stage: str, cwd: str | Path = ".") -> tuple[Path, dict[str, Any]] | None:
+def training_run_dir(stage: str, cwd: str | Path = ".") -> tuple[Path, Params] | None:
     """``runs/<name>`` and the stage's params for a training stage (``train_gan@<name>``); None for any other stage."""
     name = trained_section(stage)
     if name is None:
         return None
     params = load_params(Path(cwd) / "params.yaml")
-    if name not in params:
+    if name not in TRAIN_STAGES:
         return None
-    return Path(cwd) / params["train"]["out"] / name, params
+    return Path(cwd) / params.train.out / name, params
 
 
 @dataclass

@@ -306,12 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             os.chdir(root)
             params = load_params("params.yaml")
-            uri = resolve_uri(params["tracking"]["uri"])
+            uri = resolve_uri(params.tracking.uri)
             if uri is None:
                 raise ServiceError("tracking.uri is 'none' in params.yaml: there is no store to show")
             port = args.port or 5000
             print(f"MLflow UI: http://{HOST}:{port}  (store {uri}; Ctrl-C stops it)\n"
-                  f"  the runs: {runs_url(uri, params['tracking']['experiment'], port)}\n"
+                  f"  the runs: {runs_url(uri, params.tracking.experiment, port)}\n"
                   f"  the registered generators: http://{HOST}:{port}/#/models", flush=True)
             return subprocess.call(mlflow_ui_command(uri, port), env=mlflow_env())
     except ServiceError as exc:

@@ -83,13 +83,13 @@ def pipeline_run(name: str, overrides: Sequence[str] = (), *, params_path: str |
     """Validate ``params.yaml`` (+ overrides) before anything runs, then hold a parent MLflow run that every stage
     run nests under. The run ends FINISHED, FAILED, or KILLED (Ctrl-C / cancellation)."""
     params = load_params(params_path, overrides)
-    uri = tracking.resolve_uri(params["tracking"]["uri"])
+    uri = tracking.resolve_uri(params.tracking.uri)
     how = (f"`dvc exp run --temp` with {' '.join(overrides)} (params.yaml untouched)" if overrides else
            "`dvc repro` of dvc.yaml with params.yaml")
     description = (f"Pipeline run **{name}**: {how}. Every stage that ran is a nested run: train/<stage> (losses, "
                    "validation images), evaluate/<model> (Set5/Set14 metrics, per-image table), report, and the "
                    "registered generators (srgan-<stage>, alias champion). Stages DVC found up to date did not run.")
-    run_id = tracking.start_pipeline_run(uri, params["tracking"]["experiment"], name, tags={
+    run_id = tracking.start_pipeline_run(uri, params.tracking.experiment, name, tags={
         "git_commit": tracking.git_commit(), "srgan.overrides": " ".join(overrides) or "none", **(tags or {})},
         description=description)
     tracker = tracking.Tracker(uri, "", "", run_id=run_id) if run_id else tracking.Tracker(None, "", "")

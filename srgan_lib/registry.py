@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from srgan_lib import UserError
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Register
 
 Kind = Literal["psnr", "gan"]
 PERCEPTUAL_ORDER: tuple[str, ...] = ("pi", "lpips", "niqe")  # the GAN gate's score, best-founded first
@@ -28,9 +30,9 @@ class GateError(UserError, ValueError):
 class GateRule:
     """``params.yaml`` ``register``: the test set the versions are compared on and the GAN floor."""
 
-    test_set: str = "Set14"
-    psnr_floor: float = 1.5  # GAN versions: PSNR-Y >= baseline PSNR-Y - psnr_floor
-    min_gain: float = 0.0  # the new version must beat the champion by more than this (dB, or score points)
+    test_set: str = default(Register, "set")
+    psnr_floor: float = default(Register, "psnr_floor")  # GAN versions: PSNR-Y >= baseline's - psnr_floor
+    min_gain: float = default(Register, "min_gain")  # the margin over the champion (dB or points)
 
 
 @dataclass(frozen=True)

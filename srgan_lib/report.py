@@ -23,6 +23,8 @@ from srgan_lib.imageio import atomic_path, read_image, write_text
 from srgan_lib.metrics import CONVENTIONS, METRICS, SWEEP, TABLE, format_value
 from srgan_lib.references import PAPER_ROWS
 from srgan_lib.resize import modcrop
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Report
 
 DISPLAY = {"nearest": "Nearest", "bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN", "rrdbnet": "RRDB",
            "esrgan": "ESRGAN"}
@@ -290,7 +292,7 @@ def _sr_image(sr_dir: Path, method: str, set_name: str, image: str) -> np.ndarra
 
 
 def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir: str | Path | None = None,
-                 figure_methods: Sequence[str] = FIGURE_METHODS, crop: int = 96) -> ReportSummary:
+                 figure_methods: Sequence[str] = FIGURE_METHODS, crop: int = default(Report, "crop")) -> ReportSummary:
     """Write the report folder (see the module docstring) from the evaluation results; returns what it wrote."""
     out, figs = Path(out_dir), Path(out_dir) / "figures"
     evals = load_evaluations(*eval_dirs)

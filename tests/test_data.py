@@ -131,7 +131,7 @@ def _params(tmp_path, mutate):
 
 def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert params["scale"] == 4
+    assert params.scale == 4
 
 
 @pytest.mark.parametrize(
@@ -178,26 +178,27 @@ def test_paper_overlay_resolves_to_the_papers_settings():
     raw = read_params(REPO / "configs" / "paper.yaml")
     assert "extends" not in raw
     p = validate(apply_overrides(raw, [f"lists.train=[{BENCHMARKS / 'Set5'}]"]), base=REPO)
-    sr, gan, rr, es = p["srresnet"], p["srgan"], p["rrdbnet"], p["esrgan"]
+    sr, gan, rr, es = p.srresnet, p.srgan, p.rrdbnet, p.esrgan
     for stage in (sr, gan):  # 16 residual blocks of 64 features, batch 16 of 96x96 HR crops, Adam beta1 0.9
-        assert stage["generator_options"] == {"num_block": 16, "num_feat": 64, "zero_init_residual": False}
-        assert (stage["batch_size"], stage["hr_size"], stage["betas"][0], stage["lr"]) == (16, 96, 0.9, 1e-4)
-    assert sr["iterations"] == 10**6 and sr["pixel"]["type"] == "mse" and sr["perceptual"]["type"] == "none"
+        assert stage.generator_options == {"num_block": 16, "num_feat": 64, "zero_init_residual": False}
+        assert (stage.batch_size, stage.hr_size, stage.betas[0], stage.lr) == (16, 96, 0.9, 1e-4)
+    assert sr.iterations == 10**6 and sr.pixel.type == "mse" and sr.perceptual.type == "none"
     # SRGAN: 1e5 updates at 1e-4 then 1e5 at 1e-5; VGG54 MSE rescaled by 1/12.75; adversarial weight 1e-3; no MSE
-    assert (gan["iterations"], gan["milestones"], gan["gamma"]) == (2 * 10**5, [10**5], 0.1)
-    assert gan["perceptual"]["layer"] == "relu5_4" and gan["perceptual"]["feature_scale"] == pytest.approx(1 / 12.75)
-    assert gan["gan"] == {"type": "vanilla", "weight": 1e-3} and gan["pixel"]["type"] == "none"
+    assert (gan.iterations, gan.milestones, gan.gamma) == (2 * 10**5, [10**5], 0.1)
+    assert gan.perceptual.layer == "relu5_4" and gan.perceptual.feature_scale == pytest.approx(1 / 12.75)
+    assert gan.gan.model_dump() == {"type": "vanilla", "weight": 1e-3} and gan.pixel.type == "none"
     for stage in (rr, es):  # 23 RRDB, 64 features, growth 32; batch 16 of 128x128 HR crops
-        assert stage["generator_options"] == {"num_block": 23, "num_feat": 64, "num_grow_ch": 32}
-        assert (stage["batch_size"], stage["hr_size"], tuple(stage["betas"])) == (16, 128, (0.9, 0.999))
+        assert stage.generator_options == {"num_block": 23, "num_feat": 64, "num_grow_ch": 32}
+        assert (stage.batch_size, stage.hr_size, tuple(stage.betas)) == (16, 128, (0.9, 0.999))
     # PSNR model: L1, 2e-4 halved every 2e5 updates
-    assert (rr["lr"], rr["gamma"], rr["milestones"], rr["pixel"]["type"]) == (2e-4, 0.5, [2 * 10**5 * k for k in
+    assert (rr.lr, rr.gamma, rr.milestones, rr.pixel.type) == (2e-4, 0.5, [2 * 10**5 * k for k in
                                                                                           (1, 2, 3, 4)], "l1")
     # ESRGAN: 1e-4 halved at 50k, 100k, 200k, 300k; L_G = L_percep(conv5_4, before ReLU) + 5e-3 L_RaGAN + 1e-2 L1
-    assert (es["lr"], es["gamma"], es["milestones"]) == (1e-4, 0.5, [50_000, 100_000, 200_000, 300_000])
-    assert es["perceptual"]["layer"] == "conv5_4" and es["perceptual"]["weight"] == 1.0
-    assert es["gan"] == {"type": "ragan", "weight": 5e-3} and es["pixel"] == {"type": "l1", "weight": 1e-2}
-    assert p["train"]["vgg_weights"] == "imagenet" and es["init_from"] == "models/rrdbnet.pth"
+    assert (es.lr, es.gamma, es.milestones) == (1e-4, 0.5, [50_000, 100_000, 200_000, 300_000])
+    assert es.perceptual.layer == "conv5_4" and es.perceptual.weight == 1.0
+    assert es.gan.model_dump() == {"type": "ragan", "weight": 5e-3}
+    assert es.pixel.model_dump() == {"type": "l1", "weight": 1e-2}
+    assert p.train.vgg_weights == "imagenet" and es.init_from == "models/rrdbnet.pth"
 
 
 def test_overlay_merges_mappings_and_names_bad_chains(tmp_path, capsys, monkeypatch):
@@ -216,7 +217,7 @@ def test_overlay_merges_mappings_and_names_bad_chains(tmp_path, capsys, monkeypa
     monkeypatch.chdir(tmp_path)
     assert cli.main(["params", "show", str(over), "-o", str(base)]) == 0  # the base is read before it is replaced
     assert "resolved ->" in capsys.readouterr().out
-    assert load_params(base)["esrgan"]["gan"]["weight"] == 1e-2 and "extends" not in base.read_text()
+    assert load_params(base).esrgan.gan.weight == 1e-2 and "extends" not in base.read_text()
     over.write_text("extends: ../params.yaml\nesrgan:\n  gan: {wieght: 1.0e-2}\n")
     with pytest.raises(ParamsError, match=r"fast\.yaml: .*'esrgan\.gan\.wieght'"):  # a typo in an overlay is named
         load_params(over)

@@ -11,7 +11,7 @@ from dvc.fs import LocalFileSystem
 
 from pipelines.exchange import CheckpointMirror
 from pipelines.flows import TRAIN_ESRGAN, TRAIN_SRGAN, pool_of
-from srgan_lib.config import load_params
+from srgan_lib.config import load_params, override
 from srgan_lib.training.trajectory import trajectory_key
 from tests.conftest import REPO
 
@@ -60,20 +60,16 @@ def test_mirror_keeps_pushing_while_the_block_runs(tmp_path):
 def test_the_remote_keys_checkpoints_by_the_training_trajectory():
     """The remote's checkpoint folder is the stage's trajectory key (srgan_lib.training.trajectory), the definition
     resume uses: the same for a resumable or output-only change, another for a change that shapes the weights."""
-    import copy
-
     params = load_params(REPO / "params.yaml", folders=False)
     key = trajectory_key(params, "rrdbnet")
-    changed = copy.deepcopy(params)
-    changed["esrgan"]["lr"] = 1.0  # another stage
-    changed["rrdbnet"]["log_every"] = 7  # resumable
-    changed["train"]["fused_adam"] = not params["train"]["fused_adam"]  # output-only (a speed lever)
-    changed["report"]["crop"] = 64
+    changed = override(params, ["esrgan.lr=1.0",  # another stage
+                                "rrdbnet.log_every=7",  # resumable
+                                f"train.fused_adam={not params.train.fused_adam}",  # output-only (a speed lever)
+                                "report.crop=64"])
+    assert (changed.esrgan.lr, changed.rrdbnet.log_every, changed.report.crop) == (1.0, 7, 64)
     assert trajectory_key(changed, "rrdbnet") == key
-    for section, k, v in (("rrdbnet", "lr", 1.0), ("train", "seed", 1), ("train", "amp", "none")):
-        other = copy.deepcopy(params)
-        other[section][k] = v
-        assert trajectory_key(other, "rrdbnet") != key, (section, k)
+    for change in ("rrdbnet.lr=1.0", "train.seed=1", "train.amp=none"):
+        assert trajectory_key(override(params, [change]), "rrdbnet") != key, change
     assert trajectory_key(params, "esrgan") != key
 
 

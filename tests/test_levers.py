@@ -27,8 +27,8 @@ PLAIN = {"train.fused_adam": "false", "train.ema_foreach": "false", "train.compi
 def resolve_levers_forced(params: dict) -> Levers:
     """The levers exactly as params ask, whatever this CPU runs fast (bf16 is emulated on AVX2-only CPUs: slow, but
     its numerics are what is checked here)."""
-    common = params["train"]
-    return Levers("fp32" if common["amp"] == "none" else common["amp"], common["channels_last"])
+    common = params.train
+    return Levers("fp32" if common.amp == "none" else common.amp, common.channels_last)
 
 
 def short_run(micro_data, tmp_path, stage: str, steps: int = 4, **levers: object) -> tuple[list[dict], Trainer]:
@@ -168,8 +168,8 @@ def test_precise_bn_equals_torch_update_bn_and_leaves_training_alone(micro_data,
     g, ema = trainer.final_generators(patches, batches=3)
     assert all(torch.equal(before[k], v) for k, v in trainer.ema.model.state_dict().items())  # copies only
     reference = copy.deepcopy(trainer.ema.model)
-    cfg = params["srresnet"]
-    update_bn([patches.batch(cfg["iterations"] + 1 + k, cfg["batch_size"])[0].float() / 255 for k in range(3)],
+    cfg = params.srresnet
+    update_bn([patches.batch(cfg.iterations + 1 + k, cfg.batch_size)[0].float() / 255 for k in range(3)],
               reference)
     for (name, a), b in zip(ema.state_dict().items(), reference.state_dict().values(), strict=True):
         if "running" in name:

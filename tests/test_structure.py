@@ -241,15 +241,21 @@ def test_one_definition_of_the_same_training_run() -> None:
         assert _stages()[name]["params"] == trajectory.dvc_params(), name
     assert exchange.trajectory_key is trajectory.trajectory_key and stage.config_hash is trajectory.config_hash
     assert not set(trajectory.TRAIN_KEYS) & {k.split(".", 1)[1] for k in trajectory.OUTPUT_KEYS}
-    cfg = {"schedule": "cosine", "lr": 1.0, "iterations": 10, "init_from": "none"}
-    common = {k: k for k in trajectory.TRAIN_KEYS}
+    from srgan_lib.config import load_params, override
+
+    params = load_params(ROOT / "params.yaml", folders=False)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())  # the file, read independently of the settings models
+    cfg, common = params.srresnet, params.train
+    assert cfg.schedule == "cosine"
     blob = trajectory.trajectory(cfg, common, 4)
-    assert blob == {"stage": {"schedule": "cosine", "lr": 1.0, "iterations": 10, "init_from": "none"},
-                    "train": common, "scale": 4}  # iterations shape a cosine schedule
-    assert "iterations" not in trajectory.trajectory({**cfg, "schedule": "multistep"}, common, 4)["stage"]
-    params = {"train": {**common, "fused_adam": True}, "scale": 4, "s": cfg}
-    assert trajectory.trajectory_key(params, "s") == trajectory.trajectory_key(
-        {**params, "train": {**common, "fused_adam": False}}, "s")
+    assert blob == {"stage": {k: v for k, v in raw["srresnet"].items() if k not in ("val_every", "ckpt_every",
+                                                                                      "log_every")},
+                    "train": {k: raw["train"][k] for k in trajectory.TRAIN_KEYS}, "scale": 4}  # iterations kept:
+    # they shape a cosine schedule, not a multistep one
+    multistep = override(params, ["srresnet.schedule=multistep"]).srresnet
+    assert "iterations" not in trajectory.trajectory(multistep, common, 4)["stage"]
+    speed = override(params, [f"train.fused_adam={not common.fused_adam}"])
+    assert trajectory.trajectory_key(params, "srresnet") == trajectory.trajectory_key(speed, "srresnet")
     a, b = ({"data": "a"}, {"data": "b"})
     assert trajectory.config_hash(cfg, common, 4, a) != trajectory.config_hash(cfg, common, 4, b)
 
@@ -377,3 +383,26 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--fix"]:
         raise SystemExit("usage: python -m tests.test_structure --fix   (rewrite dvc.yaml's code deps)")
     print("dvc.yaml code deps rewritten for:", ", ".join(fix_dvc_yaml()) or "nothing (already exact)")
+
+
+def test_settings_choices_are_the_registries() -> None:
+    """params.yaml's allowed values are the names the implementations register: a network, criterion, GAN type,
+    kernel or baseline added there is allowed here, one removed there is refused here."""
+    from srgan_lib import evaluation, losses, models, resize
+    from srgan_lib.settings import sections, training
+
+    assert sections.BASELINE_NAMES == tuple(evaluation.BASELINES)
+    assert set(training.GENERATORS) | set(training.DISCRIMINATORS) - {"none"} == set(models.MODELS)
+    assert set(training.GENERATORS) == set(models.OUTPUT_RANGES)
+    assert training.LOSS_TYPES == ("none", *losses.CRITERIA)
+    assert sections.KERNELS == resize.KERNELS
+
+
+def test_no_module_reads_params_as_a_dict() -> None:
+    """Stages read typed settings (params.train.amp), never string keys (params["train"]["amp"]): a typo is then an
+    AttributeError at once, not a KeyError deep in a run."""
+    pattern = re.compile(r"\b(params|cfg|common|stage_cfg)\[[\"'][a-z_]+[\"']\]")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for folder in ("srgan_lib", "pipelines", "benchmarks")
+            for p in sorted((ROOT / folder).rglob("*.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits

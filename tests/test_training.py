@@ -54,7 +54,7 @@ def test_each_recipe_trains_on_cpu_micro_profile(stage, micro_data, tmp_path):
     history = (res.run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 7 and history[0].startswith("iteration,lr,")
     lrs = [float(line.split(",")[1]) for line in history[1:]]
-    gamma = micro_params(micro_data, tmp_path, stage)[stage]["gamma"]
+    gamma = micro_params(micro_data, tmp_path, stage).stage(stage).gamma
     assert lrs[3] == lrs[0] and lrs[4] == pytest.approx(lrs[0] * gamma)  # milestone 4: updates 5+ use lr * gamma
 
 
@@ -224,12 +224,12 @@ def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monke
     assert run.info.status == "FINISHED" and run.info.run_name == "esrgan"
     assert run.data.tags["mlflow.parentRunId"] == parent
     assert run.data.params["esrgan.gan.type"] == "ragan" and float(run.data.params["esrgan.gan.weight"]) == 5e-3
-    assert run.data.params["esrgan.perceptual.layer"] == params["esrgan"]["perceptual"]["layer"]
+    assert run.data.params["esrgan.perceptual.layer"] == params.esrgan.perceptual.layer
     assert run.data.params["scale"] == "4"
     tags = run.data.tags
     from srgan_lib.hardware import resolve_levers
 
-    expected = resolve_levers(torch.device("cpu"), params["train"]["amp"], params["train"]["channels_last"])
+    expected = resolve_levers(torch.device("cpu"), params.train.amp, params.train.channels_last)
     assert (tags["precision"], tags["memory_format"]) == (expected.precision, expected.layout)  # what actually ran
     assert tags["precision_reason"] == (expected.reason or "as requested")
     assert tags["vgg_weights"] == "random" and tags["torch_version"] == torch.__version__
@@ -238,7 +238,7 @@ def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monke
     history = client.get_metric_history(run.info.run_id, "loss_gan_d")
     assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
     lr = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "lr")}
-    base, gamma = params["esrgan"]["lr"], params["esrgan"]["gamma"]  # micro profile: multistep, milestone 4
+    base, gamma = params.esrgan.lr, params.esrgan.gamma  # micro profile: multistep, milestone 4
     assert lr[4] == pytest.approx(base) and lr[5] == pytest.approx(base * gamma)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_psnr_y")] == [3, 6]
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
@@ -311,8 +311,8 @@ def test_paper_configuration_smoke(stage, micro_data, tmp_path):
         f"{stage}.iterations=2", f"{stage}.val_every=0", f"{stage}.init_from=none", f"{stage}.log_every=1",
         "train.precise_bn=2",  # the deliverable's BN statistics: 100 full-size batches would triple the test's time
     ])
-    cfg = params[stage]
-    assert cfg["batch_size"] == 16 and cfg["hr_size"] == (96 if stage.startswith("sr") else 128)
+    cfg = params.stage(stage)
+    assert cfg.batch_size == 16 and cfg.hr_size == (96 if stage.startswith("sr") else 128)
     res = train_stage(params, stage, progress=False)
     assert res.iterations == 2 and all(v == v for v in res.final_losses.values())
     n = sum(v.numel() for k, v in generator(res.model_path).items() if "running" not in k and "num_batches" not in k)
@@ -332,8 +332,8 @@ def embedded_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("embedded")
     params = load_params(REPO / "params.yaml")
     write_embedded(root / "skimage")
-    train = [root / "skimage", *(REPO / p for p in params["lists"]["train"] if p != params["embedded"]["out"])]
-    build_lists(train, {"Set5": BENCHMARKS / "Set5"}, root / "lists", min_size=params["lists"]["min_size"],
+    train = [root / "skimage", *(REPO / p for p in params.lists.train if p != params.embedded.out)]
+    build_lists(train, {"Set5": BENCHMARKS / "Set5"}, root / "lists", min_size=params.lists.min_size,
                 leakage="exact")
     degrade(sources_from_list(root / "lists" / "train.json"), root / "lr" / "X4", scale=4)
     build_store(root / "lists" / "train.json", root / "lr" / "X4", root / "store", scale=4)

@@ -17,6 +17,8 @@ from types import ModuleType
 
 from srgan_lib import UserError, telemetry_off
 from srgan_lib.imageio import write_json
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Tracking
 
 
 class CLIError(UserError):
@@ -45,7 +47,8 @@ def add_tracking(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--tracking-uri", default=None, metavar="URI",
                         help=f"log {what} to this MLflow store (default: $MLFLOW_TRACKING_URI, else no tracking); "
                         "dvc.yaml passes params.yaml's tracking.uri")
-    parser.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+    parser.add_argument("--experiment", default=default(Tracking, "experiment"),
+                        help="MLflow experiment name (default %(default)s)")
 
 
 def add_model_source(parser: argparse.ArgumentParser) -> None:

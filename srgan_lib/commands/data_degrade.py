@@ -8,6 +8,8 @@ import time
 
 from srgan_lib.commands import _entry
 from srgan_lib.resize import KERNELS
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import DEFAULT_SCALE, Degrade
 
 DESCRIPTION = ("Modcrop every HR image to a multiple of the scale and downsample it; MATLAB imresize by default "
                "(bit-exact with the literature's LR_bicubic files), Pillow bicubic with --kernel pil. Incremental: "
@@ -20,8 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--hr", metavar="DIR", help="folder of HR images (recursive)")
     src.add_argument("--list", metavar="FILE", help="a data list written by `srgan data lists`")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the LR PNGs")
-    p.add_argument("--scale", type=int, default=4, help="downsampling factor (default 4)")
-    p.add_argument("--kernel", choices=KERNELS, default="matlab", help="bicubic flavour (default matlab)")
+    p.add_argument("--scale", type=int, default=DEFAULT_SCALE,
+                   help="downsampling factor (default %(default)s)")
+    p.add_argument("--kernel", choices=KERNELS, default=default(Degrade, "kernel"),
+                   help="bicubic flavour (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

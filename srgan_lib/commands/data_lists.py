@@ -8,7 +8,8 @@ import time
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import CLIError, named_path
-from srgan_lib.data.lists import LEAKAGE_CHECKS
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import LEAKAGE_CHECKS, Lists
 
 DESCRIPTION = ("Scan training folders and test sets; keep images that decode, convert to RGB and are large enough; "
                "reject duplicates and training images that show a test image (identical, or with --leakage near also"
@@ -22,11 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", nargs="+", action="extend", type=named_path, metavar="NAME=DIR",
                    help="test set folder(s) (benchmark layout with HR/, or a plain folder)")
     p.add_argument("--out", required=True, help="output folder for the lists")
-    p.add_argument("--min-size", "--min_size", dest="min_size", type=int, default=128,
-                   help="minimum short side of a training image (default 128 = the ESRGAN HR crop)")
-    p.add_argument("--test-min-size", "--test_min_size", dest="test_min_size", type=int, default=16,
-                   help="minimum short side of a test image (default 16)")
-    p.add_argument("--leakage", choices=LEAKAGE_CHECKS, default="near",
+    p.add_argument("--min-size", "--min_size", dest="min_size", type=int,
+                   default=default(Lists, "min_size"),
+                   help="minimum short side of a training image (default %(default)s = the ESRGAN HR crop)")
+    p.add_argument("--test-min-size", "--test_min_size", dest="test_min_size", type=int,
+                   default=default(Lists, "test_min_size"),
+                   help="minimum short side of a test image (default %(default)s)")
+    p.add_argument("--leakage", choices=LEAKAGE_CHECKS, default=default(Lists, "leakage"),
                    help="near (default): reject training images showing a test image in any form (about 0.1 s per "
                    "training image on 2 cores); exact: only identical pixels")
 

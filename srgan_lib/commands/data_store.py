@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from srgan_lib.commands import _entry
+from srgan_lib.settings.sections import DEFAULT_SCALE
 
 DESCRIPTION = ("Decode every HR image of a training list (modcropped) and its LR from the degrade stage into "
                "OUT/hr.u8 and OUT/lr.u8 (uint8, back to back) with OUT/index.json. Training cuts its random crops "
@@ -18,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", required=True, metavar="FILE", help="training list (`srgan data lists`)")
     p.add_argument("--lr-dir", required=True, metavar="DIR", help="the degrade stage's LR folder (.../X4)")
     p.add_argument("--out", required=True, metavar="DIR", help="store folder (params: train.store)")
-    p.add_argument("--scale", type=int, default=4, help="the LR scale (default 4)")
+    p.add_argument("--scale", type=int, default=DEFAULT_SCALE,
+                   help="the LR scale (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ import sys
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import add_tracking, emit_json, named_path
 from srgan_lib.resize import KERNELS
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import DEFAULT_SCALE, LPIPS_NETS, LR_SOURCES, Evaluate, Lpips, Ma
 
 DESCRIPTION = ("Super-resolve every image of each test set and report PSNR-Y, SSIM-Y, PSNR-RGB, SSIM-RGB (shave = "
                "scale) and NIQE, per set and per image. Without --json a table is printed, with the paper's numbers "
@@ -26,10 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test set folder laid out like data/benchmarks/Set5 (HR/, optional LR_bicubic/X4/)")
     p.add_argument("--lists", nargs="+", action="extend", metavar="DIR",
                    help="use every test list in DIR (written by `srgan data lists`)")
-    p.add_argument("--lr-source", "--lr_source", dest="lr_source", choices=("generate", "folder"),
-                   default="generate", help="generate LR with the project's bicubic, or read LR_bicubic/X<scale>")
-    p.add_argument("--kernel", choices=KERNELS, default="matlab", help="kernel for generated LR (default matlab)")
-    p.add_argument("--scale", type=int, default=4, help="scale factor (default 4)")
+    p.add_argument("--lr-source", "--lr_source", dest="lr_source", choices=LR_SOURCES,
+                   default=default(Evaluate, "lr_source"),
+                   help="generate LR with the project's bicubic, or read LR_bicubic/X<scale> (default %(default)s)")
+    p.add_argument("--kernel", choices=KERNELS, default=default(Evaluate, "kernel"),
+                   help="kernel for generated LR (default %(default)s)")
+    p.add_argument("--scale", type=int, default=DEFAULT_SCALE, help="scale factor (default %(default)s)")
     p.add_argument("--json", metavar="OUT", help="write all results (per image too) as JSON to OUT ('-' for "
                    "stdout); a folder of <label>.json when --model is a folder")
     p.add_argument("--metrics-json", "--metrics_json", dest="metrics_json", metavar="OUT",
@@ -44,17 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ma-model", default=None, metavar="FILE",
                    help="the authors' Ma model (model.mat, see docs/evaluation.md); missing: Ma and PI recorded as "
                    "unavailable")
-    p.add_argument("--ma-sha256", default="", metavar="HEX", help="expected sha256 of the Ma model file")
-    p.add_argument("--ma-download", type=str.lower, choices=("true", "false"), default="false",
+    p.add_argument("--ma-sha256", default=default(Ma, "sha256"), metavar="HEX",
+                   help="expected sha256 of the Ma model file")
+    p.add_argument("--ma-download", type=str.lower, choices=("true", "false"),
+                   default=str(default(Ma, "download")).lower(),
                    help="download the Ma model when missing (needs --ma-sha256; default false)")
-    p.add_argument("--lpips-net", choices=("alex", "vgg", "none"), default="none",
+    p.add_argument("--lpips-net", choices=LPIPS_NETS, default=default(Lpips, "net"),
                    help="LPIPS v0.1 on AlexNet (the authors' recommended metric) or VGG16; none: off (default)")
     p.add_argument("--lpips-weights", default=None, metavar="FILE",
                    help="the authors' v0.1 linear layers (alex.pth / vgg.pth; docs/evaluation.md 'LPIPS'); missing: "
                    "LPIPS recorded as unavailable")
-    p.add_argument("--lpips-sha256", default="", metavar="HEX",
+    p.add_argument("--lpips-sha256", default=default(Lpips, "sha256"), metavar="HEX",
                    help="expected sha256 of --lpips-weights (default: the authors' published file's)")
-    p.add_argument("--lpips-backbone", default="imagenet", metavar="imagenet|FILE",
+    p.add_argument("--lpips-backbone", default=default(Lpips, "backbone"), metavar="imagenet|FILE",
                    help="the backbone's ImageNet weights: torchvision's cache (imagenet) or a state dict file")
     p.add_argument("--reuse", nargs="+", action="extend", metavar="JSON",
                    help="earlier results (--json files): a network with bit-identical weights evaluated under the "

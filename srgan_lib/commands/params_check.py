@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from srgan_lib.config import load_params
 
     params = load_params(args.params)
-    sections = ", ".join(k for k in params if isinstance(params[k], dict))
+    sections = ", ".join(k for k, v in params.as_dict().items() if isinstance(v, dict))
     print(f"params: {args.params} is valid (sections: {sections})")
     return 0
 

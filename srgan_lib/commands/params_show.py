@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from srgan_lib.config import load_params
     from srgan_lib.imageio import atomic_path
 
-    params = load_params(args.params, folders=False)  # data may be downloaded later: `params check` looks
+    params = load_params(args.params, folders=False).as_dict()  # data may be downloaded later: `params check` looks
     text = (f"# {args.params}, resolved and validated by `srgan params show`\n"
             + yaml.safe_dump(params, sort_keys=False, default_flow_style=None, width=120))
     if not args.out:

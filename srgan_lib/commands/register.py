@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from srgan_lib.commands import _entry
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Register, Tracking
 
 DESCRIPTION = ("Log the checkpoint as an MLflow Model (pyfunc: uint8 H x W x 3 in, x4 out; servable with `mlflow "
                "models serve`) in its training run, register it as a new version of NAME with its metrics, commit "
@@ -25,9 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(metrics/bicubic.json)")
     p.add_argument("--kind", choices=("auto", "psnr", "gan"), default="auto",
                    help="how the gate judges it (auto: gan if the checkpoint was trained with a GAN loss)")
-    p.add_argument("--set", dest="test_set", default="Set14", help="test set the gate compares on (Set14)")
-    p.add_argument("--psnr-floor", type=float, default=1.5, help="GAN models: PSNR-Y >= baseline - this (1.5)")
-    p.add_argument("--min-gain", type=float, default=0.0, help="margin the champion must be beaten by (0)")
+    p.add_argument("--set", dest="test_set", default=default(Register, "set"),
+                   help="test set the gate compares on (%(default)s)")
+    p.add_argument("--psnr-floor", type=float, default=default(Register, "psnr_floor"),
+                   help="GAN models: PSNR-Y >= baseline - this (%(default)s)")
+    p.add_argument("--min-gain", type=float, default=default(Register, "min_gain"),
+                   help="margin the champion must be beaten by (%(default)s)")
     p.add_argument("--train-run", metavar="JSON", help="runs/<stage>/run.json: the training run to log the model in "
                    "(else a new run register/NAME)")
     p.add_argument("--stage", default="auto", help="DVC stage that trained it (train_gan@esrgan): its dvc.lock hash "
@@ -35,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", metavar="JSON", help="write the registration record here")
     p.add_argument("--tracking-uri", default=None, metavar="URI",
                    help="MLflow store and registry (default: $MLFLOW_TRACKING_URI); dvc.yaml passes tracking.uri")
-    p.add_argument("--experiment", default="srgan", help="MLflow experiment name (default srgan)")
+    p.add_argument("--experiment", default=default(Tracking, "experiment"),
+                   help="MLflow experiment name (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

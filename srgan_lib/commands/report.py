@@ -7,6 +7,8 @@ import sys
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import add_tracking
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Report
 
 DESCRIPTION = ("Collect the evaluation results (srgan evaluate --json) into one folder: report.md with the table in "
                "the papers' layout (our rows and the published rows, labelled), table.md, per_image.csv, a "
@@ -22,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sr-dir", metavar="DIR", help="SR images as DIR/<method>/<set>/<image>.png (figures)")
     p.add_argument("--methods", nargs="+", default=None, metavar="M",
                    help="methods in the comparison figures, in order (default bicubic srresnet srgan rrdbnet esrgan)")
-    p.add_argument("--crop", type=int, default=96, help="side of the zoomed HR crop in pixels (default 96)")
+    p.add_argument("--crop", type=int, default=default(Report, "crop"),
+                   help="side of the zoomed HR crop in pixels (default %(default)s)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (report.md and its pictures)")
     add_tracking(p, "the report folder as the artifacts of a run 'report'")
 

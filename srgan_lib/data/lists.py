@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from srgan_lib.imageio import ImageReadError, iter_image_files, open_image, to_rgb, write_json
+from srgan_lib.settings.sections import LEAKAGE_CHECKS
 
 if TYPE_CHECKING:  # the index needs torch: imported only where a near-duplicate check runs (CLI start-up stays fast)
     from srgan_lib.data.leakage import LeakageIndex
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # the index needs torch: imported only where a near-duplicate
 log = logging.getLogger(__name__)
 LIST_VERSION = 1
 INDEX = "index.json"
-LEAKAGE_CHECKS = ("near", "exact")  # near: also resized/flipped/cropped copies of test images; exact: identical pixels
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from srgan_lib.evaluation import (
 from srgan_lib.imageio import write_json
 from srgan_lib.metrics import NAMES
 from srgan_lib.models import checkpoint_meta, describe_meta, load_generator
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import DEFAULT_SCALE, Evaluate, Lpips, Ma, Tracking
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -50,9 +52,9 @@ class EvaluateSettings:
     name: str | None = None
     sets: Sequence[tuple[str, str]] = ()  # (NAME, folder)
     lists: Sequence[str] = ()  # folders of test lists written by the lists stage
-    scale: int = 4
-    lr_source: str = "generate"
-    kernel: str = "matlab"
+    scale: int = DEFAULT_SCALE
+    lr_source: str = default(Evaluate, "lr_source")
+    kernel: str = default(Evaluate, "kernel")
     precision: str = "fp32"
     tile: int | None = None
     ema: bool = True
@@ -60,14 +62,14 @@ class EvaluateSettings:
     metrics_json: str | None = None
     sr_dir: str | None = None
     ma_model: str | None = None
-    ma_sha256: str = ""
-    ma_download: bool = False
-    lpips_net: str = "none"  # alex | vgg | none
+    ma_sha256: str = default(Ma, "sha256")
+    ma_download: bool = default(Ma, "download")
+    lpips_net: str = default(Lpips, "net")  # alex | vgg | none
     lpips_weights: str | None = None  # the authors' v0.1 <net>.pth
-    lpips_sha256: str = ""  # empty: the authors' published file's
-    lpips_backbone: str = "imagenet"  # torchvision's cached ImageNet weights, or a state dict file
+    lpips_sha256: str = default(Lpips, "sha256")  # empty: the authors' published file's
+    lpips_backbone: str = default(Lpips, "backbone")  # torchvision's cached ImageNet weights, or a state dict file
     tracking_uri: str | None = None
-    experiment: str = "srgan"
+    experiment: str = default(Tracking, "experiment")
     reuse: Sequence[str] = ()  # evaluation JSON files whose results a bit-identical network may take
     log_model: bool = False  # each checkpoint also an MLflow Model in its evaluation run (interpolated networks)
 

@@ -20,6 +20,8 @@ from srgan_lib import UserError, telemetry_off, tracking
 from srgan_lib.imageio import file_sha256, write_json
 from srgan_lib.models import checkpoint_meta, describe_meta
 from srgan_lib.registry import CHAMPION, Decision, GateRule, Kind, decide, metric_tags, metrics_from_tags
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Tracking
 
 log = logging.getLogger(__name__)
 WEIGHTS_TAG = "srgan.weights_sha256"
@@ -44,7 +46,7 @@ class RegisterSettings:
     # the model (found in dvc.lock); None: no tag
     out: str | None = None  # JSON record of the registration (the DVC output of the stage)
     tracking_uri: str | None = None
-    experiment: str = "srgan"
+    experiment: str = default(Tracking, "experiment")
 
 
 @dataclass

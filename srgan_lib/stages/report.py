@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from srgan_lib import tracking
 from srgan_lib.report import FIGURE_METHODS, ReportSummary, write_report
+from srgan_lib.settings.fields import default
+from srgan_lib.settings.sections import Report, Tracking
 
 
 @dataclass(frozen=True)
@@ -19,9 +21,9 @@ class ReportSettings:
     out: str
     sr_dir: str | None = None
     figure_methods: Sequence[str] = FIGURE_METHODS
-    crop: int = 96
+    crop: int = default(Report, "crop")
     tracking_uri: str | None = None
-    experiment: str = "srgan"
+    experiment: str = default(Tracking, "experiment")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
+    from srgan_lib.settings.training import Stage, Train
     from srgan_lib.tracking import Tracker
     from srgan_lib.training.distributed import Dist
     from srgan_lib.training.trainer import Trainer
@@ -60,8 +61,8 @@ class Run:
     """What the loop and its callbacks share about one stage's run (the checkpoint is made from it)."""
 
     stage: str
-    cfg: dict[str, Any]
-    common: dict[str, Any]
+    cfg: Stage
+    common: Train
     run_dir: Path
     trainer: Trainer
     ddp: Dist
@@ -79,7 +80,7 @@ class Run:
 
     @property
     def total(self) -> int:
-        return int(self.cfg["iterations"])
+        return int(self.cfg.iterations)
 
     def emit(self, event: str, *args: Any) -> None:
         for cb in self.callbacks:
@@ -120,7 +121,7 @@ class Progress(Callback):
     def on_start(self, run: Run) -> None:
         if run.ddp.main:
             log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s, %s", run.stage,
-                     run.start_iter + 1, run.end_iter, run.total, run.cfg["batch_size"], run.cfg["hr_size"],
+                     run.start_iter + 1, run.end_iter, run.total, run.cfg.batch_size, run.cfg.hr_size,
                      run.train_images, run.device, run.trainer.levers.describe())
 
     def on_log(self, run: Run, iteration: int, row: dict[str, float]) -> None:
@@ -184,7 +185,7 @@ class Validation(Callback):
         return row
 
     def on_iteration(self, run: Run, iteration: int) -> None:
-        every = run.cfg["val_every"]
+        every = run.cfg.val_every
         if run.ddp.main and every and iteration % every == 0 and iteration != run.total:
             self.validate(run, iteration)
 
@@ -198,14 +199,15 @@ class Checkpointing(Callback):
             if not t.weights_finite():
                 raise NonFiniteLoss(f"generator weights are not finite at iteration {iteration}; checkpoint not "
                                     "written")
-            state = {**t.state(), "rng": ckpt_io.rng_state(), "config": {run.stage: run.cfg, "train": run.common},
+            config = {run.stage: run.cfg.model_dump(), "train": run.common.model_dump()}
+            state = {**t.state(), "rng": ckpt_io.rng_state(), "config": config,
                      "config_hash": run.cfg_hash, "stage": run.stage, "history": run.history,
                      "val_history": run.val_history, "mlflow_run_id": run.mlflow_run_id,
-                     "sampler": {"seed": run.common["seed"], "next_iteration": iteration + 1}}
-            ckpt_io.save_checkpoint(run.run_dir, iteration, state, run.common["keep_checkpoints"])
+                     "sampler": {"seed": run.common.seed, "next_iteration": iteration + 1}}
+            ckpt_io.save_checkpoint(run.run_dir, iteration, state, run.common.keep_checkpoints)
 
     def on_iteration(self, run: Run, iteration: int) -> None:
-        if iteration % run.cfg["ckpt_every"] == 0 and iteration != run.total:
+        if iteration % run.cfg.ckpt_every == 0 and iteration != run.total:
             self.save(run, iteration)
             run.emit("on_checkpoint", iteration)
             run.ddp.barrier()
@@ -249,7 +251,7 @@ def run_loop(run: Run) -> None:
         lr_now = trainer.set_lr(it)
         try:
             terms = trainer.step(lr_u8, hr_u8)
-            if it % trainer.sync_every == 0 or it % cfg["log_every"] == 0 or it % cfg["ckpt_every"] == 0 \
+            if it % trainer.sync_every == 0 or it % cfg.log_every == 0 or it % cfg.ckpt_every == 0 \
                     or it == run.end_iter:
                 trainer.sync()
         except NonFiniteLoss as exc:
@@ -260,7 +262,7 @@ def run_loop(run: Run) -> None:
                 f"{run.stage}.lr or check the data, then --resume"
             ) from None
         window_n += 1
-        if it % cfg["log_every"] == 0 or it == run.end_iter:
+        if it % cfg.log_every == 0 or it == run.end_iter:
             now = time.perf_counter()
             ips = window_n / max(now - window_t, 1e-9)
             window_t, window_n = now, 0

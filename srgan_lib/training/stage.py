@@ -12,7 +12,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from srgan_lib.training.trainer import Trainer
 from srgan_lib.training.trajectory import config_hash, input_digests
 from srgan_lib.training.validation import Validator
 from srgan_lib.weights import save_torch
+
+if TYPE_CHECKING:
+    from srgan_lib.config import Params
 
 log = logging.getLogger("srgan.train")
 
@@ -102,7 +105,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, restart: bool, cfg_hash: str,
 
 
 def train_stage(
-    params: dict[str, Any],
+    params: Params,
     stage: str,
     *,
     resume: bool = False,
@@ -124,14 +127,14 @@ def train_stage(
     from srgan_lib import tracking
 
     t_start = time.perf_counter()
-    cfg, common, scale = params[stage], params["train"], params["scale"]
-    if common["threads"]:
-        torch.set_num_threads(common["threads"])
-    ddp = init_distributed(resolve_device(common["device"]).type, common["dist_timeout"])
-    device = resolve_device(common["device"], ddp.local_rank)
+    cfg, common, scale = params.stage(stage), params.train, params.scale
+    if common.threads:
+        torch.set_num_threads(common.threads)
+    ddp = init_distributed(resolve_device(common.device).type, common.dist_timeout)
+    device = resolve_device(common.device, ddp.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    run_dir = Path(common["out"]) / stage
+    run_dir = Path(common.out) / stage
     cfg_hash = config_hash(cfg, common, scale, input_digests(cfg, common, scale))
     ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
     ckpt = ddp.broadcast_checkpoint(ckpt, device)  # other hosts' train.out may be empty or stale
@@ -140,10 +143,10 @@ def train_stage(
     if trainer.vgg_weights == "random":
         log.warning("%s: perceptual loss on a RANDOMLY initialised VGG19 (train.vgg_weights: random) - not the "
                     "paper's loss; tagged vgg_weights=random in MLflow", stage)
-    store = open_training_store(common["store"], common["train_list"], Path(common["lr_dir"]) / f"X{scale}", scale)
-    data = PairedPatches(store, hr_size=cfg["hr_size"], augment=cfg["augment"], seed=common["seed"])
-    validator = (Validator(common["val_list"], common["val_images"], common["val_crop"], scale,
-                           params["degrade"]["kernel"]) if ddp.main else None)
+    store = open_training_store(common.store, common.train_list, Path(common.lr_dir) / f"X{scale}", scale)
+    data = PairedPatches(store, hr_size=cfg.hr_size, augment=cfg.augment, seed=common.seed)
+    validator = (Validator(common.val_list, common.val_images, common.val_crop, scale,
+                           params.degrade.kernel) if ddp.main else None)
 
     start_iter, history, val_history, run_id = 0, [], [], None
     if ckpt is not None:
@@ -155,11 +158,11 @@ def train_stage(
             log.info("%s: resuming from %s at iteration %d", stage, ckpt["path"], start_iter)
     # resumed from the final checkpoint (re-run after a lever that does not change the result, e.g. fused_adam):
     # nothing to train; the outputs are written again from that checkpoint and its MLflow run stays as it ended
-    finished = start_iter >= cfg["iterations"] and stop_after is None
+    finished = start_iter >= cfg.iterations and stop_after is None
 
-    total = cfg["iterations"]
+    total = cfg.iterations
     end_iter = total if stop_after is None else min(total, start_iter + stop_after)
-    loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg["batch_size"], workers=common["workers"],
+    loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg.batch_size, workers=common.workers,
                           pin_memory=device.type == "cuda", rank=ddp.rank, world_size=ddp.world_size)
     run = Run(stage, cfg, common, run_dir, trainer, ddp, device, cfg_hash, start_iter, end_iter, loader, len(data),
               history, val_history, run_id)
@@ -184,15 +187,15 @@ def train_stage(
         if finished and history:  # what the run recorded, not this invocation's zero iterations
             run.last_terms = {k: v for k, v in history[-1].items() if k not in ("iteration", "lr", "it_per_s")}
             seconds_per_it = 1.0 / max(float(np.mean([h["it_per_s"] for h in history])), 1e-9)
-        model_path = Path(common["models"]) / f"{stage}.pth"
+        model_path = Path(common.models) / f"{stage}.pth"
         val_row: dict[str, float] = {}
         if ddp.main:
-            final = trainer.final_generators(data, common["precise_bn"])
+            final = trainer.final_generators(data, common.precise_bn)
             val_row = validation.validate(run, total, final)
             if not finished:
                 checkpoints.save(run, total)
             write_history(run)
-            meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common["precise_bn"]}
+            meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common.precise_bn}
             save_torch(trainer.generator_checkpoint(meta, final), model_path)
             write_summary(run, model_path, val_row, seconds_per_it, count_parameters(trainer.net_g))
             mlflow.log_final(run, model_path, seconds_per_it)
@@ -210,21 +213,22 @@ def train_stage(
             dist.destroy_process_group()
 
 
-def _open_tracker(run: Run, params: dict[str, Any], data: PairedPatches) -> Any:
+def _open_tracker(run: Run, params: Params, data: PairedPatches) -> Any:
     """The stage's MLflow run (reopened when resuming), its parameters, tags and config file (main process)."""
     from srgan_lib import tracking
 
     stage, cfg, common, trainer, ddp, device = run.stage, run.cfg, run.common, run.trainer, run.ddp, run.device
     tracker = tracking.Tracker(
-        tracking.resolve_uri(params["tracking"]["uri"]), params["tracking"]["experiment"], stage,
+        tracking.resolve_uri(params.tracking.uri), params.tracking.experiment, stage,
         run_id=run.mlflow_run_id, tags={"srgan.stage": stage, "srgan.kind": "train"},
     )
     if run.mlflow_run_id is None:
-        tracker.log_params(tracking.flatten({"scale": params["scale"], "train": common, stage: cfg}))
-        tracker.log_dataset(Path(common["train_list"]).stem, common["train_list"], "training", len(data))
-        if common["val_images"]:
-            tracker.log_dataset(Path(common["val_list"]).stem, common["val_list"], "validation",
-                                common["val_images"])
+        tracker.log_params(tracking.flatten({"scale": params.scale, "train": common.model_dump(),
+                                             stage: cfg.model_dump()}))
+        tracker.log_dataset(Path(common.train_list).stem, common.train_list, "training", len(data))
+        if common.val_images:
+            tracker.log_dataset(Path(common.val_list).stem, common.val_list, "validation",
+                                common.val_images)
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
     tracker.set_tags({
@@ -239,8 +243,8 @@ def _open_tracker(run: Run, params: dict[str, Any], data: PairedPatches) -> Any:
         "train_images": str(len(data)),
     })
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run.run_dir / "config.json", {"stage": stage, "scale": params["scale"], "train": common, stage: cfg,
-                                             "config_hash": run.cfg_hash})
+    write_json(run.run_dir / "config.json", {"stage": stage, "scale": params.scale, "train": common.model_dump(),
+                                             stage: cfg.model_dump(), "config_hash": run.cfg_hash})
     tracker.log_artifacts([run.run_dir / "config.json"])
     return tracker
 

@@ -34,6 +34,7 @@ from srgan_lib.training.distributed import Dist
 from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 
 if TYPE_CHECKING:
+    from srgan_lib.config import Params
     from srgan_lib.hardware import Levers
 
 
@@ -46,54 +47,54 @@ def _seed_everything(seed: int) -> None:
 class Trainer:
     """The models, losses and optimisers of one stage, and the step that updates them."""
 
-    def __init__(self, stage: str, params: dict[str, Any], device: torch.device, ddp: Dist, *,
+    def __init__(self, stage: str, params: Params, device: torch.device, ddp: Dist, *,
                  levers: Levers | None = None) -> None:
         """``levers``: the precision and memory format to train with; by default what ``train.amp`` and
         ``train.channels_last`` ask for, as far as the device runs them fast (:func:`srgan_lib.hardware.resolve_levers`:
         bf16 on a CPU only with native bf16 instructions). Master weights, optimiser state, losses and EMA stay fp32."""
-        self.stage, self.cfg, self.common = stage, params[stage], params["train"]
-        self.scale, self.device, self.ddp = params["scale"], device, ddp
+        self.stage, self.cfg, self.common = stage, params.stage(stage), params.train
+        self.scale, self.device, self.ddp = params.scale, device, ddp
         cfg, common = self.cfg, self.common
-        self.out_range = OUTPUT_RANGES[cfg["generator"]]
+        self.out_range = OUTPUT_RANGES[cfg.generator]
         self.cuda = device.type == "cuda"
-        self.levers = levers or resolve_levers(device, common["amp"], common["channels_last"])
+        self.levers = levers or resolve_levers(device, common.amp, common.channels_last)
         self.amp_dtype = self.levers.amp_dtype
         self.memory_format = self.levers.memory_format
-        self.sync_every = common["sync_every"]
+        self.sync_every = common.sync_every
         self._nonfinite: torch.Tensor | None = None  # accumulated on the device between host syncs
 
-        _seed_everything(common["seed"])
-        self.net_g = build_model(cfg["generator"], scale=self.scale, **cfg["generator_options"])
+        _seed_everything(common.seed)
+        self.net_g = build_model(cfg.generator, scale=self.scale, **cfg.generator_options)
         self.init_from = None
-        if cfg["init_from"] != "none":
-            self._init_generator(Path(cfg["init_from"]))
-        self.net_d = (None if cfg["discriminator"] == "none"
-                      else build_model(cfg["discriminator"], **cfg["discriminator_options"]))
+        if cfg.init_from != "none":
+            self._init_generator(Path(cfg.init_from))
+        self.net_d = (None if cfg.discriminator == "none"
+                      else build_model(cfg.discriminator, **cfg.discriminator_options))
         if ddp.world_size > 1:
             self._sync_batchnorm()
-        self.ema = EMA(self.net_g, cfg["ema_decay"], foreach=common["ema_foreach"]) if cfg["ema_decay"] > 0 else None
+        self.ema = EMA(self.net_g, cfg.ema_decay, foreach=common.ema_foreach) if cfg.ema_decay > 0 else None
         for net in (self.net_g, self.net_d, self.ema.model if self.ema else None):
             if net is not None:
                 net.to(device, memory_format=self.memory_format)
 
-        self.pixel = losses.PixelLoss(cfg["pixel"]["type"]) if cfg["pixel"]["type"] != "none" else None
+        self.pixel = losses.PixelLoss(cfg.pixel.type) if cfg.pixel.type != "none" else None
         self.perceptual = None
         self.vgg_weights = "unused"
-        if cfg["perceptual"]["type"] != "none":
-            self.vgg_weights = common["vgg_weights"]
+        if cfg.perceptual.type != "none":
+            self.vgg_weights = common.vgg_weights
             try:
-                extractor = VGGFeatureExtractor(cfg["perceptual"]["layer"], weights=common["vgg_weights"])
+                extractor = VGGFeatureExtractor(cfg.perceptual.layer, weights=common.vgg_weights)
             except VGGWeightsMissing as exc:
                 raise VGGWeightsMissing(f"{exc} (params: train.vgg_weights)") from None
             self.perceptual = losses.PerceptualLoss(
-                extractor, cfg["perceptual"]["type"], cfg["perceptual"]["feature_scale"]
+                extractor, cfg.perceptual.type, cfg.perceptual.feature_scale
             ).to(device, memory_format=self.memory_format)
-        self.gan_type = cfg["gan"]["type"]
+        self.gan_type = cfg.gan.type
 
-        betas = tuple(cfg["betas"])
-        fused = common["fused_adam"]
-        self.opt_g = adam(self.net_g.parameters(), cfg["lr"], betas, fused=fused)
-        self.opt_d = adam(self.net_d.parameters(), cfg["d_lr"], betas, fused=fused) if self.net_d is not None else None
+        betas = tuple(cfg.betas)
+        fused = common.fused_adam
+        self.opt_g = adam(self.net_g.parameters(), cfg.lr, betas, fused=fused)
+        self.opt_d = adam(self.net_d.parameters(), cfg.d_lr, betas, fused=fused) if self.net_d is not None else None
         # fp16 loss scaling: one scaler per optimiser, each stepped once and updated once per step() of its own (a
         # shared scaler stepped for G and again for each of d_steps D updates raises "step() has already been called")
         fp16 = self.amp_dtype == torch.float16
@@ -107,7 +108,7 @@ class Trainer:
             if self.net_d is not None:
                 self.d_train = nn.parallel.DistributedDataParallel(self.net_d, device_ids=ids)
         # torch.compile wraps only the forward calls: the modules (and their state_dict keys) stay the plain ones
-        self.compile_mode = common["compile"]
+        self.compile_mode = common.compile
         self.d_frozen = self.net_d
         if self.compile_mode != "none":
             compiled = lambda m: torch.compile(m, mode=self.compile_mode, dynamic=False)  # noqa: E731
@@ -121,7 +122,7 @@ class Trainer:
         """Under DDP, BatchNorm must see the global batch: SyncBatchNorm on CUDA, a refusal on CPU (see the module
         docstring). Parameters are shared with the converted modules, so this precedes the EMA and optimisers."""
         nets = {"generator": self.net_g, "discriminator": self.net_d}
-        with_bn = [f"{role} {self.cfg[role]}" for role, net in nets.items()
+        with_bn = [f"{role} {getattr(self.cfg, role)}" for role, net in nets.items()
                    if net is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())]
         if not with_bn:
             return
@@ -139,7 +140,7 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(
                 f"'{self.stage}.init_from': generator checkpoint '{path}' not found; train the PSNR stage first "
-                f"(`srgan train {'srresnet' if self.cfg['generator'] == 'srresnet' else 'rrdbnet'}`) or point "
+                f"(`srgan train {'srresnet' if self.cfg.generator == 'srresnet' else 'rrdbnet'}`) or point "
                 "init_from at a checkpoint"
             )
         state = load_generator_state(path, prefer_ema=True)
@@ -147,7 +148,7 @@ class Trainer:
             self.net_g.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ValueError(
-                f"'{path}' does not fit {self.cfg['generator']} with options {self.cfg['generator_options']}: "
+                f"'{path}' does not fit {self.cfg.generator} with options {self.cfg.generator_options}: "
                 f"{str(exc).splitlines()[0]} (generator_options must match the PSNR stage's)"
             ) from None
         self.init_from = str(path)
@@ -174,10 +175,10 @@ class Trainer:
             total = sr.new_zeros(())
             if self.pixel is not None:
                 terms["pixel"] = self.pixel(sr.float(), hr)
-                total = total + cfg["pixel"]["weight"] * terms["pixel"]
+                total = total + cfg.pixel.weight * terms["pixel"]
             if self.perceptual is not None:
                 terms["perceptual"] = self.perceptual(to_unit(sr, self.out_range), hr01).float()
-                total = total + cfg["perceptual"]["weight"] * terms["perceptual"]
+                total = total + cfg.perceptual.weight * terms["perceptual"]
             if self.net_d is not None and self.gan_type != "none":
                 # the generator's gradient flows through D, whose weights are frozen here (the unwrapped module,
                 # so DDP does not wait for D gradients that never come)
@@ -187,7 +188,7 @@ class Trainer:
                     with torch.no_grad():
                         real_logits = self.d_frozen(hr).float()
                 terms["gan_g"] = losses.generator_adversarial_loss(self.gan_type, fake_logits, real_logits)
-                total = total + cfg["gan"]["weight"] * terms["gan_g"]
+                total = total + cfg.gan.weight * terms["gan_g"]
         terms["total_g"] = total.float()
         self._check_finite(terms)
         self.opt_g.zero_grad(set_to_none=True)
@@ -199,7 +200,7 @@ class Trainer:
         if self.net_d is not None and self.gan_type != "none":
             self.net_d.requires_grad_(True)
             fake = sr.detach()
-            for _ in range(cfg["d_steps"]):
+            for _ in range(cfg.d_steps):
                 with self._autocast():
                     real_logits = self.d_train(hr).float()
                     fake_logits = self.d_train(fake).float()
@@ -257,15 +258,15 @@ class Trainer:
     def learning_rate(self, base_lr: float, iteration: int) -> float:
         """The stage's schedule (warm-up, then multistep or cosine) at ``iteration`` for a base rate."""
         cfg = self.cfg
-        return learning_rate(base_lr, iteration, schedule=cfg["schedule"], iterations=cfg["iterations"],
-                             warmup=cfg["warmup"], milestones=cfg["milestones"], gamma=cfg["gamma"],
-                             lr_min=cfg["lr_min"] * base_lr / cfg["lr"])
+        return learning_rate(base_lr, iteration, schedule=cfg.schedule, iterations=cfg.iterations,
+                             warmup=cfg.warmup, milestones=cfg.milestones, gamma=cfg.gamma,
+                             lr_min=cfg.lr_min * base_lr / cfg.lr)
 
     def set_lr(self, iteration: int) -> float:
-        lr_g = self.learning_rate(self.cfg["lr"], iteration)
+        lr_g = self.learning_rate(self.cfg.lr, iteration)
         set_lr(self.opt_g, lr_g)
         if self.opt_d is not None:
-            set_lr(self.opt_d, self.learning_rate(self.cfg["d_lr"], iteration))
+            set_lr(self.opt_d, self.learning_rate(self.cfg.d_lr, iteration))
         return lr_g
 
     def state(self) -> dict[str, Any]:
@@ -317,7 +318,7 @@ class Trainer:
                         m.momentum = None  # a cumulative average over the batches
                 net.train()
                 for k in range(batches):  # batches beyond the run's own: a pure function of (seed, index)
-                    lr_u8, _ = patches.batch(self.cfg["iterations"] + 1 + k, self.cfg["batch_size"])
+                    lr_u8, _ = patches.batch(self.cfg.iterations + 1 + k, self.cfg.batch_size)
                     lr = (lr_u8.to(self.device).float() / 255).contiguous(memory_format=self.memory_format)
                     with self._autocast():
                         net(lr)
@@ -343,17 +344,17 @@ class Trainer:
         cfg = self.cfg
 
         def loss(kind: str) -> str:
-            term = cfg[kind]
-            if term["type"] == "none":
+            term = getattr(cfg, kind)
+            if term.type == "none":
                 return "none"
-            where = f" on {term['layer']}" if kind == "perceptual" else ""
-            return f"{term['type']}{where} x {term['weight']:g}"
+            where = f" on {cfg.perceptual.layer}" if kind == "perceptual" else ""
+            return f"{term.type}{where} x {term.weight:g}"
 
         return {
-            "stage": self.stage, "generator": cfg["generator"], "generator_options": dict(cfg["generator_options"]),
-            "parameters": count_parameters(self.net_g), "iterations": cfg["iterations"],
-            "batch_size": cfg["batch_size"], "hr_size": cfg["hr_size"], "lr": cfg["lr"],
-            "schedule": cfg["schedule"], "warmup": cfg["warmup"], "ema_decay": cfg["ema_decay"],
+            "stage": self.stage, "generator": cfg.generator, "generator_options": dict(cfg.generator_options),
+            "parameters": count_parameters(self.net_g), "iterations": cfg.iterations,
+            "batch_size": cfg.batch_size, "hr_size": cfg.hr_size, "lr": cfg.lr,
+            "schedule": cfg.schedule, "warmup": cfg.warmup, "ema_decay": cfg.ema_decay,
             "losses": {k: loss(k) for k in ("pixel", "perceptual", "gan")},
             "vgg_weights": self.vgg_weights, "init_from": self.init_from or "none",
             "precision": self.levers.precision, "memory_format": self.levers.layout, **extra,

@@ -15,7 +15,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from srgan_lib.config import Params
+    from srgan_lib.settings.training import Stage, Train
 
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
 # (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
@@ -27,40 +31,40 @@ OUTPUT_KEYS = ("train.fused_adam", "train.ema_foreach", "train.compile", "train.
                "train.val_images", "train.val_crop", "train.precise_bn", "degrade.kernel")
 
 
-def trajectory(stage_cfg: Mapping[str, Any], common: Mapping[str, Any], scale: int) -> dict[str, Any]:
+def trajectory(stage_cfg: Stage, common: Train, scale: int) -> dict[str, Any]:
     """The settings that shape a stage's weights (module docstring), as plain values."""
-    resumable = RESUMABLE_KEYS if stage_cfg.get("schedule", "multistep") == "multistep" else RESUMABLE_KEYS[1:]
-    return {"stage": {k: v for k, v in stage_cfg.items() if k not in resumable},
-            "train": {k: common[k] for k in TRAIN_KEYS}, "scale": scale}
+    resumable = RESUMABLE_KEYS if stage_cfg.schedule == "multistep" else RESUMABLE_KEYS[1:]
+    return {"stage": stage_cfg.model_dump(exclude=set(resumable)),
+            "train": common.model_dump(include=set(TRAIN_KEYS)), "scale": scale}
 
 
 def _digest(blob: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def trajectory_key(params: Mapping[str, Any], section: str) -> str:
+def trajectory_key(params: Params, section: str) -> str:
     """The trajectory of ``params``' training section ``section`` as 16 hex digits (the remote's checkpoint folder)."""
-    return _digest(trajectory(params[section], params["train"], params["scale"]))
+    return _digest(trajectory(params.stage(section), params.train, params.scale))
 
 
-def config_hash(stage_cfg: Mapping[str, Any], common: Mapping[str, Any], scale: int,
+def config_hash(stage_cfg: Stage, common: Train, scale: int,
                 inputs: Mapping[str, str] | None = None) -> str:
     """The trajectory and, in ``inputs``, the content of what the stage reads (:func:`input_digests`), so that a
     checkpoint made from another PSNR parent or other training photographs under the same paths is never resumed."""
     return _digest({**trajectory(stage_cfg, common, scale), "inputs": dict(inputs or {})})
 
 
-def input_digests(stage_cfg: Mapping[str, Any], common: Mapping[str, Any], scale: int) -> dict[str, str]:
+def input_digests(stage_cfg: Stage, common: Train, scale: int) -> dict[str, str]:
     """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest) and the
     ``init_from`` generator file. A missing input digests as 'missing' (opening it later gives the actionable error)."""
     from srgan_lib.imageio import file_sha256
     from srgan_lib.training.store import fingerprint
 
     try:
-        data = fingerprint(common["train_list"], Path(common["lr_dir"]) / f"X{scale}", scale)
+        data = fingerprint(common.train_list, Path(common.lr_dir) / f"X{scale}", scale)
     except OSError:
         data = "missing"
-    init = stage_cfg["init_from"]
+    init = stage_cfg.init_from
     if init == "none":
         parent = "none"
     elif Path(init).is_file():
