@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from srgan_lib.imageio import write_png
 from srgan_lib.references import BICUBIC_TOLERANCE, PAPER_ROWS
-from tests.conftest import BENCHMARKS, run_cli
+from tests.conftest import BENCHMARKS, basicsr_baboon, run_cli
 
 SETS = ("--set", f"Set5={BENCHMARKS / 'Set5'}", "--set", f"Set14={BENCHMARKS / 'Set14'}")
 
@@ -57,8 +58,9 @@ def test_nearest_is_worse_than_bicubic(bicubic_generated):
     assert near["Set5"]["psnr_y"] < bicubic_generated["Set5"]["psnr_y"] - 1
 
 
-def test_metrics_niqe_prints_one_value_per_image(shared_data):
-    baboon = shared_data / "niqe" / "baboon_basicsr.png"
+def test_metrics_niqe_prints_one_value_per_image(tmp_path):
+    baboon = tmp_path / "baboon_basicsr.png"
+    write_png(baboon, basicsr_baboon())
     out = run_cli("metrics", "niqe", str(baboon), str(BENCHMARKS / "Set14" / "HR" / "zebra.png")).stdout.splitlines()
     assert len(out) == 2
     assert float(out[0].split()[0]) == pytest.approx(5.72957338, abs=1e-3)

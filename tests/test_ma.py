@@ -12,9 +12,9 @@ from scipy.io import savemat
 from srgan_lib.imageio import file_sha256
 from srgan_lib.metrics import ma, ma_features
 from srgan_lib.metrics.psnr_ssim import matlab_luma
-from tests.conftest import run_cli
+from tests.conftest import BENCHMARKS, run_cli
 
-SHARED_SET5 = ma.Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "Set5"
+SET5 = BENCHMARKS / "Set5"  # committed
 
 
 def _forest(feature: int, threshold: float, low: float, high: float, n_trees: int = 2) -> dict:
@@ -102,9 +102,7 @@ def test_steerable_pyramid_constant_and_orientation():
 def test_feature_counts_on_a_real_image():
     from srgan_lib.imageio import read_image
 
-    if not SHARED_SET5.is_dir():
-        pytest.skip("../shared/data not present")
-    f1, f2, f3 = ma_features.ma_features(matlab_luma(read_image(SHARED_SET5 / "HR" / "bird.png"), 4))
+    f1, f2, f3 = ma_features.ma_features(matlab_luma(read_image(SET5 / "HR" / "bird.png"), 4))
     assert (f1.size, f2.size, f3.size) == ma_features.N_FEATURES
     assert np.isfinite(np.concatenate([f1, f2, f3])).all()
     assert (f3[:-1] >= f3[1:] - 1e-9).reshape(-1)[:24].all()  # singular values of a level are sorted
@@ -147,9 +145,8 @@ def test_model_file_checks(tmp_path):
         ma.load_model(tmp_path / "junk.mat")
 
 
-@pytest.mark.skipif(not SHARED_SET5.is_dir(), reason="../shared/data not present")
 def test_evaluate_records_ma_and_pi_or_their_absence(tmp_path):
-    out = run_cli("evaluate", "--model", "bicubic", "--set", f"Set5={SHARED_SET5}", "--json", str(tmp_path / "a.json"),
+    out = run_cli("evaluate", "--model", "bicubic", "--set", f"Set5={SET5}", "--json", str(tmp_path / "a.json"),
                   "--ma-model", str(tmp_path / "missing.mat"))
     res = json.loads((tmp_path / "a.json").read_text())["Set5"]
     assert "ma" not in res and "pi" not in res and "ma" not in res["images"]["baby"]
@@ -157,7 +154,7 @@ def test_evaluate_records_ma_and_pi_or_their_absence(tmp_path):
     assert "Ma, PI n/a" in out.stdout
     path = tmp_path / "model.mat"
     write_model(path, [_forest(1, 0.5, 1.0, 3.0)] * 3, [1.0, 1.0, 1.0, 1.0])
-    run_cli("evaluate", "--model", "bicubic", "--set", f"Set5={SHARED_SET5}", "--json", str(tmp_path / "b.json"),
+    run_cli("evaluate", "--model", "bicubic", "--set", f"Set5={SET5}", "--json", str(tmp_path / "b.json"),
             "--ma-model", str(path), "--ma-sha256", file_sha256(path))
     res = json.loads((tmp_path / "b.json").read_text())["Set5"]
     assert {"ma", "pi"}.isdisjoint(res["unavailable"]) and res["ma_model"]["sha256"] == file_sha256(path)

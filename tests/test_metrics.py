@@ -13,7 +13,7 @@ from srgan_lib.imageio import read_image
 from srgan_lib.metrics.niqe import CALIBRATION, aggd_params, niqe
 from srgan_lib.metrics.psnr_ssim import colour_cast, psnr, psnr_torch, rgb_to_y, ssim, ssim_torch
 from srgan_lib.resize import downsample, modcrop, upsample
-from tests.conftest import BENCHMARKS
+from tests.conftest import BENCHMARKS, basicsr_baboon
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,8 @@ def test_metrics_reject_mismatched_shapes():
         ssim(np.zeros((12, 12, 3)), np.zeros((12, 12, 3)), shave=2)
 
 
-def test_niqe_matches_matlab_r2021a(shared_data):
-    img = read_image(shared_data / "niqe" / "baboon_basicsr.png")
+def test_niqe_matches_matlab_r2021a():
+    img = basicsr_baboon()
     assert niqe(img) == pytest.approx(CALIBRATION["matlab_r2021a"], abs=1e-3)
 
 

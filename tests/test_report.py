@@ -4,8 +4,6 @@ interpolation sweep, and the report logged to a real SQLite-backed MLflow store.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +14,9 @@ from srgan_lib.imageio import read_image
 from srgan_lib.models import build_model
 from srgan_lib.report import comparison_panels, pick_region
 from srgan_lib.resize import modcrop
-from tests.conftest import run_cli
+from tests.conftest import BENCHMARKS, run_cli
 
-SET5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "Set5"
-pytestmark = pytest.mark.skipif(not SET5.is_dir(), reason="../shared/data not present")
+SET5 = BENCHMARKS / "Set5"  # committed
 
 
 def test_pick_region_finds_the_texture():

@@ -391,10 +391,10 @@ def test_settings_choices_are_the_registries() -> None:
     from srgan_lib import evaluation, losses, models, resize
     from srgan_lib.settings import sections, training
 
-    assert sections.BASELINE_NAMES == tuple(evaluation.BASELINES)
+    assert tuple(evaluation.BASELINES) == sections.BASELINE_NAMES
     assert set(training.GENERATORS) | set(training.DISCRIMINATORS) - {"none"} == set(models.MODELS)
     assert set(training.GENERATORS) == set(models.OUTPUT_RANGES)
-    assert training.LOSS_TYPES == ("none", *losses.CRITERIA)
+    assert ("none", *losses.CRITERIA) == training.LOSS_TYPES
     assert sections.KERNELS == resize.KERNELS
 
 
