@@ -68,12 +68,17 @@ def run_cli(*args: str, cwd: Path = REPO, check: bool = True, process: bool = Fa
     """Run the ``srgan`` CLI as a user would and return its exit status and output. In this process by default
     (``srgan_lib.cli.main``: no interpreter start-up, tracebacks visible), with the working directory, environment,
     logging, signal handlers, torch threads and random states put back afterwards; ``process=True`` (or
-    ``SRGAN_TESTS_SUBPROCESS=1``) runs the installed console script in a subprocess instead."""
+    ``SRGAN_TESTS_SUBPROCESS=1``) runs the installed console script in a subprocess instead. A crash (an uncaught
+    exception) fails the calling test whatever ``check`` says."""
     if process or os.environ.get("SRGAN_TESTS_SUBPROCESS") == "1":
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         proc = subprocess.run([SRGAN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     else:
         proc = _run_cli_here(list(args), cwd)
+    if proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr:
+        # a crash, never an answer: a user error exits 2 with one line, a command's own failure status (some files
+        # failed) prints no traceback. Tests that expect a refusal cannot pass on a crash.
+        raise AssertionError(f"srgan {' '.join(args)} crashed:\n{proc.stderr[-4000:]}")
     if check and proc.returncode != 0:
         raise AssertionError(f"srgan {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

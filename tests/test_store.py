@@ -120,5 +120,5 @@ def test_store_cli_and_training_without_a_store(micro_data, tmp_path):
     proc = run_cli("train", "srresnet", "--no-progress", "--set",
                    *micro_overrides(micro_data, tmp_path, "srresnet", **{"train.store": tmp_path / "missing"}),
                    check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # a user error: one line, no traceback
     assert "not found or incomplete" in proc.stderr and "srgan data store --list" in proc.stderr
