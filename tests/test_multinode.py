@@ -128,6 +128,8 @@ def test_sigkill_of_one_node_fails_the_other_fast(micro_data, tmp_path):
     finally:
         _stop([a, b])
     assert a.returncode != 0, out
+    # bound: gloo notices a closed peer in seconds; 120 s is 4x the slowest seen on a loaded 2-core machine and
+    # far below the 1800 s the default timeout would take, which is what this test tells apart
     assert elapsed < 120, f"the surviving node took {elapsed:.0f} s to stop"
     assert "ChildFailedError" in out or "Connection closed by peer" in out or "rendezvous" in out.lower(), out[-3000:]
     kept = list_checkpoints(tmp_path / "runs" / "rrdbnet")
@@ -157,5 +159,7 @@ def test_a_stalled_node_fails_the_other_after_train_dist_timeout(micro_data, tmp
     finally:
         _stop([a, b])
     assert a.returncode != 0, out
+    # bounds: not before most of dist_timeout (15 s) has passed, so the timeout (not something else) stopped it, and
+    # well before the 1800 s default; 90 s leaves 75 s for torchrun's teardown on a loaded machine
     assert 10 < elapsed < 90, f"node A stopped after {elapsed:.0f} s (dist_timeout 15 s)"
     assert "timed out" in out.lower() or "timeout" in out.lower(), out[-3000:]

@@ -202,6 +202,8 @@ def test_ddp_a_non_finite_loss_on_one_rank_stops_every_rank(micro_data, tmp_path
     assert proc.returncode != 0, out
     assert "non-finite loss {'pixel': nan" in out  # rank 1, in its own words
     assert "non-finite loss on rank(s) [1] at iteration 3" in out  # rank 0 learnt it from rank 1
+    # bound: a rank that waited for the NaN rank in a collective would hang until dist_timeout (600 s); stopping
+    # at the step boundary takes seconds, 120 s is the margin for a loaded 2-core machine
     assert elapsed < 120, f"ranks took {elapsed:.0f} s to stop"
     kept = [it for it, _ in list_checkpoints(tmp_path / "runs" / "rrdbnet")]
     assert kept == [2]  # the checkpoint before the bad step, none after
