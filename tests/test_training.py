@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,6 +144,44 @@ def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
     cb = torch.load(killed / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
     assert all(torch.equal(ca["discriminator"][k], cb["discriminator"][k]) for k in ca["discriminator"])
     assert [h["total_g"] for h in ca["history"]] == [h["total_g"] for h in cb["history"]]
+
+
+def test_sigterm_stops_at_a_step_boundary_and_auto_resume_is_bit_identical(micro_data, tmp_path):
+    """SIGTERM (a scheduler's stop) mid-run: the stage finishes its step, checkpoints it, exits 130 with the MLflow run
+    ended KILLED; `--auto-resume` continues from that step to exactly the weights of an uninterrupted run."""
+    from mlflow.tracking import MlflowClient
+
+    common = {"esrgan.iterations": 40, "esrgan.ckpt_every": 5, "esrgan.val_every": 0, "esrgan.log_every": 2,
+              "esrgan.milestones": "[6, 12]"}
+    ref = tmp_path / "ref"
+    run_cli("train", "esrgan", "--no-progress", "--set", *micro_overrides(micro_data, ref, "esrgan", **common))
+
+    stopped, uri = tmp_path / "stopped", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sets = [*micro_overrides(micro_data, stopped, "esrgan", **common), f"tracking.uri={uri}"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([SRGAN, "train", "esrgan", "--no-progress", "--set", *sets], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not list_checkpoints(stopped / "runs" / "esrgan") and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    match = re.search(r"stopped by SIGTERM after iteration (\d+) \(checkpoint written", out)
+    assert match, out[-2000:]
+    last = int(match.group(1))
+    assert list_checkpoints(stopped / "runs" / "esrgan")[-1][0] == last < 40  # the step it stopped at, saved
+    assert not (stopped / "models" / "esrgan.pth").exists()
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("srgan").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"]
+
+    out = run_cli("train", "esrgan", "--no-progress", "--auto-resume", "--set", *sets)
+    assert f"(resumed at {last})" in out.stdout
+    for key in ("params", "params_ema"):
+        a, b = generator(ref / "models" / "esrgan.pth", key), generator(stopped / "models" / "esrgan.pth", key)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{key} differ after SIGTERM and resume"
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(micro_data, tmp_path):

@@ -242,9 +242,45 @@ class MLflowTracking(Callback):
         self.tracker.end(status)
 
 
+class StopRequest:
+    """A polite stop (SIGTERM from a scheduler, single process): the loop finishes the step it is in, writes a
+    checkpoint of it and stops as KILLED, so ``--auto-resume`` loses nothing. Outside the loop, under torchrun (ranks
+    would stop at different steps and wait on each other) or on a second SIGTERM, the stop is immediate."""
+
+    def __init__(self) -> None:
+        self.in_loop = False
+        self.requested = False
+
+    def polite(self) -> bool:
+        """Whether a stop asked now can wait for the step boundary (else the caller stops at once)."""
+        return self.in_loop and not self.requested
+
+
+STOP = StopRequest()
+
+
 def run_loop(run: Run) -> None:
     """Iterations ``start_iter + 1 .. end_iter`` of the run, batches from ``loader``; every event to the callbacks.
-    A non-finite loss stops it with the last good checkpoint named."""
+    A non-finite loss stops it with the last good checkpoint named; a :data:`STOP` request after a checkpoint."""
+    STOP.requested, STOP.in_loop = False, run.ddp.world_size == 1
+    try:
+        _iterations(run)
+    finally:
+        STOP.in_loop = False
+
+
+def _stop_here(run: Run, it: int) -> None:
+    """The step is done: checkpoint it (unless the cadence just did) and stop as KILLED."""
+    if it % run.cfg.ckpt_every:
+        run.trainer.sync()
+        Checkpointing().save(run, it)
+        run.emit("on_checkpoint", it)
+    log.warning("%s: stopped by SIGTERM after iteration %d (checkpoint written; --auto-resume continues)",
+                run.stage, it)
+    raise KeyboardInterrupt(f"SIGTERM after iteration {it}")
+
+
+def _iterations(run: Run) -> None:
     trainer, cfg = run.trainer, run.cfg
     window_t, window_n = time.perf_counter(), 0
     for it, (lr_u8, hr_u8) in zip(range(run.start_iter + 1, run.end_iter + 1), run.loader, strict=True):
@@ -271,6 +307,8 @@ def run_loop(run: Run) -> None:
             run.history.append(row)
             run.emit("on_log", it, row)
         run.emit("on_iteration", it)
+        if STOP.requested and it != run.end_iter:  # (at the end the outputs follow in seconds: finish them)
+            _stop_here(run, it)
 
 
 def write_summary(run: Run, model_path: Path, validation: dict[str, float], seconds_per_it: float,

@@ -26,6 +26,7 @@ from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
 from srgan_lib.training.distributed import init_distributed
 from srgan_lib.training.loop import (
+    STOP,
     Checkpointing,
     HistoryCSV,
     MLflowTracking,
@@ -250,8 +251,12 @@ def _open_tracker(run: Run, params: Params, data: PairedPatches) -> Any:
 
 
 def install_sigterm_handler() -> None:
-    """Turn SIGTERM (a scheduler stopping the job) into KeyboardInterrupt so the MLflow run is closed as KILLED."""
+    """SIGTERM (a scheduler stopping the job) ends the run as KILLED: in the training loop after the current step
+    and a checkpoint of it (:class:`~srgan_lib.training.loop.StopRequest`), elsewhere at once (KeyboardInterrupt)."""
     def handler(signum: int, frame: Any) -> None:
+        if STOP.polite():
+            STOP.requested = True  # acted on by the loop (no logging here: a signal handler may not take locks)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     with contextlib.suppress(ValueError):  # not in the main thread
