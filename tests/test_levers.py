@@ -141,11 +141,30 @@ def test_sync_every_changes_nothing_but_when_nan_is_seen(micro_data, tmp_path):
         train_stage(params, "rrdbnet", progress=False)
 
 
-def test_worker_processes_train_bit_identically(micro_data, tmp_path):
+def test_worker_processes_train_bit_identically(micro_data, tmp_path, monkeypatch):
+    """train.workers=2 builds the batches in two other processes (each records its PID as it builds one) and the
+    weights are bit-identical to batches built inline."""
+    import os
+
+    from srgan_lib.training import data
+
+    built = tmp_path / "built-by.txt"
+    original = data.IterationBatches.__getitem__
+
+    def recorded(self, iteration):
+        with built.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return original(self, iteration)
+
+    monkeypatch.setattr(data.IterationBatches, "__getitem__", recorded)  # forked workers inherit the patch
     common = {"rrdbnet.val_every": 0}
     inline = train_stage(micro_params(micro_data, tmp_path / "a", "rrdbnet", **common), "rrdbnet", progress=False)
+    assert set(built.read_text().split()) == {str(os.getpid())}
+    built.unlink()
     workers = train_stage(micro_params(micro_data, tmp_path / "b", "rrdbnet", **common, **{"train.workers": 2}),
                           "rrdbnet", progress=False)
+    pids = built.read_text().split()
+    assert len(pids) == 6 and str(os.getpid()) not in pids and len(set(pids)) == 2  # 6 iterations, 2 workers
     a = torch.load(inline.model_path, weights_only=True)["params"]
     b = torch.load(workers.model_path, weights_only=True)["params"]
     assert all(torch.equal(a[k], b[k]) for k in a)
