@@ -4,6 +4,7 @@ by running them, never asserted here: timings belong in benchmarks/results/, not
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,20 @@ def test_upscale_benchmark_compares_the_default_tile_rule_with_fixed_tiles(tmp_p
                                            "defaults, a later run after a probe under load"]
     assert all(r["seconds"] > 0 and r["ratio_vs_best_fixed"] > 0 for r in rows)
     assert rows[0]["tile"] == 32 and rows[2]["why"].startswith(("tuned", "whole")) and "probe_under_load" in rows[3]
+
+
+def test_gpu_script_smoke_runs_on_cpu(tmp_path):
+    """benchmarks/gpu.sh --tiny: every section of the GPU run on CPU with tiny networks, the JSON it commits."""
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([str(REPO / "benchmarks" / "gpu.sh"), "--tiny"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OUT": str(out), "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["train"]) == {"srresnet", "srgan", "rrdbnet", "esrgan"}
+    for row in result["train"].values():
+        assert row["off"]["precision"] == "fp32" and row["off"]["memory_format"] == "contiguous"
+        assert row["on"]["memory_format"] == "channels_last" and row["ratio_off_over_on"] > 0
+    configs = {(r["tile"], r["precision"]) for r in result["inference"]}
+    assert {(16, "fp32"), ("whole", "fp32"), (16, "bf16"), ("whole", "bf16")} == configs
+    bf16 = [r["psnr_vs_fp32_whole"] for r in result["inference"] if r["precision"] == "bf16"]
+    assert all(db is not None and db > 30 for db in bf16)  # bf16 differs from fp32, slightly
