@@ -101,6 +101,7 @@ def test_foreach_ema_equals_the_python_loop():
         torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_compile_matches_eager(micro_data, tmp_path):
     """torch.compile (Inductor, CPU C++ backend) of G, D and VGG: the ESRGAN micro step's losses agree with eager."""
     eager, _ = short_run(micro_data, tmp_path, "esrgan", steps=3)

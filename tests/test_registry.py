@@ -109,6 +109,7 @@ def mlflow_server(tmp_path_factory):
         yield url
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_register_moves_champion_by_the_gate_both_ways_and_is_idempotent(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 
@@ -181,6 +182,7 @@ def test_models_uri_works_through_srgan_upscale_and_evaluate(registered, tmp_pat
     assert results["Set5"]["model"] == "srgan-tiny" and results["Set5"]["n_images"] == 5
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_mlflow_models_serve_answers_like_srgan_upscale(registered, tmp_path):
     root, uri, image = registered
     run_cli("upscale", "--model", "models:/srgan-tiny@champion", "--tracking-uri", uri, str(image),

@@ -109,6 +109,7 @@ def test_auto_resume_starts_over_when_the_psnr_parent_changed(micro_data, tmp_pa
     assert res.resumed_from == 0
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
     """A run killed with SIGKILL mid-way and resumed ends with exactly the weights of an uninterrupted run."""
     common = {"esrgan.iterations": 16, "esrgan.ckpt_every": 4, "esrgan.val_every": 0, "esrgan.log_every": 2,
@@ -146,6 +147,7 @@ def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
     assert [h["total_g"] for h in ca["history"]] == [h["total_g"] for h in cb["history"]]
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_sigterm_stops_at_a_step_boundary_and_auto_resume_is_bit_identical(micro_data, tmp_path):
     """SIGTERM (a scheduler's stop) mid-run: the stage finishes its step, checkpoints it, exits 130 with the MLflow run
     ended KILLED; `--auto-resume` continues from that step to exactly the weights of an uninterrupted run."""
@@ -198,6 +200,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(micro_data, tmp_path
     assert not (tmp_path / "models" / "rrdbnet.pth").exists()
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_ddp_two_gloo_processes_match_one_process(micro_data, tmp_path):
     """torchrun with 2 CPU processes (gloo), each on half of the global batch, matches one process on all of it."""
     # fp32 on every CPU: under bf16 a half batch and the whole batch round differently, beyond this tolerance
@@ -224,6 +227,7 @@ def test_ddp_two_gloo_processes_match_one_process(micro_data, tmp_path):
     assert moved > 1e-4  # the comparison is between trained weights, not two copies of the initialisation
 
 
+@pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_ddp_a_non_finite_loss_on_one_rank_stops_every_rank(micro_data, tmp_path):
     """Rank 1 alone sees NaN: both ranks stop at the same iteration with the reason, no rank waits in the gradient
     all-reduce for the one that left (gloo's default timeout is 30 minutes), and no checkpoint of that step exists."""
