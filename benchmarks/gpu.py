@@ -3,8 +3,9 @@
 1. **Training steps**: each recipe at the papers' batch and crop (``configs/paper.yaml``: batch 16, HR 96 SRGAN /
    128 ESRGAN, the full networks), the engine's ``Trainer.step`` with the levers off (fp32, contiguous, foreach Adam,
    Python-loop EMA, a host sync every step, no compile) and on (as configs/paper.yaml sets them: bf16 autocast,
-   channels_last, fused Adam, foreach EMA, sync every 100; ``--compile`` adds torch.compile), median seconds per
-   step over ``--steps`` after ``--warmup``, the ratio off / on and the peak memory of each.
+   channels_last, fused Adam, foreach EMA, sync every 100; ``--compile`` adds torch.compile), seconds per
+   step (the mean of ``--steps`` timed in one block after ``--warmup``: host syncs as ``train.sync_every`` says), the
+   ratio off / on and the peak memory of each.
 2. **Inference**: RRDBNet-23 (x4) megapixels of input per second through the Upscaler at tile 256, 512 and whole, in
    fp32, bf16 and fp16, with each output's PSNR against the fp32 whole-image output (what reduced precision costs),
    and the peak memory.
@@ -30,11 +31,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from srgan_lib.config import Params, validate  # noqa: E402
+from train_step import paper_params  # noqa: E402  (benchmarks/, the script's own folder)
+
+from srgan_lib.config import Params  # noqa: E402
 from srgan_lib.hardware import resolve_device  # noqa: E402
 from srgan_lib.metrics.psnr_ssim import psnr  # noqa: E402
 from srgan_lib.models import build_model  # noqa: E402
-from srgan_lib.paramfile import apply_overrides, read_params  # noqa: E402
 from srgan_lib.training.distributed import Dist  # noqa: E402
 from srgan_lib.training.trainer import Trainer  # noqa: E402
 from srgan_lib.upscale import Upscaler  # noqa: E402
@@ -46,9 +48,8 @@ TINY = {"srresnet": "{num_block: 2, num_feat: 16}", "rrdbnet": "{num_block: 2, n
 
 
 def _params(stage: str, device: str, levers: dict[str, Any], tiny: bool) -> Params:
-    set5 = REPO / "data" / "benchmarks" / "Set5"
-    sets = [f"lists.train=[{set5}]", f"lists.test=[Set5={set5}]", "train.vgg_weights=random", f"train.device={device}",
-            "tracking.uri=none", f"{stage}.init_from=none", *(f"{k}={v}" for k, v in levers.items())]
+    """train_step.py's paper configuration of ``stage`` with ``levers`` (and, ``tiny``, small networks and batches)."""
+    sets = [f"{k}={v}" for k, v in levers.items()]
     if tiny:
         gen = "srresnet" if stage in ("srresnet", "srgan") else "rrdbnet"
         sets += [f"{stage}.generator_options={TINY[gen]}", f"{stage}.batch_size=2", f"{stage}.hr_size=32"]
@@ -56,7 +57,7 @@ def _params(stage: str, device: str, levers: dict[str, Any], tiny: bool) -> Para
             sets.append(f"{stage}.discriminator_options={{num_feat: 8, input_size: 32}}")
         if stage == "srgan":
             sets.append(f"{stage}.discriminator_options={{num_feat: 8}}")
-    return validate(apply_overrides(read_params(REPO / "configs" / "paper.yaml"), sets))
+    return paper_params(stage, device, str(levers["train.compile"]), sets)
 
 
 def _sync(device: torch.device) -> None:
@@ -84,18 +85,19 @@ def train_steps(stage: str, device: torch.device, on: dict[str, Any], steps: int
         gen = torch.Generator().manual_seed(0)
         hr = torch.randint(0, 256, (cfg.batch_size, 3, cfg.hr_size, cfg.hr_size), generator=gen, dtype=torch.uint8)
         lr = torch.nn.functional.avg_pool2d(hr.float(), params.scale).round().to(torch.uint8)
-        times = []
         _peak_reset(device)
         for i in range(warmup + steps):
+            if i == warmup:  # the timed block: one host sync at each end, as a training run syncs (sync_every)
+                trainer.sync()
+                _sync(device)
+                t = time.perf_counter()
             trainer.set_lr(i + 1)
-            _sync(device)
-            t = time.perf_counter()
             trainer.step(lr, hr)
-            trainer.sync()
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - t)
-        row[name] = {"seconds_per_step": statistics.median(times), "precision": trainer.levers.precision,
+            if (i + 1) % trainer.sync_every == 0:
+                trainer.sync()
+        trainer.sync()
+        _sync(device)
+        row[name] = {"seconds_per_step": (time.perf_counter() - t) / steps, "precision": trainer.levers.precision,
                      "memory_format": trainer.levers.layout, "peak_mib": _peak_mib(device)}
         del trainer
         if device.type == "cuda":

@@ -27,13 +27,14 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from srgan_lib.config import validate
+from srgan_lib.config import Params, validate
 from srgan_lib.models import to_unit
 from srgan_lib.paramfile import apply_overrides, read_params
 from srgan_lib.settings.training import COMPILE_MODES
@@ -46,13 +47,14 @@ RECIPES = ("srresnet", "srgan", "rrdbnet", "esrgan")
 DESIGN_TFLOP = {"srresnet": 0.12, "srgan": 0.72, "rrdbnet": 3 * 35.9 * 16 * 32 * 32 / 1e6, "esrgan": 2.9}
 
 
-def paper_params(stage: str, device: str, compile_mode: str) -> dict:
-    """configs/paper.yaml for ``stage`` with random VGG weights, no init checkpoint and no tracking."""
+def paper_params(stage: str, device: str, compile_mode: str, extra: Sequence[str] = ()) -> Params:
+    """configs/paper.yaml for ``stage`` with random VGG weights, no init checkpoint and no tracking (``extra``: more
+    ``section.key=value`` overrides, applied last)."""
     raw = read_params(REPO / "configs" / "paper.yaml")  # the overlay laid over params.yaml
     set5 = REPO / "data" / "benchmarks" / "Set5"
     sets = [f"lists.train=[{set5}]", f"lists.test=[Set5={set5}]",
             "train.vgg_weights=random", f"train.device={device}", f"train.compile={compile_mode}", "tracking.uri=none",
-            f"{stage}.init_from=none"]
+            f"{stage}.init_from=none", *extra]
     return validate(apply_overrides(raw, sets))
 
 
