@@ -1,6 +1,7 @@
-"""Prefect 3 flows ``train-srgan``, ``train-esrgan`` and ``evaluate``: each task reproduces one DVC stage, so DVC's
-caching and ``dvc.lock`` stay the single record of what ran, and the stage commands are the same ``srgan`` commands
-``dvc repro`` runs. Deployments are declared in ``prefect.yaml``; ``make prefect-up`` serves them locally.
+"""Prefect 3 flows ``train-srgan``, ``train-esrgan``, ``evaluate`` and ``sweep``: each task reproduces one DVC stage
+(``sweep``: one DVC experiment per combination), so DVC's caching and ``dvc.lock`` stay the single record of what ran,
+and the stage commands are the same ``srgan`` commands ``dvc repro`` runs. Deployments are declared in
+``prefect.yaml``; ``make prefect-up`` serves them locally.
 
 Flow parameter ``overrides`` (``{"esrgan.gan.weight": 0.01}``) changes ``params.yaml`` values for one run without
 editing the file: the run becomes ``dvc exp run --temp -S ...`` (recorded by DVC: ``dvc exp show``) and the values
@@ -192,6 +193,30 @@ def train_esrgan(overrides: dict[str, Any] | None = None, placement: Placement =
     """Data stages, RRDBNet pretraining (L1), ESRGAN (RaGAN + VGG54 before activation), network interpolation,
     evaluation and registration of both (the gate moves ``champion``)."""
     return _run("train-esrgan", list(TRAIN_ESRGAN), overrides, placement)
+
+
+@flow(name="sweep", log_prints=True)
+def sweep(grid: list[str], stages: list[str] | None = None, jobs: int = 1, metric: str = "niqe",
+          gate: bool = True) -> str:
+    """``srgan sweep`` as a flow run (``srgan_lib.sweep.run.run_sweep``): the grid validated, the upstream stages run
+    once, one DVC experiment per combination on ``jobs`` DVC queue workers, each an MLflow child run; the table,
+    figures and the gate's decision as the flow's Markdown artifact. A second run of the same grid continues."""
+    from srgan_lib.sweep.run import SweepSettings, run_sweep
+
+    logger = get_run_logger()
+    res = run_sweep(SweepSettings(grid=tuple(grid), stages=tuple(stages or ()), jobs=jobs, metric=metric, gate=gate),
+                    say=logger.info)
+    lines = [f"# sweep {res.ident}", "", res.table.to_markdown(index=False, disable_numparse=True), "",
+             f"Figures and tables: `{res.folder}`. MLflow parent run `{res.parent_run_id}`"
+             + (f" ({res.link})." if res.link else "."), "", *(f"- gate: {g}" for g in res.gate)]
+    markdown = "\n".join(lines)
+    create_markdown_artifact(markdown, key="srgan-sweep", description=f"sweep {res.ident}")
+    logger.info("\n%s", markdown)
+    failed = [o.combo.name for o in res.outcomes if o.status != "success"]
+    if failed:
+        raise PipelineError(f"sweep {res.ident}: {len(failed)} combination(s) failed ({', '.join(failed)}); "
+                            "their errors are in the table above; run the flow again to retry them")
+    return markdown
 
 
 @flow(name="evaluate", log_prints=True)

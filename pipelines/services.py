@@ -167,7 +167,7 @@ def up(root: Path, port: int, *, deploy: bool = True, worker: bool = True, pool:
             for name in POOLS:
                 _run([_tool("prefect"), "work-pool", "create", name, "--type", "process", "--overwrite"], env, root)
             _run([_tool("prefect"), "--no-prompt", "deploy", "--all"], env, root)
-            print(f"deployments: train-srgan/local, train-esrgan/local, evaluate/local on pool {POOL}; "
+            print(f"deployments: train-srgan/local, train-esrgan/local, evaluate/local, sweep/local on pool {POOL}; "
                   "train-esrgan/hosts, train-srgan/hosts, dvc-stage/cpu on srgan-cpu, dvc-stage/gpu on srgan-gpu",
                   flush=True)
             if ZOMBIE not in automation_names(env["PREFECT_API_URL"]):

@@ -42,6 +42,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("export",): ("export", "export a generator to ONNX (dynamic batch/height/width)"),
     ("repro",): ("repro", "run the DVC pipeline (what `make run` does) under one MLflow parent run, then print the "
                  "summary"),
+    ("sweep",): ("sweep", "sweep a parameter grid: one DVC experiment per combination on N queue workers, compared "
+                  "in MLflow, the best offered to the registry gate"),
     ("register",): ("register", "register a generator in the MLflow model registry; the gate decides its alias "
                     "(champion/challenger)"),
     ("params", "check"): ("params_check", "validate params.yaml (unknown keys, types, values, folders)"),

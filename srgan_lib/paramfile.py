@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,31 @@ class ParamsError(UserError, ValueError):
     """``params.yaml`` is invalid; the message names the file, the key and what is allowed."""
 
 
+class _ValueLoader(yaml.SafeLoader):
+    """YAML values as YAML 1.2 (and DVC's ``-S``) read them: ``5e-3`` is a float, not PyYAML 1.1's string."""
+
+
+_ValueLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def yaml_value(text: str) -> Any:
+    """One value given on a command line (``5e-3``, ``[1, 2]``, ``pil``); unparsable YAML stays the string."""
+    try:
+        return yaml.load(text, Loader=_ValueLoader) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with a dotted key (``esrgan.lr=5e-5``) and a YAML value (numbers, lists, strings)."""
     if "=" not in text or not text.split("=", 1)[0]:
         raise ParamsError(f"override {text!r} must look like section.key=value (for example esrgan.lr=5e-5)")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+    return key, yaml_value(raw)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from srgan_lib import telemetry_off
 
 log = logging.getLogger(__name__)
 PARENT_ENV = "SRGAN_PARENT_RUN_ID"
+EXP_TAG = "srgan.dvc_exp"  # a sweep's child run: the DVC experiment it stands for (srgan_lib.sweep)
 _MAX_PARAM = 6000
 # MLflow 3's UI opens an experiment by its kind: this one is model training (runs, metrics), not GenAI (traces)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development",
@@ -37,7 +38,8 @@ def resolve_uri(configured: str) -> str | None:
         return None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
-        db = db if db.is_absolute() else Path.cwd() / db
+        # relative to the project: DVC_ROOT is set by DVC for every stage, also in a queued experiment's temporary copy
+        db = db if db.is_absolute() else Path(os.environ.get("DVC_ROOT") or Path.cwd()) / db
         db.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{db}"
     return uri
@@ -131,6 +133,17 @@ def dataset_digest(path: str | Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()[:10]
 
 
+def experiment_run(client: Any, exp_id: str) -> str | None:
+    """In a DVC experiment of a sweep (DVC's queue sets ``DVC_EXP_NAME`` for its stages), the sweep's child run of
+    that experiment, which the stage's run nests under; None elsewhere."""
+    name = os.environ.get("DVC_EXP_NAME")
+    if not name:
+        return None
+    runs = client.search_runs([exp_id], f"tags.`{EXP_TAG}` = '{name}'", order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
 class Tracker:
     """One MLflow run (a stage), or a no-op when tracking is off. Metrics are buffered and sent in batches."""
 
@@ -156,7 +169,7 @@ class Tracker:
                 log.warning("MLflow run %s is not in %s; continuing in a new run", run_id, uri)
         exp_id = ensure_experiment(self.client, experiment, uri)
         all_tags = dict(tags or {})
-        parent = os.environ.get(PARENT_ENV)
+        parent = experiment_run(self.client, exp_id) or os.environ.get(PARENT_ENV)
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         self.run_id = self.client.create_run(exp_id, tags=all_tags, run_name=run_name).info.run_id
