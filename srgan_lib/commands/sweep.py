@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = run_sweep(SweepSettings(grid=tuple(args.grid), stages=tuple(args.stages), jobs=args.jobs,
                                       metric=args.metric, test_set=args.test_set, maximum=args.maximum,
-                                      gate=args.gate))
+                                      gate=args.gate), say=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print("\nsrgan sweep: interrupted. The running experiments were stopped and the queued ones dropped; run the "
               "same command again to continue (finished combinations are kept).", file=sys.stderr)

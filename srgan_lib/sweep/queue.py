@@ -34,8 +34,20 @@ def enqueue(name: str, overrides: Sequence[str], targets: Sequence[str], env: Ma
 
 def start_workers(jobs: int, env: Mapping[str, str], cwd: str | Path = ".") -> None:
     """``dvc queue start -j N``: N workers, each running one queued experiment at a time in a temporary copy; the
-    workers inherit ``env`` (the absolute tracking URI) and stop when the queue is empty."""
-    _dvc(["queue", "start", "--jobs", str(jobs)], env, cwd)
+    workers inherit ``env`` (the absolute tracking URI, their share of the CPU threads) and stop when the queue is
+    empty."""
+    import os
+    import tempfile
+
+    # N workers share the cores: each stage gets its share of threads (torch reads OMP_NUM_THREADS), never N x all
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)), **env}
+    # not through pipes: the daemonized workers inherit them, and reading to their end would wait for the sweep
+    with tempfile.TemporaryFile("w+") as out:
+        code = subprocess.run([tool("dvc"), "queue", "start", "--jobs", str(jobs)], cwd=cwd, env=dict(env),
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            out.seek(0)
+            raise PipelineError(f"`dvc queue start --jobs {jobs}` failed ({code}): {out.read().strip()[-1500:]}")
 
 
 def states(cwd: str | Path = ".") -> dict[str, str]:
