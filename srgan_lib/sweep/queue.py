@@ -14,6 +14,9 @@ from srgan_lib.pipeline import PipelineError, tool
 
 # `dvc queue status` states
 QUEUED, RUNNING, SUCCESS, FAILED = "Queued", "Running", "Success", "Failed"
+LOST = "Lost"  # ours: 'Running' in DVC's view, but its executor process is gone
+ORPHANED = "Orphaned"  # ours: its executor runs on, but its queue worker was killed
+WAITING = (QUEUED, RUNNING, LOST, ORPHANED)  # not ended yet
 
 
 def _dvc(args: Sequence[str], env: Mapping[str, str], cwd: str | Path, *, check: bool = True
@@ -51,11 +54,66 @@ def start_workers(jobs: int, env: Mapping[str, str], cwd: str | Path = ".") -> N
 
 
 def states(cwd: str | Path = ".") -> dict[str, str]:
-    """Every queue task by experiment name: Queued, Running, Success or Failed (``dvc queue status``)."""
+    """Every queue task by experiment name: Queued, Running, Success or Failed (``dvc queue status``); Orphaned for
+    one still running whose queue worker was killed (nobody will collect its result), Lost for one DVC still calls
+    Running whose process is gone."""
     from dvc.repo import Repo
 
     with Repo(str(cwd)) as repo:
-        return {t["name"]: t["status"] for t in repo.experiments.celery_queue.status() if t.get("name")}
+        q = repo.experiments.celery_queue
+        out = {}
+        for t in q.status():
+            if not t.get("name"):
+                continue
+            out[t["name"]] = t["status"]
+            if t["status"] == RUNNING:
+                proc = _executor(Path(q.pid_dir) / t["rev"] / f"{t['rev']}.pid")
+                if proc is False:
+                    out[t["name"]] = LOST
+                elif proc is not None and not _under_worker(proc):
+                    out[t["name"]] = ORPHANED
+        return out
+
+
+def _executor(pidfile: Path) -> Any:
+    """The experiment's executor process (``dvc exp exec-run``); None while it starts, False once it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(int(pidfile.read_text().strip()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
+def _under_worker(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return any("queue-worker" in " ".join(p.cmdline()) for p in proc.parents())
+    except psutil.Error:
+        return False
+
+
+def stop_orphans(names: Sequence[str], cwd: str | Path = ".") -> None:
+    """Kill what the executors of these experiments still run (their worker is gone: the result would be lost)."""
+    import psutil
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        q = repo.experiments.celery_queue
+        revs = [t["rev"] for t in q.status() if t.get("name") in names and t["status"] == RUNNING]
+        pid_dir = Path(q.pid_dir)
+    for rev in revs:
+        proc = _executor(pid_dir / rev / f"{rev}.pid")
+        if not proc:
+            continue
+        tree = [*proc.children(recursive=True), proc]
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(tree, timeout=30)
 
 
 def log_tail(name: str, env: Mapping[str, str], cwd: str | Path = ".", lines: int = 12) -> str:
@@ -66,12 +124,14 @@ def log_tail(name: str, env: Mapping[str, str], cwd: str | Path = ".", lines: in
 
 
 def kill(names: Sequence[str], env: Mapping[str, str], cwd: str | Path = ".") -> None:
-    """Stop running experiments (their stages get SIGINT: training checkpoints) and drop queued ones."""
+    """Stop running experiments (their stages get SIGINT: training checkpoints) and drop every entry of ``names``
+    (a lost one is dropped only once DVC has noticed, through the kill, that its process is gone)."""
     current = states(cwd)
-    running = [n for n in names if current.get(n) == RUNNING]
+    stop_orphans([n for n in names if current.get(n) == ORPHANED], cwd)
+    running = [n for n in names if current.get(n) in (RUNNING, LOST, ORPHANED)]
     if running:
         _dvc(["queue", "kill", *running], env, cwd, check=False)
-    forget([n for n in names if current.get(n) in (QUEUED, FAILED)], env, cwd)
+    forget([n for n in names if n in current], env, cwd)
 
 
 def forget(names: Sequence[str], env: Mapping[str, str], cwd: str | Path = ".") -> None:

@@ -30,6 +30,8 @@ from srgan_lib.sweep.runs import SweepRuns
 
 log = logging.getLogger(__name__)
 SUCCESS, FAILED, KILLED = "success", "failed", "killed"
+RETRIES = 1  # an experiment whose queue worker was killed is queued again once
+LOST_AFTER_S = 20.0  # 'Running' with its executor gone for this long: its worker was killed (not collecting)
 
 
 @dataclass(frozen=True)
@@ -175,12 +177,19 @@ def run_sweep(s: SweepSettings, *, say: Callable[[str], None] = print, cwd: str 
                 runs.finish(c, SUCCESS, o.metrics, lock=queue.read_file(o.commit, "dvc.lock", cwd))
         if len(todo) < len(combos):
             say(f"{len(combos) - len(todo)} combination(s) finished by an earlier call of this sweep: not run again")
-        queue.forget([c.name for c in todo], env, cwd)
-        for c in todo:
+        # an earlier call that was killed (SIGKILL, a lost Prefect worker) left experiments in the queue: wait for
+        # those rather than queue them twice; failed or lost ones are queued again
+        current = queue.states(cwd)
+        adopted = [c for c in todo if current.get(c.name) in queue.WAITING]
+        fresh = [c for c in todo if c not in adopted]
+        if adopted:
+            say(f"{len(adopted)} combination(s) still in DVC's queue from an earlier call: waiting for them")
+        queue.forget([c.name for c in fresh], env, cwd)
+        for c in fresh:
             queue.enqueue(c.name, c.overrides, stages.targets, env, cwd)
         if todo:
             queue.start_workers(min(s.jobs, len(todo)), env, cwd)
-        _wait(todo, outcomes, runs, stages, env, cwd, s.poll_s, say)
+        _wait(todo, outcomes, runs, stages, env, cwd, s.poll_s, say, s.jobs)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -214,13 +223,52 @@ def run_sweep(s: SweepSettings, *, say: Callable[[str], None] = print, cwd: str 
     return result
 
 
+def _requeue(names: Sequence[str], by_name: dict[str, Combination],
+             retries: dict[str, int], outcomes: dict[str, Outcome], runs: SweepRuns, stages: Plan,
+             env: dict[str, str], cwd: Path, say: Callable[[str], None]) -> None:
+    """Experiments whose worker was lost: queued again from the start (up to RETRIES times), else failed."""
+    queue.kill(names, env, cwd)  # DVC notes the dead process and lets the entry go
+    for n in names:
+        o = outcomes[n]
+        if retries[n] >= RETRIES:
+            o.status, o.error = FAILED, f"its DVC queue worker was lost {retries[n] + 1} times"
+            runs.finish(o.combo, FAILED, {}, lock=None, error=o.error)
+            say(f"{n} ({o.combo.label}): failed: {o.error}")
+            continue
+        retries[n] += 1
+        runs.abandon(o.combo)
+        queue.enqueue(n, by_name[n].overrides, stages.targets, env, cwd)
+        say(f"{n} ({o.combo.label}): its DVC queue worker is gone: queued again (retry {retries[n]} of {RETRIES})")
+
+
 def _wait(todo: Sequence[Combination], outcomes: dict[str, Outcome], runs: SweepRuns, stages: Plan,
-          env: dict[str, str], cwd: Path, poll_s: float, say: Callable[[str], None]) -> None:
-    """Until every queued combination succeeded or failed: record each end as it happens."""
+          env: dict[str, str], cwd: Path, poll_s: float, say: Callable[[str], None], jobs: int) -> None:
+    """Until every queued combination succeeded or failed: record each end as it happens; experiments whose
+    workers were killed are queued again."""
     start, left = time.monotonic(), {c.name for c in todo}
+    by_name, retries, lost_since = {c.name: c for c in todo}, dict.fromkeys(left, 0), {}
+    idle_since: float | None = None
     while left:
         time.sleep(poll_s)
         current = queue.states(cwd)
+        now = time.monotonic()
+        lost_since = {n: lost_since.get(n, now) for n in left if current.get(n) == queue.LOST}
+        lost = [n for n, t in lost_since.items() if now - t > LOST_AFTER_S]  # not a success being collected
+        lost += [n for n in left if current.get(n) == queue.ORPHANED]
+        if lost:  # their worker was killed: queue them again, start new workers
+            _requeue(lost, by_name, retries, outcomes, runs, stages, env, cwd, say)
+            left -= {n for n in lost if outcomes[n].status == FAILED}
+            if any(outcomes[n].status == "pending" for n in lost):
+                queue.start_workers(min(jobs, len(left)), env, cwd)
+            continue
+        if any(current.get(n) == queue.QUEUED for n in left) and queue.RUNNING not in current.values():
+            idle_since = idle_since or now  # queued, and nothing runs: no worker is left to take them
+            if now - idle_since > LOST_AFTER_S:
+                say("no DVC queue worker is running the queued combinations: starting new workers")
+                queue.start_workers(min(jobs, len(left)), env, cwd)
+                idle_since = None
+        else:
+            idle_since = None
         for name in sorted(left):
             if current.get(name) not in (queue.SUCCESS, queue.FAILED):
                 continue
@@ -239,7 +287,7 @@ def _wait(todo: Sequence[Combination], outcomes: dict[str, Outcome], runs: Sweep
             n = sum(1 for x in outcomes.values() if x.status != "pending")
             say(f"[{n}/{len(outcomes)}] {name} ({o.combo.label}): {o.status}, {o.seconds:.0f} s after the queue started"
                 + ("" if o.status == SUCCESS else f"\n    {o.error}"))
-        if left and not any(current.get(n) in (queue.QUEUED, queue.RUNNING) for n in left):
+        if left and not any(current.get(n) in queue.WAITING for n in left):
             missing = sorted(n for n in left if n not in current)
             if missing:  # the queue lost them (its workers were killed): report, never wait forever
                 for n in missing:

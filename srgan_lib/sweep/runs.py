@@ -55,6 +55,15 @@ class SweepRuns:
         self.children[combo.name] = run_id
         return run_id
 
+    def abandon(self, combo: Combination) -> None:
+        """The stage runs a killed attempt of ``combo`` left open under its child run end KILLED (it is re-run)."""
+        run_id = self.children.get(combo.name)
+        if run_id is None:
+            return
+        for r in self.client.search_runs([self.exp_id], f"tags.`mlflow.parentRunId` = '{run_id}' and "
+                                         "attributes.status = 'RUNNING'"):
+            self.client.set_terminated(r.info.run_id, "KILLED")
+
     def finish(self, combo: Combination, status: str, metrics: Mapping[str, Mapping[str, Mapping[str, float]]],
                *, lock: str | None, error: str = "") -> None:
         """End a child run: ``<model>/<set>/<metric>`` metrics, the experiment's dvc.lock hash, the error."""
