@@ -7,8 +7,11 @@ The tests share one copy and run in file order (each builds on the state the pre
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -287,6 +290,21 @@ def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
                     "300"], repo, **prefect)
     assert "Completed" in evaluate.stdout
 
+    # the deployment sweep/local: the flow runs `srgan sweep` (its own DVC queue workers) on the process worker
+    assert "sweep/local" in listed
+    sweep = _sh([str(BIN / "prefect"), "deployment", "run", "sweep/local", "--param",
+                 'grid=["esrgan.gan.weight=3e-3,2e-2"]', "--param", "jobs=2", "--param", "gate=false", "--watch",
+                 "--watch-timeout", "600"], repo, **prefect)
+    assert "Completed" in sweep.stdout
+    worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
+    ident = re.search(r"sweep (\w{8}): 2 combinations of esrgan.gan.weight", worker_log).group(1)
+    _, children, nested = _sweep_runs(repo, ident)
+    assert sorted(children) == [f"sweep-{ident}-00", f"sweep-{ident}-01"]
+    for child in children.values():
+        assert child.info.status == "FINISHED" and "esrgan/Set14/niqe" in child.data.metrics
+    assert sorted(r.info.run_name for r in nested[f"sweep-{ident}-00"]) == ["esrgan", "evaluate/esrgan"]
+    assert nested[f"sweep-{ident}-01"] == []  # 2e-2 is the override above: DVC's run-cache restored it, nothing ran
+
 
 @pytest.fixture
 def mlflow_server(repo):
@@ -331,3 +349,123 @@ def test_dvc_exp_run_of_one_esrgan_param_reruns_only_esrgan_and_downstream(repo)
     assert "metrics/bicubic.json" not in diff and "metrics/rrdbnet.json" not in diff
     changed = diff["metrics/esrgan.json"]["esrgan.Set5.psnr_y"]
     assert changed["old"] != changed["new"]
+
+
+# ------------------------------------------------------------------------------------------------------ srgan sweep
+SWEEP = ["esrgan.gan.weight=5e-3,2e-2", "esrgan.lr=1e-4,2e-4"]
+
+
+def _dvc_experiments(repo: Path, prefix: str) -> dict[str, dict[str, str]]:
+    """`dvc exp show --csv`: the experiments whose name starts with ``prefix``, each with its params and metrics."""
+    rows = csv.DictReader(io.StringIO(_sh([str(BIN / "dvc"), "exp", "show", "--csv"], repo).stdout))
+    return {r["Experiment"]: r for r in rows if r["Experiment"].startswith(prefix)}
+
+
+def _sweep_runs(repo: Path, ident: str) -> tuple:
+    runs = _runs(repo)
+    parents = [r for r in runs if r.data.tags.get("srgan.sweep") == ident and r.data.tags["srgan.kind"] == "sweep"]
+    assert len(parents) == 1, "one parent run per sweep, found again by a second call"
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+                and r.data.tags.get("srgan.kind") == "sweep-experiment"}
+    nested = {name: [r for r in runs if r.data.tags.get("mlflow.parentRunId") == c.info.run_id]
+              for name, c in children.items()}
+    return parents[0], children, nested
+
+
+def test_sweep_of_two_esrgan_keys_on_two_workers(repo):
+    """2 x 2 ESRGAN combinations on 2 DVC queue workers: DVC and MLflow agree on each, upstream is not re-run, the
+    artifact is there, and the gate takes the best NIQE (register.set, Set14)."""
+    start = time.time() * 1000
+    out = _sh([str(BIN / "srgan"), "sweep", *SWEEP, "--jobs", "2"], repo).stdout
+    assert "4 of 4 combinations succeeded" in out
+    ident = re.search(r"^sweep (\w{8}): 4 combinations of esrgan.gan.weight x esrgan.lr", out, re.M).group(1)
+
+    exps = _dvc_experiments(repo, f"sweep-{ident}-")
+    assert sorted(exps) == [f"sweep-{ident}-{i:02d}" for i in range(4)]
+    assert {(float(r["esrgan.gan.weight"]), float(r["esrgan.lr"])) for r in exps.values()} == {
+        (0.005, 1e-4), (0.005, 2e-4), (0.02, 1e-4), (0.02, 2e-4)}
+
+    parent, children, nested = _sweep_runs(repo, ident)
+    assert parent.info.status == "FINISHED" and set(children) == set(exps)
+    for name, child in children.items():
+        assert child.info.status == "FINISHED" and child.data.tags["dvc_exp_name"] == name
+        assert len(child.data.tags["dvc_lock_sha256"]) == 16
+        assert float(child.data.params["esrgan.lr"]) == float(exps[name]["esrgan.lr"])
+        assert child.data.metrics["esrgan/Set14/niqe"] == pytest.approx(float(exps[name]["esrgan.Set14.niqe"]))
+        assert child.data.metrics["esrgan/Set5/psnr_y"] == pytest.approx(float(exps[name]["esrgan.Set5.psnr_y"]))
+        stages = sorted(r.info.run_name for r in nested[name] if r.info.run_name != "register/srgan-esrgan")
+        assert stages == ["esrgan", "evaluate/esrgan"]  # only what the keys affect ...
+    later = [r.info.run_name for r in _runs(repo) if r.info.start_time >= start]
+    assert "rrdbnet" not in later and "evaluate/bicubic" not in later  # ... upstream was up to date: not re-run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "sweep.md", "sweep.csv", "sweep.json", "pd_plane_esrgan.png"}
+    from PIL import Image
+
+    assert Image.open(repo / "reports" / "sweeps" / ident / "pd_plane_esrgan.png").size == (700, 500)
+
+    best = min(children, key=lambda n: children[n].data.metrics["esrgan/Set14/niqe"])
+    gate = next(line for line in out.splitlines() if line.startswith("gate: esrgan:"))
+    assert f"best by niqe is {best} " in gate
+    versions = [v for v in _registry(repo).search_model_versions("name = 'srgan-esrgan'")
+                if client.get_run(v.run_id).data.tags.get("mlflow.parentRunId") == children[best].info.run_id]
+    assert len(versions) == 1  # the winner, registered once, under its own child run
+    alias = "champion" if "promoted to @champion" in gate else "challenger"
+    assert alias == "champion" or "not promoted (@challenger): " in gate  # with the gate's reason
+    assert _registry(repo).get_model_version_by_alias("srgan-esrgan", alias).version == versions[0].version
+
+
+def test_a_second_call_of_the_same_sweep_continues_it(repo):
+    before = len(_runs(repo))
+    out = _sh([str(BIN / "srgan"), "sweep", *SWEEP, "--jobs", "2"], repo).stdout
+    assert "4 combination(s) finished by an earlier call of this sweep: not run again" in out
+    assert "Running stage" not in out and len(_runs(repo)) == before  # nothing ran, nothing was logged twice
+    assert "already version" in out  # the gate saw the same winner: nothing new registered
+
+
+def test_a_failing_combination_is_reported_and_the_others_finish(repo):
+    out = _sh([str(BIN / "srgan"), "sweep", "esrgan.init_from=models/srresnet.pth,models/rrdbnet.pth", "--no-gate",
+               "-j", "2"], repo, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "1 of 2 combinations succeeded" in out.stdout
+    ident = re.search(r"^sweep (\w{8}):", out.stdout, re.M).group(1)
+    _, children, _ = _sweep_runs(repo, ident)
+    failed, ok = children[f"sweep-{ident}-00"], children[f"sweep-{ident}-01"]  # SRResNet weights cannot be RRDB's
+    assert failed.info.status == "FAILED" and "srresnet.pth" in failed.data.tags["srgan.error"]
+    assert failed.data.tags["srgan.error"] in out.stdout
+    assert ok.info.status == "FINISHED" and "esrgan/Set14/niqe" in ok.data.metrics
+
+
+def test_a_sweep_survives_a_killed_queue_worker(repo):
+    """SIGKILL the DVC queue worker while it runs an experiment: the sweep kills what it left running, queues the
+    experiment again and finishes, each combination once in MLflow (one training run each, none left open)."""
+    import psutil
+
+    cmd = [str(BIN / "srgan"), "sweep", "esrgan.iterations=40,41", "esrgan.val_every=20", "--no-gate", "-j", "1"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, killed = time.monotonic() + 300, None
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+            for p in psutil.process_iter(["cmdline"]):
+                line = " ".join(p.info["cmdline"] or [])
+                if "srgan_lib.commands.train esrgan" in line:
+                    worker = next(q for q in p.parents() if "queue-worker" in " ".join(q.cmdline()))
+                    worker.kill()
+                    killed = worker.pid
+                    break
+        assert killed, "no experiment was seen training"
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "its DVC queue worker is gone: queued again (retry 1 of 1)" in out and "2 of 2 combinations" in out
+    ident = re.search(r"^sweep (\w{8}):", out, re.M).group(1)
+    _, children, nested = _sweep_runs(repo, ident)
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children.values())
+    for runs in nested.values():
+        assert [r.info.run_name for r in runs if r.info.status == "FINISHED"].count("esrgan") == 1
+        assert all(r.info.status != "RUNNING" for r in runs)
