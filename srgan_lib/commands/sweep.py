@@ -24,10 +24,12 @@ EPILOG = ("examples:\n"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments (on the dispatcher's sub-parser, or alone under ``python -m``)."""
+    import textwrap
+
     from srgan_lib.sweep.grid import MAX_COMBINATIONS
 
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description, p.epilog = textwrap.fill(DESCRIPTION, 100), EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # keeps the examples' lines
     p.add_argument("grid", nargs="+", metavar="SECTION.KEY=V1,V2",
                    help="one axis per key; values are YAML (1e-3, [1, 2], pil), commas inside brackets do not split")
     p.add_argument("--stages", nargs="+", default=[], metavar="STAGE",
