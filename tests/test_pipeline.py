@@ -306,6 +306,47 @@ def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
     assert nested[f"sweep-{ident}-01"] == []  # 2e-2 is the override above: DVC's run-cache restored it, nothing ran
 
 
+def test_prefect_sweep_survives_a_killed_worker(repo, prefect):
+    """The sweep deployment's process worker (and the flow run it runs) SIGKILLed mid-sweep, a new worker started,
+    the deployment run again: the new flow run finds the sweep's parent run and the experiments still in DVC's
+    queue, and the sweep completes with every combination once in MLflow."""
+    import psutil
+
+    from pipelines.services import POOL, prefect_env, start_worker
+
+    grid = ['grid=["esrgan.iterations=30,31", "esrgan.val_every=15"]', "--param", "jobs=1", "--param",
+            "gate=false"]
+    run = [str(BIN / "prefect"), "deployment", "run", "sweep/local", "--param", *grid]
+    _sh(run, repo, **prefect)  # not watched: the flow run starts on the worker
+    state = repo / ".prefect" / "services.json"
+    pids = json.loads(state.read_text())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(
+            "srgan_lib.commands.train esrgan" in " ".join(p.info["cmdline"] or [])
+            for p in psutil.process_iter(["cmdline"])):
+        time.sleep(1)
+    worker = psutil.Process(pids["worker"])
+    tree = [worker, *worker.children(recursive=True)]  # the worker and its flow run (srgan sweep in it)
+    assert any("sweep" in " ".join(p.cmdline()) or "prefect" in " ".join(p.cmdline()) for p in tree[1:])
+    for p in tree:
+        p.kill()
+    psutil.wait_procs(tree, timeout=30)
+    port = pids["port"]
+    pids["worker"] = start_worker(repo, prefect_env(repo / ".prefect", port), POOL).pid
+    state.write_text(json.dumps(pids))  # `services down` stops the new worker
+
+    again = _sh([*run, "--watch", "--watch-timeout", "600"], repo, **prefect)
+    assert "Completed" in again.stdout
+    log = (repo / ".prefect" / "logs" / "worker.log").read_text()
+    ident = re.search(r"sweep (\w{8}): 2 combinations of esrgan.iterations", log).group(1)
+    assert "still in DVC's queue from an earlier call: waiting for them" in log
+    _, children, nested = _sweep_runs(repo, ident)
+    assert sorted(children) == [f"sweep-{ident}-00", f"sweep-{ident}-01"]
+    for name, child in children.items():
+        assert child.info.status == "FINISHED" and "esrgan/Set14/niqe" in child.data.metrics
+        assert sorted(r.info.run_name for r in nested[name]) == ["esrgan", "evaluate/esrgan"]  # each ran once
+
+
 @pytest.fixture
 def mlflow_server(repo):
     """A real `mlflow server` on the project's store."""
