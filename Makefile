@@ -47,9 +47,12 @@ prefect-down:
 mlflow-ui: venv
 	$(BIN)/python -m pipelines.services mlflow-ui
 
+# Two pytest-xdist workers, a whole file each (the pipeline's tests share one repository in file order); most tests
+# spend their time starting processes and waiting on servers, so two workers fill two cores. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: venv
 	$(BIN)/ruff check .
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: venv
 	$(BIN)/ruff check .

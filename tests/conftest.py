@@ -63,6 +63,30 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = f"skipped in CI (CI=true), where every test must run: {reason}"
 
 
+# `make test` runs two pytest-xdist workers, a whole file per worker (--dist loadfile, in this order): the longest
+# file first (test_pipeline.py: its tests share one repository and run in file order), the two-host test on the other
+# worker, then a short file (a worker queues one file behind its current one) and the rest, longest first.
+FIRST = ("test_pipeline.py", "test_hosts.py", "test_losses.py", "test_training.py", "test_levers.py",
+         "test_multinode.py", "test_benchmarks.py", "test_upscale.py", "test_registry.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: file order within each file
+
+
+def pytest_configure(config):
+    """Under xdist each worker gets its share of the cores (torch and every stage it starts read OMP_NUM_THREADS):
+    two workers with two threads each on two cores would fight over them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
+
+
 def run_cli(*args: str, cwd: Path = REPO, check: bool = True, process: bool = False
             ) -> subprocess.CompletedProcess[str]:
     """Run the ``srgan`` CLI as a user would and return its exit status and output. In this process by default

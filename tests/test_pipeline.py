@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -237,117 +238,6 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
 
 
 @pytest.fixture
-def prefect(repo):
-    """`python -m pipelines.services up` (what `make prefect-up` runs) on a free port; `down` afterwards, checking
-    that every process it started is gone."""
-    port = free_port()
-    env = {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(repo / ".prefect")}
-    up = subprocess.run([sys.executable, "-m", "pipelines.services", "up", "--port", str(port)], cwd=repo,
-                        env=_env(**env), capture_output=True, text=True, timeout=300)
-    state = repo / ".prefect" / "services.json"
-    pids = {k: v for k, v in json.loads(state.read_text()).items() if k != "port"} if state.exists() else {}
-    try:
-        assert up.returncode == 0, f"services up failed:\n{up.stdout}\n{up.stderr}"
-        assert set(pids) == {"server", "worker"}
-        yield env
-    finally:
-        down = subprocess.run([sys.executable, "-m", "pipelines.services", "down"], cwd=repo, env=_env(**env),
-                              capture_output=True, text=True, timeout=120)
-        assert down.returncode == 0, down.stderr
-        for pid in pids.values():
-            with pytest.raises(ProcessLookupError):
-                os.killpg(pid, 0)
-
-
-def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
-    params_before = (repo / "params.yaml").read_bytes()
-    listed = _sh([str(BIN / "prefect"), "deployment", "ls"], repo, **prefect).stdout
-    for name in ("train-srgan/local", "train-esrgan/local", "evaluate/local"):
-        assert name in listed
-    run = _sh([str(BIN / "prefect"), "deployment", "run", "train-esrgan/local", "--param",
-               'overrides={"esrgan.gan.weight": 0.02}', "--watch", "--watch-timeout", "600"], repo, **prefect)
-    assert "Completed" in run.stdout
-    worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
-    assert "Running stage 'train_gan@esrgan'" in worker_log  # stage output is in the flow's (UI) logs
-    assert "Running stage 'train_psnr@rrdbnet'" not in worker_log
-    assert "| srgan-esrgan | @" in worker_log  # the flow's summary lists the registry (alias: the gate's)
-
-    assert (repo / "params.yaml").read_bytes() == params_before  # the override never edits the file ...
-    exps = _sh([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout
-    assert "train-esrgan-" in exps and "0.02" in exps  # ... DVC records it as an experiment ...
-    runs = _runs(repo)
-    parent = [r for r in runs if r.info.run_name.startswith("train-esrgan/")][-1]
-    assert parent.info.status == "FINISHED"
-    assert parent.data.params["override.esrgan.gan.weight"] == "0.02"  # ... and MLflow on the flow's run
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert set(children) == {"esrgan", "evaluate/esrgan"}  # register@esrgan logs its model in the run 'esrgan'
-    esrgan_versions = _registry(repo).search_model_versions("name = 'srgan-esrgan'")
-    assert any(v.run_id == children["esrgan"].info.run_id for v in esrgan_versions)  # the override's version
-    assert children["esrgan"].data.params["esrgan.gan.weight"] == "0.02"
-    assert children["evaluate/esrgan"].data.metrics["Set5/psnr_y"] > 0
-
-    evaluate = _sh([str(BIN / "prefect"), "deployment", "run", "evaluate/local", "--watch", "--watch-timeout",
-                    "300"], repo, **prefect)
-    assert "Completed" in evaluate.stdout
-
-    # the deployment sweep/local: the flow runs `srgan sweep` (its own DVC queue workers) on the process worker
-    assert "sweep/local" in listed
-    sweep = _sh([str(BIN / "prefect"), "deployment", "run", "sweep/local", "--param",
-                 'grid=["esrgan.gan.weight=3e-3,2e-2"]', "--param", "jobs=2", "--param", "gate=false", "--watch",
-                 "--watch-timeout", "600"], repo, **prefect)
-    assert "Completed" in sweep.stdout
-    worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
-    ident = re.search(r"sweep (\w{8}): 2 combinations of esrgan.gan.weight", worker_log).group(1)
-    _, children, nested = _sweep_runs(repo, ident)
-    assert sorted(children) == [f"sweep-{ident}-00", f"sweep-{ident}-01"]
-    for child in children.values():
-        assert child.info.status == "FINISHED" and "esrgan/Set14/niqe" in child.data.metrics
-    assert sorted(r.info.run_name for r in nested[f"sweep-{ident}-00"]) == ["esrgan", "evaluate/esrgan"]
-    assert nested[f"sweep-{ident}-01"] == []  # 2e-2 is the override above: DVC's run-cache restored it, nothing ran
-
-
-def test_prefect_sweep_survives_a_killed_worker(repo, prefect):
-    """The sweep deployment's process worker (and the flow run it runs) SIGKILLed mid-sweep, a new worker started,
-    the deployment run again: the new flow run finds the sweep's parent run and the experiments still in DVC's
-    queue, and the sweep completes with every combination once in MLflow."""
-    import psutil
-
-    from pipelines.services import POOL, prefect_env, start_worker
-
-    grid = ['grid=["esrgan.iterations=30,31", "esrgan.val_every=15"]', "--param", "jobs=1", "--param",
-            "gate=false"]
-    run = [str(BIN / "prefect"), "deployment", "run", "sweep/local", "--param", *grid]
-    _sh(run, repo, **prefect)  # not watched: the flow run starts on the worker
-    state = repo / ".prefect" / "services.json"
-    pids = json.loads(state.read_text())
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not any(
-            "srgan_lib.commands.train esrgan" in " ".join(p.info["cmdline"] or [])
-            for p in psutil.process_iter(["cmdline"])):
-        time.sleep(1)
-    worker = psutil.Process(pids["worker"])
-    tree = [worker, *worker.children(recursive=True)]  # the worker and its flow run (srgan sweep in it)
-    assert any("sweep" in " ".join(p.cmdline()) or "prefect" in " ".join(p.cmdline()) for p in tree[1:])
-    for p in tree:
-        p.kill()
-    psutil.wait_procs(tree, timeout=30)
-    port = pids["port"]
-    pids["worker"] = start_worker(repo, prefect_env(repo / ".prefect", port), POOL).pid
-    state.write_text(json.dumps(pids))  # `services down` stops the new worker
-
-    again = _sh([*run, "--watch", "--watch-timeout", "600"], repo, **prefect)
-    assert "Completed" in again.stdout
-    log = (repo / ".prefect" / "logs" / "worker.log").read_text()
-    ident = re.search(r"sweep (\w{8}): 2 combinations of esrgan.iterations", log).group(1)
-    assert "still in DVC's queue from an earlier call: waiting for them" in log
-    _, children, nested = _sweep_runs(repo, ident)
-    assert sorted(children) == [f"sweep-{ident}-00", f"sweep-{ident}-01"]
-    for name, child in children.items():
-        assert child.info.status == "FINISHED" and "esrgan/Set14/niqe" in child.data.metrics
-        assert sorted(r.info.run_name for r in nested[name]) == ["esrgan", "evaluate/esrgan"]  # each ran once
-
-
-@pytest.fixture
 def mlflow_server(repo):
     """A real `mlflow server` on the project's store."""
     with start_mlflow_server(repo / "mlflow" / "mlflow.db", repo) as url:
@@ -510,3 +400,117 @@ def test_a_sweep_survives_a_killed_queue_worker(repo):
     for runs in nested.values():
         assert [r.info.run_name for r in runs if r.info.status == "FINISHED"].count("esrgan") == 1
         assert all(r.info.status != "RUNNING" for r in runs)
+
+
+# ------------------------------------------------------------------------------------------------------ Prefect
+@pytest.fixture(scope="module")
+def prefect(repo):
+    """`python -m pipelines.services up` (what `make prefect-up` runs) on a free port, once for the module's last
+    two tests; `down` afterwards, checking that every process it started is gone."""
+    port = free_port()
+    env = {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(repo / ".prefect")}
+    up = subprocess.run([sys.executable, "-m", "pipelines.services", "up", "--port", str(port)], cwd=repo,
+                        env=_env(**env), capture_output=True, text=True, timeout=300)
+    state = repo / ".prefect" / "services.json"
+    pids = {k: v for k, v in json.loads(state.read_text()).items() if k != "port"} if state.exists() else {}
+    try:
+        assert up.returncode == 0, f"services up failed:\n{up.stdout}\n{up.stderr}"
+        assert set(pids) == {"server", "worker"}
+        yield env
+    finally:
+        down = subprocess.run([sys.executable, "-m", "pipelines.services", "down"], cwd=repo, env=_env(**env),
+                              capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+        for pid in pids.values():
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+
+
+def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
+    params_before = (repo / "params.yaml").read_bytes()
+    listed = _sh([str(BIN / "prefect"), "deployment", "ls"], repo, **prefect).stdout
+    for name in ("train-srgan/local", "train-esrgan/local", "evaluate/local"):
+        assert name in listed
+    run = _sh([str(BIN / "prefect"), "deployment", "run", "train-esrgan/local", "--param",
+               'overrides={"esrgan.gan.weight": 0.02}', "--watch", "--watch-timeout", "600"], repo, **prefect)
+    assert "Completed" in run.stdout
+    worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
+    assert "Running stage 'train_gan@esrgan'" in worker_log  # stage output is in the flow's (UI) logs
+    assert "Running stage 'train_psnr@rrdbnet'" not in worker_log
+    assert "| srgan-esrgan | @" in worker_log  # the flow's summary lists the registry (alias: the gate's)
+
+    assert (repo / "params.yaml").read_bytes() == params_before  # the override never edits the file ...
+    exps = _sh([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout
+    assert "train-esrgan-" in exps and "0.02" in exps  # ... DVC records it as an experiment ...
+    runs = _runs(repo)
+    parent = [r for r in runs if r.info.run_name.startswith("train-esrgan/")][-1]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["override.esrgan.gan.weight"] == "0.02"  # ... and MLflow on the flow's run
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {"esrgan", "evaluate/esrgan"}  # register@esrgan logs its model in the run 'esrgan'
+    esrgan_versions = _registry(repo).search_model_versions("name = 'srgan-esrgan'")
+    assert any(v.run_id == children["esrgan"].info.run_id for v in esrgan_versions)  # the override's version
+    assert children["esrgan"].data.params["esrgan.gan.weight"] == "0.02"
+    assert children["evaluate/esrgan"].data.metrics["Set5/psnr_y"] > 0
+
+    evaluate = _sh([str(BIN / "prefect"), "deployment", "run", "evaluate/local", "--watch", "--watch-timeout",
+                    "300"], repo, **prefect)
+    assert "Completed" in evaluate.stdout
+
+    # the deployment sweep/local: the flow runs `srgan sweep` (its own DVC queue workers) on the process worker
+    assert "sweep/local" in listed
+    sweep = _sh([str(BIN / "prefect"), "deployment", "run", "sweep/local", "--param",
+                 'grid=["esrgan.gan.weight=3e-3,2e-2"]', "--param", "jobs=2", "--param", "gate=false", "--watch",
+                 "--watch-timeout", "600"], repo, **prefect)
+    assert "Completed" in sweep.stdout
+    worker_log = (repo / ".prefect" / "logs" / "worker.log").read_text()
+    ident = re.search(r"sweep (\w{8}): 2 combinations of esrgan.gan.weight", worker_log).group(1)
+    _, children, nested = _sweep_runs(repo, ident)
+    assert sorted(children) == [f"sweep-{ident}-00", f"sweep-{ident}-01"]
+    for child in children.values():
+        assert child.info.status == "FINISHED" and "esrgan/Set14/niqe" in child.data.metrics
+    assert sorted(r.info.run_name for r in nested[f"sweep-{ident}-00"]) == ["esrgan", "evaluate/esrgan"]
+    assert nested[f"sweep-{ident}-01"] == []  # 2e-2 is the override above: DVC's run-cache restored it, nothing ran
+
+
+def test_prefect_sweep_survives_a_killed_worker(repo, prefect):
+    """The sweep deployment's process worker (and the flow run it runs) SIGKILLed mid-sweep, a new worker started,
+    the deployment run again: the new flow run finds the sweep's parent run and the experiments still in DVC's
+    queue, and the sweep completes with every combination once in MLflow."""
+    import psutil
+
+    from pipelines.services import POOL, prefect_env, start_worker
+
+    grid = ['grid=["esrgan.iterations=30,31", "esrgan.val_every=15"]', "--param", "jobs=1", "--param",
+            "gate=false"]
+    run = [str(BIN / "prefect"), "deployment", "run", "sweep/local", "--param", *grid]
+    _sh(run, repo, **prefect)  # not watched: the flow run starts on the worker
+    state = repo / ".prefect" / "services.json"
+    pids = json.loads(state.read_text())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(
+            "srgan_lib.commands.train esrgan" in " ".join(p.info["cmdline"] or [])
+            for p in psutil.process_iter(["cmdline"])):
+        time.sleep(1)
+    worker = psutil.Process(pids["worker"])
+    tree = [worker, *worker.children(recursive=True)]  # the worker and its flow run (srgan sweep in it)
+    assert any("sweep" in " ".join(p.cmdline()) or "prefect" in " ".join(p.cmdline()) for p in tree[1:])
+    for p in tree:
+        p.kill()
+    psutil.wait_procs(tree, timeout=30)
+    port = pids["port"]
+    worker = start_worker(repo, prefect_env(repo / ".prefect", port), POOL)
+    threading.Thread(target=worker.wait, daemon=True).start()  # reaped when `services down` stops it
+    pids["worker"] = worker.pid
+    state.write_text(json.dumps(pids))  # `services down` stops the new worker
+
+    again = _sh([*run, "--watch", "--watch-timeout", "600"], repo, **prefect)
+    assert "Completed" in again.stdout
+    log = (repo / ".prefect" / "logs" / "worker.log").read_text()
+    ident = re.search(r"sweep (\w{8}): 2 combinations of esrgan.iterations", log).group(1)
+    assert "still in DVC's queue from an earlier call: waiting for them" in log
+    _, children, nested = _sweep_runs(repo, ident)
+    assert sorted(children) == [f"sweep-{ident}-00", f"sweep-{ident}-01"]
+    for name, child in children.items():
+        assert child.info.status == "FINISHED" and "esrgan/Set14/niqe" in child.data.metrics
+        assert sorted(r.info.run_name for r in nested[name]) == ["esrgan", "evaluate/esrgan"]  # each ran once
