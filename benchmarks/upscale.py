@@ -23,9 +23,11 @@ defaults row gives the upscale alone and the probe's cost separately (~9 min for
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -287,7 +289,10 @@ def main() -> None:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
         return
-    os.environ.setdefault("SRGAN_CACHE_DIR", tempfile.mkdtemp(prefix="srgan-bench-cache-"))  # tune afresh
+    if "SRGAN_CACHE_DIR" not in os.environ:  # tune afresh, in a folder removed at exit
+        fresh = tempfile.mkdtemp(prefix="srgan-bench-cache-")
+        atexit.register(shutil.rmtree, fresh, ignore_errors=True)
+        os.environ["SRGAN_CACHE_DIR"] = fresh
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     rows = []
