@@ -65,7 +65,7 @@ def pytest_runtest_makereport(item, call):
 
 # `make test` runs two pytest-xdist workers, a whole file per worker (--dist loadfile, in this order): the longest
 # file first (test_pipeline.py: its tests share one repository and run in file order), the two-host test on the other
-# worker, then a short file (a worker queues one file behind its current one) and the rest, longest first.
+# worker, then a short file (a worker queues one file behind its current one), the other long files, the rest.
 FIRST = ("test_pipeline.py", "test_hosts.py", "test_losses.py", "test_training.py", "test_levers.py",
          "test_multinode.py", "test_benchmarks.py", "test_upscale.py", "test_registry.py")
 
@@ -82,7 +82,9 @@ def pytest_configure(config):
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
-        share = max(1, (os.cpu_count() or 1) // workers)
+        from srgan_lib.sweep.queue import thread_share  # the rule `srgan sweep -j N` gives its queue workers
+
+        share = thread_share(workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
         torch.set_num_threads(share)
 

@@ -83,7 +83,7 @@ def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_kille
     up = _services(a, "up", "--port", str(port), "--pool", "srgan-cpu", "--zombie-after", "60", port=port)
     assert "automation: a flow run without a heartbeat for 60 s is marked Crashed" in up.stdout
     run, finished = None, False
-    # the reference: a single-checkout `dvc repro` of the same stages, meanwhile (the hosts mostly wait on Prefect)
+    # the reference: a single-checkout `dvc repro` of the two training stages (and their upstream), meanwhile
     single_log = hosts["single"] / "repro.log"
     with open(single_log, "wb") as fh:  # a file, not a pipe: nothing reads it until the end
         single = subprocess.Popen([str(BIN / "dvc"), "repro", TRAINED[-1]], cwd=hosts["single"],

@@ -149,3 +149,12 @@ def test_sweep_refuses_a_bad_grid_before_any_stage_runs(copy, grid, says):
 def test_sweep_without_a_grid_is_a_usage_error(copy):
     res = run_cli("sweep", cwd=copy, check=False)
     assert res.returncode == 2 and "SECTION.KEY=V1,V2" in res.stderr
+
+
+@pytest.mark.parametrize(("cores", "processes", "threads"), [(2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 4, 4), (None, 2, 1)])
+def test_concurrent_processes_share_the_cores(monkeypatch, cores, processes, threads):
+    """`srgan sweep -j N`'s queue workers (and the test suite's xdist workers) divide the cores, at least 1 thread."""
+    from srgan_lib.sweep import queue
+
+    monkeypatch.setattr(queue.os, "cpu_count", lambda: cores)
+    assert queue.thread_share(processes) == threads

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,15 +36,19 @@ def enqueue(name: str, overrides: Sequence[str], targets: Sequence[str], env: Ma
     _dvc(["exp", "run", "--queue", "--name", name, *sets, *targets], env, cwd)
 
 
+def thread_share(processes: int) -> int:
+    """The CPU threads each of ``processes`` concurrent processes gets (torch reads OMP_NUM_THREADS): the cores
+    divided between them, never N x all of them fighting over the cores."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def start_workers(jobs: int, env: Mapping[str, str], cwd: str | Path = ".") -> None:
     """``dvc queue start -j N``: N workers, each running one queued experiment at a time in a temporary copy; the
     workers inherit ``env`` (the absolute tracking URI, their share of the CPU threads) and stop when the queue is
     empty."""
-    import os
     import tempfile
 
-    # N workers share the cores: each stage gets its share of threads (torch reads OMP_NUM_THREADS), never N x all
-    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)), **env}
+    env = {"OMP_NUM_THREADS": str(thread_share(jobs)), **env}  # N workers share the cores
     # not through pipes: the daemonized workers inherit them, and reading to their end would wait for the sweep
     with tempfile.TemporaryFile("w+") as out:
         code = subprocess.run([tool("dvc"), "queue", "start", "--jobs", str(jobs)], cwd=cwd, env=dict(env),
