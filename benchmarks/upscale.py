@@ -40,7 +40,7 @@ import numpy as np
 import psutil
 import torch
 
-from srgan_lib.models import as_generator, build_model
+from srgan_lib.models import as_generator, build_model, to_unit
 from srgan_lib.upscale import Upscaler
 
 
@@ -166,8 +166,8 @@ def bench(name: str, size: int, tiles: list[int], pad: int, device: torch.device
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
 
     @torch.no_grad()
-    def reference() -> np.ndarray:
-        return _to_u8(model(x))
+    def reference() -> np.ndarray:  # the output in [0, 1] as the Upscaler writes it (SRResNet's tanh is [-1, 1])
+        return _to_u8(to_unit(model(x), gen.value_range))
 
     ref_s, ref_mem, ref_out = _measure(reference, device, repeats, warmup)
     rows = [{"model": name, "config": "reference model(x)", "tile": None, "seconds": ref_s, "mp_per_s": mp / ref_s,

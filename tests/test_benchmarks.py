@@ -50,6 +50,10 @@ def test_upscale_benchmark_runs_ours_beside_the_plain_forward(tmp_path):
     configs = [r["config"] for r in rows]
     assert configs[0] == "reference model(x)" and any("tile 16" in c for c in configs)
     assert all(r["seconds"] > 0 and r["ratio"] > 0 for r in rows)
+    # the same image from the same weights: ours is the plain forward's output (SRResNet's tanh [-1, 1] mapped to
+    # [0, 1] on both sides; bf16 on a bf16 CPU, a 16-pixel pad around 16-pixel tiles), never another picture
+    for r in rows[1:]:
+        assert r["psnr_vs_fp32"] == "identical" or r["psnr_vs_fp32"] > 40, r
 
 
 def test_upscale_benchmark_runs_the_spandrel_peer_on_the_same_weights(tmp_path):
