@@ -28,9 +28,9 @@ from PIL import Image
 from srgan_lib.data.degrade import degrade, sources_from_list
 from srgan_lib.data.embedded import write_embedded
 from srgan_lib.data.lists import build_lists
-from srgan_lib.imageio import read_image
+from srgan_lib.data.store import TrainingStore, build_store, open_training_store
+from srgan_lib.io.images import read_image
 from srgan_lib.training.data import PairedPatches, augment
-from srgan_lib.training.store import TrainingStore, build_store, open_training_store
 
 FLOOR_PATCHES_PER_S = 4300  # ESRGAN at the H100 FLOP floor, HR 128 (the design floors)
 DIV2K_SIZE = (2040, 1356)

@@ -33,13 +33,13 @@ sys.path.insert(0, str(REPO))
 
 from train_step import paper_params  # noqa: E402  (benchmarks/, the script's own folder)
 
-from srgan_lib.config import Params  # noqa: E402
+from srgan_lib.config.params import Params  # noqa: E402
 from srgan_lib.hardware import resolve_device  # noqa: E402
+from srgan_lib.inference.upscaler import Upscaler  # noqa: E402
 from srgan_lib.metrics.psnr_ssim import psnr  # noqa: E402
 from srgan_lib.models import build_model  # noqa: E402
 from srgan_lib.training.distributed import Dist  # noqa: E402
 from srgan_lib.training.trainer import Trainer  # noqa: E402
-from srgan_lib.upscale import Upscaler  # noqa: E402
 
 RECIPES = ("srresnet", "srgan", "rrdbnet", "esrgan")
 OFF = {"train.amp": "none", "train.channels_last": "false", "train.fused_adam": "false",

@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upscale import conv_tflop_per_input_mp, psnr_u8
 
+from srgan_lib.inference.upscaler import Upscaler
 from srgan_lib.models import as_generator, build_model
-from srgan_lib.upscale import Upscaler
 
 
 def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, torch.Tensor]:
@@ -115,7 +115,7 @@ def main() -> None:
         try:
             import onnxruntime as ort
 
-            from srgan_lib.export import export_onnx
+            from srgan_lib.models.export import export_onnx
 
             # a contiguous CPU copy of the same weights (the Upscaler made the module channels_last, which the
             # exporter's dynamic shapes refuse: "Invalid ranges [2:1]")

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from srgan_lib.config import Params, validate
+from srgan_lib.config.paramfile import apply_overrides, read_params
+from srgan_lib.config.params import Params, validate
+from srgan_lib.config.training import COMPILE_MODES
 from srgan_lib.models import to_unit
-from srgan_lib.paramfile import apply_overrides, read_params
-from srgan_lib.settings.training import COMPILE_MODES
 from srgan_lib.training.distributed import Dist
 from srgan_lib.training.trainer import Trainer
 

@@ -40,8 +40,8 @@ import numpy as np
 import psutil
 import torch
 
+from srgan_lib.inference.upscaler import Upscaler
 from srgan_lib.models import as_generator, build_model, to_unit
-from srgan_lib.upscale import Upscaler
 
 
 def conv_tflop_per_input_mp(model: torch.nn.Module, side: int = 32) -> float:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from srgan_lib.imageio import read_image, write_png
+from srgan_lib.data.resize import downsample, modcrop, upsample
+from srgan_lib.inference.upscaler import Upscaler
+from srgan_lib.io.images import read_image, write_png
 from srgan_lib.metrics.psnr_ssim import psnr
-from srgan_lib.resize import downsample, modcrop, upsample
-from srgan_lib.upscale import Upscaler
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from srgan_lib import UserError
-from srgan_lib.config import TRAIN_STAGES, Params, load_params
-from srgan_lib.pipeline import PipelineError, dvc_command, run_dvc, tool, trained_section
+from srgan_lib.config.params import TRAIN_STAGES, Params, load_params
+from srgan_lib.orchestration.dvc import PipelineError, dvc_command, run_dvc, tool, trained_section
 from srgan_lib.training.trajectory import trajectory_key
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 from pipelines import exchange
 from srgan_lib import tracking
 from srgan_lib.metrics import METRICS, SUMMARY, format_value
-from srgan_lib.pipeline import (
+from srgan_lib.orchestration.dvc import (
     PipelineError,
     dvc_command,
     override_strings,
@@ -35,7 +35,7 @@ from srgan_lib.pipeline import (
     stage_env,
     stage_names,
 )
-from srgan_lib.summary import eval_table
+from srgan_lib.report.summary import eval_table
 
 DATA_STAGES = ("embedded", "lists", "degrade", "store")
 TRAIN_SRGAN = (*DATA_STAGES, "train_psnr@srresnet", "train_gan@srgan", "evaluate_models@srresnet",
@@ -198,10 +198,11 @@ def train_esrgan(overrides: dict[str, Any] | None = None, placement: Placement =
 @flow(name="sweep", log_prints=True)
 def sweep(grid: list[str], stages: list[str] | None = None, jobs: int = 1, metric: str = "niqe",
           gate: bool = True) -> str:
-    """``srgan sweep`` as a flow run (``srgan_lib.sweep.run.run_sweep``): the grid validated, the upstream stages run
+    """``srgan sweep`` as a flow run (``srgan_lib.orchestration.sweep.run.run_sweep``): the grid validated, the
+    upstream stages run
     once, one DVC experiment per combination on ``jobs`` DVC queue workers, each an MLflow child run; the table,
     figures and the gate's decision as the flow's Markdown artifact. A second run of the same grid continues."""
-    from srgan_lib.sweep.run import SweepSettings, run_sweep
+    from srgan_lib.orchestration.sweep.run import SweepSettings, run_sweep
 
     logger = get_run_logger()
     res = run_sweep(SweepSettings(grid=tuple(grid), stages=tuple(stages or ()), jobs=jobs, metric=metric, gate=gate),

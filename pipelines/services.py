@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from srgan_lib import TELEMETRY_OFF, telemetry_off
-from srgan_lib.pipeline import BIN
-from srgan_lib.pipeline import tool as _tool
+from srgan_lib.orchestration.dvc import BIN
+from srgan_lib.orchestration.dvc import tool as _tool
 
 POOL = "srgan-local"
 POOLS = (POOL, "srgan-cpu", "srgan-gpu")  # prefect.yaml's pools: one machine, and the CPU / GPU hosts
@@ -269,7 +269,7 @@ def mlflow_env() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from srgan_lib.config import load_params
+    from srgan_lib.config.params import load_params
     from srgan_lib.tracking import resolve_uri
 
     p = argparse.ArgumentParser(prog="python -m pipelines.services", description=__doc__,

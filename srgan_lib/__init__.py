@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 __version__ = "0.1.0"
-DEFAULT_PARAMS = Path("params.yaml")  # the one parameter file every stage reads (srgan_lib.config validates it)
+DEFAULT_PARAMS = Path("params.yaml")  # the one parameter file every stage reads (srgan_lib.config.params validates it)
 
 
 class UserError(Exception):

@@ -22,7 +22,7 @@ from srgan_lib import telemetry_off
 
 log = logging.getLogger(__name__)
 PARENT_ENV = "SRGAN_PARENT_RUN_ID"
-EXP_TAG = "srgan.dvc_exp"  # a sweep's child run: the DVC experiment it stands for (srgan_lib.sweep)
+EXP_TAG = "srgan.dvc_exp"  # a sweep's child run: the DVC experiment it stands for (srgan_lib.orchestration.sweep)
 _MAX_PARAM = 6000
 # MLflow 3's UI opens an experiment by its kind: this one is model training (runs, metrics), not GenAI (traces)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development",

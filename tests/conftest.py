@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
-from srgan_lib.config import validate
+from srgan_lib.config.paramfile import apply_overrides
+from srgan_lib.config.params import validate
 from srgan_lib.data.degrade import degrade, sources_from_list
 from srgan_lib.data.embedded import write_embedded
 from srgan_lib.data.lists import build_lists
-from srgan_lib.imageio import read_image
-from srgan_lib.paramfile import apply_overrides
-from srgan_lib.training.store import build_store
+from srgan_lib.data.store import build_store
+from srgan_lib.io.images import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "data" / "benchmarks"
@@ -30,7 +30,8 @@ SRGAN = shutil.which("srgan", path=str(Path(sys.executable).parent)) or "srgan"
 
 @pytest.fixture(scope="session", autouse=True)
 def tile_cache(tmp_path_factory) -> Iterator[Path]:
-    """The tuned-tile cache of `srgan upscale` (srgan_lib.tiling) in a temporary folder, not the user's home: the
+    """The tuned-tile cache of `srgan upscale` (srgan_lib.inference.tiling) in a temporary folder, not the user's
+    home: the
     tests' tiny networks are measured once per session, and subprocesses inherit the variable."""
     folder = tmp_path_factory.mktemp("srgan-cache")
     old = os.environ.get("SRGAN_CACHE_DIR")
@@ -82,7 +83,9 @@ def pytest_configure(config):
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
-        from srgan_lib.sweep.queue import thread_share  # the rule `srgan sweep -j N` gives its queue workers
+        from srgan_lib.orchestration.sweep.queue import (
+            thread_share,  # the rule `srgan sweep -j N` gives its queue workers
+        )
 
         share = thread_share(workers)
         os.environ["OMP_NUM_THREADS"] = str(share)

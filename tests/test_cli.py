@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from srgan_lib.imageio import read_image, write_png
-from srgan_lib.references import BICUBIC_TOLERANCE, PAPER_ROWS
+from srgan_lib.io.images import read_image, write_png
+from srgan_lib.report.references import BICUBIC_TOLERANCE, PAPER_ROWS
 from tests.conftest import BENCHMARKS, basicsr_baboon, run_cli
 
 SETS = ("--set", f"Set5={BENCHMARKS / 'Set5'}", "--set", f"Set14={BENCHMARKS / 'Set14'}")

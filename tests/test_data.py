@@ -11,13 +11,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from srgan_lib.config import load_params, validate
+from srgan_lib.config.paramfile import ParamsError, apply_overrides, read_params
+from srgan_lib.config.params import load_params, validate
 from srgan_lib.data.degrade import degrade, sources_from_folder, sources_from_list
 from srgan_lib.data.embedded import EMBEDDED_IMAGES, write_embedded
 from srgan_lib.data.lists import build_lists, pixel_md5
-from srgan_lib.imageio import read_image
-from srgan_lib.paramfile import ParamsError, apply_overrides, read_params
-from srgan_lib.resize import downsample
+from srgan_lib.data.resize import downsample
+from srgan_lib.io.images import read_image
 from tests.conftest import BENCHMARKS, REPO
 
 

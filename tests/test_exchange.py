@@ -11,7 +11,7 @@ from dvc.fs import LocalFileSystem
 
 from pipelines.exchange import CheckpointMirror
 from pipelines.flows import TRAIN_ESRGAN, TRAIN_SRGAN, pool_of
-from srgan_lib.config import load_params, override
+from srgan_lib.config.params import load_params, override
 from srgan_lib.training.trajectory import trajectory_key
 from tests.conftest import REPO
 

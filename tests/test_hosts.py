@@ -146,7 +146,8 @@ def test_a_missing_remote_object_names_the_stage_and_the_file(hosts, tmp_path):
     lock = yaml.safe_load((hosts["a"] / "dvc.lock").read_text())
     md5 = lock["stages"]["degrade"]["outs"][0]["md5"]
     (hosts["remote"] / "files" / "md5" / md5[:2] / md5[2:]).unlink()
-    proc = _sh([sys.executable, "-c", "from pipelines import exchange; from srgan_lib.pipeline import stage_env; "
+    proc = _sh([sys.executable, "-c", "from pipelines import exchange; "
+                "from srgan_lib.orchestration.dvc import stage_env; "
                 "exchange.reproduce('store', stage_env(None, None))"], c, check=False)
     assert proc.returncode != 0
     assert (f"stage 'store': upstream stage 'degrade' ran elsewhere (it is in remote 'exchange's run-cache), but "

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_lib import imageio
-from srgan_lib.imageio import ImageReadError, iter_image_files, read_image, write_png
+from srgan_lib.io import images as imageio
+from srgan_lib.io.images import ImageReadError, iter_image_files, read_image, write_png
 
 
 def test_truncated_png_names_the_file(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from srgan_lib.inference import GeneratorMethod
+from srgan_lib.evaluation.methods import GeneratorMethod
 from srgan_lib.models import build_model, count_parameters, infer_architecture, load_generator
 from tests.conftest import BENCHMARKS, run_cli
 
@@ -67,7 +67,7 @@ def test_evaluate_cli_on_a_checkpoint(tmp_path):
 def test_pixel_unshuffle_rrdbnet_checkpoints_upscale_at_their_scale(tmp_path):
     import torch.nn.functional as F
 
-    from srgan_lib.upscale import Upscaler
+    from srgan_lib.inference.upscaler import Upscaler
 
     # Real-ESRGAN's x2plus: the x4 network (16,697,987 parameters) with conv_first on 12 = 3 x 2 x 2 channels,
     # i.e. 9 more input channels x 64 filters x 3 x 3 weights

@@ -14,7 +14,7 @@ from PIL import Image
 
 from srgan_lib.data.leakage import CROP_THRESHOLD, THUMB_THRESHOLD, LeakageIndex
 from srgan_lib.data.lists import build_lists
-from srgan_lib.imageio import read_image
+from srgan_lib.io.images import read_image
 from tests.conftest import BENCHMARKS, REPO
 
 # the same photograph twice in the classic sets: Set5 head is Set14 face, Set5 butterfly a crop of Set14 monarch

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from srgan_lib.data.store import open_training_store
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
-from srgan_lib.training.store import open_training_store
 from srgan_lib.training.trainer import Trainer
 from srgan_lib.training.validation import Validator
 from tests.conftest import micro_params

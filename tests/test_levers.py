@@ -10,13 +10,13 @@ import math
 import pytest
 import torch
 
+from srgan_lib.data.store import open_training_store
 from srgan_lib.hardware import Levers
 from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
 from srgan_lib.training.optim import EMA, adam
 from srgan_lib.training.stage import train_stage
-from srgan_lib.training.store import open_training_store
 from srgan_lib.training.trainer import Trainer
 from tests.conftest import micro_params
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from srgan_lib.imageio import file_sha256
+from srgan_lib.io.images import file_sha256
 from srgan_lib.metrics import ma, ma_features
 from srgan_lib.metrics.psnr_ssim import matlab_luma
 from tests.conftest import BENCHMARKS, run_cli
@@ -100,7 +100,7 @@ def test_steerable_pyramid_constant_and_orientation():
 
 
 def test_feature_counts_on_a_real_image():
-    from srgan_lib.imageio import read_image
+    from srgan_lib.io.images import read_image
 
     f1, f2, f3 = ma_features.ma_features(matlab_luma(read_image(SET5 / "HR" / "bird.png"), 4))
     assert (f1.size, f2.size, f3.size) == ma_features.N_FEATURES

@@ -9,10 +9,10 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from srgan_lib.imageio import read_image
+from srgan_lib.data.resize import downsample, modcrop, upsample
+from srgan_lib.io.images import read_image
 from srgan_lib.metrics.niqe import CALIBRATION, aggd_params, niqe
 from srgan_lib.metrics.psnr_ssim import colour_cast, psnr, psnr_torch, rgb_to_y, ssim, ssim_torch
-from srgan_lib.resize import downsample, modcrop, upsample
 from tests.conftest import BENCHMARKS, basicsr_baboon
 
 

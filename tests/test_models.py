@@ -12,11 +12,11 @@ import pytest
 import torch
 from torchvision.models import vgg19
 
+from srgan_lib.io.weights import DamagedCheckpoint, UnsafeCheckpoint
 from srgan_lib.models import PAPER_PARAMETERS, build_model, count_parameters, load_generator_state
 from srgan_lib.models.rrdbnet import RRDBNet, convert_legacy_state_dict
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing, vgg19_layer_names
 from srgan_lib.training.checkpoint import load_checkpoint
-from srgan_lib.weights import DamagedCheckpoint, UnsafeCheckpoint
 from tests.conftest import run_cli
 
 

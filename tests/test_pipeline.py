@@ -175,7 +175,8 @@ def test_a_change_outside_a_stages_code_leaves_it_up_to_date(repo):
     of a change is the stages that run the changed code): `dvc status` names the report and the registrations only."""
     tiff, plot = "TIFF_STRUCTURE_TAGS = frozenset({", "def save_figure(fig, path: Path) -> Path:"
     edits = {"srgan_lib/cli.py": ("Train, evaluate and serve", "Train, evaluate and deploy"),
-             "srgan_lib/upscale_files.py": (tiff, tiff + "253, "), "srgan_lib/report.py": (plot, plot + "  # edited")}
+             "srgan_lib/inference/files.py": (tiff, tiff + "253, "),
+             "srgan_lib/report/markdown.py": (plot, plot + "  # edited")}
     originals = {f: (repo / f).read_text() for f in edits}
     try:
         for f, (old, new) in edits.items():

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from srgan_lib.models import build_model
-from srgan_lib.registry import GateError, GateRule, decide, metric_tags, metrics_from_tags
+from srgan_lib.registry.gate import GateError, GateRule, decide, metric_tags, metrics_from_tags
 from tests.conftest import BENCHMARKS, free_port, run_cli
 from tests.conftest import mlflow_server as start_mlflow_server
 
@@ -87,7 +87,7 @@ def _metrics(path: Path, label: str, **set14: float) -> Path:
 
 def _register(tmp: Path, uri: str, ckpt: Path, metrics: Path, name: str = "srgan-tiny", cli: bool = False) -> dict:
     """Register through the library function (fast) or the `srgan register` command; the record it wrote."""
-    from srgan_lib.stages.register import RegisterSettings, run_register
+    from srgan_lib.registry.stage import RegisterSettings, run_register
 
     out = tmp / f"{ckpt.stem}.json"
     baseline = _metrics(tmp / "bicubic.json", "bicubic", psnr_y=26.09, niqe=7.62)
@@ -228,10 +228,10 @@ def test_evaluate_logs_each_checkpoint_of_a_folder_as_an_mlflow_model_of_its_run
     import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 
-    from srgan_lib.mlflow_model import fluent_uri
+    from srgan_lib.evaluation.stage import EvaluateSettings, run_evaluate
+    from srgan_lib.inference.upscaler import Upscaler, resolve_model_path
     from srgan_lib.models import load_generator
-    from srgan_lib.stages.evaluate import EvaluateSettings, run_evaluate
-    from srgan_lib.upscale import Upscaler, resolve_model_path
+    from srgan_lib.registry.mlflow_model import fluent_uri
 
     folder = tmp_path / "interp"
     folder.mkdir()

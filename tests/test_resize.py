@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srgan_lib.imageio import read_image
-from srgan_lib.resize import cubic, downsample, imresize, modcrop, resize_matrix, upsample
+from srgan_lib.data.resize import cubic, downsample, imresize, modcrop, resize_matrix, upsample
+from srgan_lib.io.images import read_image
 from tests.conftest import BENCHMARKS
 
 PAIRS = sorted(BENCHMARKS.glob("Set*/HR/*.png"))

@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
-from srgan_lib.interpolate import interpolate_files
+from srgan_lib.evaluation.stage import EvaluateError, EvaluateSettings, run_evaluate, state_digest
 from srgan_lib.models import build_model
-from srgan_lib.stages.evaluate import EvaluateError, EvaluateSettings, run_evaluate, state_digest
+from srgan_lib.models.interpolate import interpolate_files
 from tests.conftest import BENCHMARKS
 
 

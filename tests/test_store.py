@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-import srgan_lib.training.store as store_mod
+import srgan_lib.data.store as store_mod
 from srgan_lib.data.lists import read_list
-from srgan_lib.resize import downsample
+from srgan_lib.data.resize import downsample
+from srgan_lib.data.store import StoreError, TrainingStore, build_store, open_training_store
 from srgan_lib.training.data import PairedPatches, batch_loader
-from srgan_lib.training.store import StoreError, TrainingStore, build_store, open_training_store
 from tests.conftest import micro_overrides, run_cli
 
 

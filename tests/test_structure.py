@@ -126,7 +126,7 @@ def test_the_library_and_the_flows_never_import_the_cli() -> None:
 
 def test_the_graph_sees_function_level_imports() -> None:
     # the checker itself: the commands import the library inside their run functions only
-    assert "srgan_lib.stages.evaluate" in GRAPH["srgan_lib.commands.evaluate"]
+    assert "srgan_lib.evaluation.stage" in GRAPH["srgan_lib.commands.evaluate"]
     assert "srgan_lib.training.stage" in GRAPH["srgan_lib.commands.train"]
 
 
@@ -184,16 +184,18 @@ def test_no_stage_depends_on_the_cli_the_upscaler_or_the_report_unless_it_runs_t
     deps = expected_code_deps()
     for name in ("train_psnr", "train_gan"):
         code = deps[name]
-        assert not {"srgan_lib/cli.py", "srgan_lib/upscale.py", "srgan_lib/tiling.py", "srgan_lib/report.py",
-                    "srgan_lib/evaluation.py", "srgan_lib/inference.py"} & set(code), (name, code)
+        assert not [d for d in code if d == "srgan_lib/cli.py" or d.split("/")[1] in ("inference", "report",
+                                                                                       "evaluation", "registry")], \
+            (name, code)
     assert all("srgan_lib/cli.py" not in code for code in deps.values())
-    assert "srgan_lib/report.py" in deps["report"] and "srgan_lib/upscale.py" in deps["evaluate_models"]
+    assert "srgan_lib/report/markdown.py" in deps["report"]
+    assert "srgan_lib/inference/upscaler.py" in deps["evaluate_models"]
 
 
 def test_the_deps_check_sees_a_missing_module() -> None:
     # the closure follows function-level imports and parent packages
     modules = _closure({"srgan_lib.commands.evaluate"})
-    assert {"srgan_lib.stages.evaluate", "srgan_lib.resize", "srgan_lib.commands", "srgan_lib"} <= modules
+    assert {"srgan_lib.evaluation.stage", "srgan_lib.data.resize", "srgan_lib.commands", "srgan_lib"} <= modules
     assert "srgan_lib.metrics" in _closure({"srgan_lib.metrics.niqe"})
     assert _code_deps({"srgan_lib.metrics", "srgan_lib.metrics.niqe"}) == ["srgan_lib/metrics/__init__.py",
                                                                             "srgan_lib/metrics/niqe.py"]
@@ -241,7 +243,7 @@ def test_one_definition_of_the_same_training_run() -> None:
         assert _stages()[name]["params"] == trajectory.dvc_params(), name
     assert exchange.trajectory_key is trajectory.trajectory_key and stage.config_hash is trajectory.config_hash
     assert not set(trajectory.TRAIN_KEYS) & {k.split(".", 1)[1] for k in trajectory.OUTPUT_KEYS}
-    from srgan_lib.config import load_params, override
+    from srgan_lib.config.params import load_params, override
 
     params = load_params(ROOT / "params.yaml", folders=False)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())  # the file, read independently of the settings models
@@ -262,7 +264,7 @@ def test_one_definition_of_the_same_training_run() -> None:
 
 def test_training_stage_names_are_the_ones_dvc_expands() -> None:
     # dvc.yaml trains in two foreach groups; the library reads the section back from DVC's own names
-    from srgan_lib.pipeline import stage_names, trained_section
+    from srgan_lib.orchestration.dvc import stage_names, trained_section
 
     names = stage_names(ROOT)
     expected = {"srresnet": "train_psnr@srresnet", "rrdbnet": "train_psnr@rrdbnet", "srgan": "train_gan@srgan",
@@ -348,9 +350,10 @@ def test_the_core_library_imports_without_the_workflow_tools() -> None:
     code = (
         "import sys\n"
         "for m in ('dvc', 'mlflow', 'prefect', 'pandas', 'matplotlib'): sys.modules[m] = None\n"
-        "import srgan_lib.upscale, srgan_lib.models, srgan_lib.evaluation, srgan_lib.stages.evaluate\n"
+        "import srgan_lib.inference.upscaler, srgan_lib.models, srgan_lib.evaluation.measure\n"
+        "import srgan_lib.evaluation.stage\n"
         "import srgan_lib.training.stage, srgan_lib.metrics.niqe, srgan_lib.metrics.ma, srgan_lib.cli\n"
-        "from srgan_lib.upscale import Upscaler\n"
+        "from srgan_lib.inference.upscaler import Upscaler\n"
         "from srgan_lib.models import build_model\n"
         "import numpy as np\n"
         "up = Upscaler(build_model('srresnet', num_block=1, num_feat=8), tile=0, value_range=(-1.0, 1.0))\n"
@@ -367,7 +370,7 @@ def test_importing_the_library_leaves_the_environment_alone() -> None:
 
     env = {k: v for k, v in os.environ.items() if k not in ("DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY",
                                                                "PREFECT_SERVER_ANALYTICS_ENABLED", "DVC_NO_ANALYTICS")}
-    code = ("import os, srgan_lib, srgan_lib.upscale, srgan_lib.tracking, srgan_lib.cli\n"
+    code = ("import os, srgan_lib, srgan_lib.inference.upscaler, srgan_lib.tracking, srgan_lib.cli\n"
             "assert 'DO_NOT_TRACK' not in os.environ, 'import changed os.environ'\n"
             "srgan_lib.tracking.Tracker(None, 'x', 'y')  # tracking off: MLflow is not touched\n"
             "assert 'MLFLOW_DISABLE_TELEMETRY' not in os.environ\n"
@@ -388,8 +391,10 @@ if __name__ == "__main__":
 def test_settings_choices_are_the_registries() -> None:
     """params.yaml's allowed values are the names the implementations register: a network, criterion, GAN type,
     kernel or baseline added there is allowed here, one removed there is refused here."""
-    from srgan_lib import evaluation, losses, models, resize
-    from srgan_lib.settings import sections, training
+    from srgan_lib import losses, models
+    from srgan_lib.config import sections, training
+    from srgan_lib.data import resize
+    from srgan_lib.evaluation import measure as evaluation
 
     assert tuple(evaluation.BASELINES) == sections.BASELINE_NAMES
     assert set(training.GENERATORS) | set(training.DISCRIMINATORS) - {"none"} == set(models.MODELS)

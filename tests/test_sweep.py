@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from srgan_lib.config import load_params
-from srgan_lib.sweep.dag import plan
-from srgan_lib.sweep.figures import pareto_front
-from srgan_lib.sweep.grid import Combination, GridError, combinations, parse_axis, parse_grid, sweep_id
-from srgan_lib.sweep.run import FAILED, SUCCESS, Outcome, best, error_line
+from srgan_lib.config.params import load_params
+from srgan_lib.orchestration.sweep.dag import plan
+from srgan_lib.orchestration.sweep.figures import pareto_front
+from srgan_lib.orchestration.sweep.grid import Combination, GridError, combinations, parse_axis, parse_grid, sweep_id
+from srgan_lib.orchestration.sweep.run import FAILED, SUCCESS, Outcome, best, error_line
 from tests.conftest import REPO, micro_repo, run_cli
 
 
@@ -75,7 +75,7 @@ def test_the_sweep_id_changes_with_the_grid_the_stages_and_the_params(params):
     assert ident == sweep_id(parse_grid(["esrgan.lr=1e-4, 2e-4"]), ["evaluate_models@esrgan"], params)
     assert ident != sweep_id(parse_grid(["esrgan.lr=1e-4,3e-4"]), ["evaluate_models@esrgan"], params)
     assert ident != sweep_id(axes, ["train_gan@esrgan"], params)
-    from srgan_lib.config import override
+    from srgan_lib.config.params import override
 
     assert ident != sweep_id(axes, ["evaluate_models@esrgan"], override(params, ["esrgan.iterations=700"]))
 
@@ -154,7 +154,7 @@ def test_sweep_without_a_grid_is_a_usage_error(copy):
 @pytest.mark.parametrize(("cores", "processes", "threads"), [(2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 4, 4), (None, 2, 1)])
 def test_concurrent_processes_share_the_cores(monkeypatch, cores, processes, threads):
     """`srgan sweep -j N`'s queue workers (and the test suite's xdist workers) divide the cores, at least 1 thread."""
-    from srgan_lib.sweep import queue
+    from srgan_lib.orchestration.sweep import queue
 
     monkeypatch.setattr(queue.os, "cpu_count", lambda: cores)
     assert queue.thread_share(processes) == threads

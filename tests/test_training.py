@@ -17,9 +17,9 @@ import pytest
 import torch
 import yaml
 
-from srgan_lib.config import load_params, validate
+from srgan_lib.config.paramfile import ParamsError, apply_overrides
+from srgan_lib.config.params import load_params, validate
 from srgan_lib.models import build_model, load_generator_state
-from srgan_lib.paramfile import ParamsError, apply_overrides
 from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training.checkpoint import list_checkpoints
 from srgan_lib.training.stage import ResumeError, train_stage
@@ -372,7 +372,7 @@ def embedded_data(tmp_path_factory) -> Path:
     from srgan_lib.data.degrade import degrade, sources_from_list
     from srgan_lib.data.embedded import write_embedded
     from srgan_lib.data.lists import build_lists
-    from srgan_lib.training.store import build_store
+    from srgan_lib.data.store import build_store
 
     root = tmp_path_factory.mktemp("embedded")
     params = load_params(REPO / "params.yaml")
@@ -390,10 +390,10 @@ def test_embedded_profile_psnr_stage_learns(embedded_data, tmp_path):
     """The embedded profile's first PSNR stage (params.yaml's srresnet section as it is, cut to 300 of its iterations
     with its schedule) ends far above its seeded start and within 4 dB of bicubic on Set5 after a quarter of its
     budget (the release before issue 14 ended its whole stage 6 dB below bicubic)."""
-    from srgan_lib.inference import GeneratorMethod
+    from srgan_lib.data.resize import upsample
+    from srgan_lib.evaluation.methods import GeneratorMethod
     from srgan_lib.metrics.psnr_ssim import psnr
     from srgan_lib.models import load_generator
-    from srgan_lib.resize import upsample
     from srgan_lib.training.distributed import Dist
     from srgan_lib.training.trainer import Trainer
     from srgan_lib.training.validation import Validator

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-import srgan_lib.tiling as tiling_mod
+import srgan_lib.inference.tiling as tiling_mod
+from srgan_lib.inference.files import upscale_files
+from srgan_lib.inference.tiling import auto_tile, bytes_per_lr_pixel, measure_sides, tile_grid
+from srgan_lib.inference.upscaler import Upscaler
 from srgan_lib.models import as_generator, build_model, load_generator
-from srgan_lib.tiling import auto_tile, bytes_per_lr_pixel, measure_sides, tile_grid
-from srgan_lib.upscale import Upscaler
-from srgan_lib.upscale_files import upscale_files
 from tests.conftest import run_cli
 
 

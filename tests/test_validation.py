@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from srgan_lib.data.resize import downsample, modcrop
+from srgan_lib.evaluation.methods import GeneratorMethod
 from srgan_lib.hardware import Levers
-from srgan_lib.inference import GeneratorMethod
 from srgan_lib.metrics.psnr_ssim import psnr
 from srgan_lib.models import OUTPUT_RANGES, build_model
-from srgan_lib.resize import downsample, modcrop
 from srgan_lib.training.validation import Validator, super_resolve
 from tests.conftest import BENCHMARKS
 
@@ -43,7 +43,7 @@ def test_validation_forward_equals_the_evaluations_generator_method(tmp_path):
 
 
 def test_validation_pairs_are_the_centre_crop_and_its_matlab_bicubic(tmp_path):
-    from srgan_lib.imageio import read_image
+    from srgan_lib.io.images import read_image
 
     val = Validator(str(_lists(tmp_path)), 1, 64, 4)
     hr = modcrop(read_image(BENCHMARKS / "Set5" / "HR" / "baby.png"), 4)  # 512x512

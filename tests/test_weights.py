@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from srgan_lib.inference.upscaler import Upscaler
+from srgan_lib.io.weights import DamagedCheckpoint, load_weights, save_generator_safetensors
 from srgan_lib.models import build_model, checkpoint_meta, load_generator
-from srgan_lib.upscale import Upscaler
-from srgan_lib.weights import DamagedCheckpoint, load_weights, save_generator_safetensors
 from tests.conftest import run_cli
 
 META = {"stage": "tiny", "generator": "rrdbnet", "iterations": 3}

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from srgan_lib import UserError, telemetry_off
-from srgan_lib.imageio import write_json
-from srgan_lib.settings.fields import default
-from srgan_lib.settings.sections import Tracking
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import Tracking
+from srgan_lib.io.images import write_json
 
 
 class CLIError(UserError):

@@ -7,9 +7,9 @@ import sys
 import time
 
 from srgan_lib.commands import _entry
-from srgan_lib.resize import KERNELS
-from srgan_lib.settings.fields import default
-from srgan_lib.settings.sections import DEFAULT_SCALE, Degrade
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import DEFAULT_SCALE, Degrade
+from srgan_lib.data.resize import KERNELS
 
 DESCRIPTION = ("Modcrop every HR image to a multiple of the scale and downsample it; MATLAB imresize by default "
                "(bit-exact with the literature's LR_bicubic files), Pillow bicubic with --kernel pil. Incremental: "

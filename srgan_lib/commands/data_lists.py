@@ -8,8 +8,8 @@ import time
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import CLIError, named_path
-from srgan_lib.settings.fields import default
-from srgan_lib.settings.sections import LEAKAGE_CHECKS, Lists
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import LEAKAGE_CHECKS, Lists
 
 DESCRIPTION = ("Scan training folders and test sets; keep images that decode, convert to RGB and are large enough; "
                "reject duplicates and training images that show a test image (identical, or with --leakage near also"

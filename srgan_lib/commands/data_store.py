@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from srgan_lib.commands import _entry
-from srgan_lib.settings.sections import DEFAULT_SCALE
+from srgan_lib.config.sections import DEFAULT_SCALE
 
 DESCRIPTION = ("Decode every HR image of a training list (modcropped) and its LR from the degrade stage into "
                "OUT/hr.u8 and OUT/lr.u8 (uint8, back to back) with OUT/index.json. Training cuts its random crops "
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.training.store import build_store
+    from srgan_lib.data.store import build_store
 
     s = build_store(args.list, args.lr_dir, args.out, scale=args.scale)
     print(f"store: {s.images} training pairs -> {s.out}/  HR {s.hr_bytes / 2**20:.1f} MiB, LR "

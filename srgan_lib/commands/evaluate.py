@@ -7,9 +7,9 @@ import sys
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import add_tracking, emit_json, named_path
-from srgan_lib.resize import KERNELS
-from srgan_lib.settings.fields import default
-from srgan_lib.settings.sections import DEFAULT_SCALE, LPIPS_NETS, LR_SOURCES, Evaluate, Lpips, Ma
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import DEFAULT_SCALE, LPIPS_NETS, LR_SOURCES, Evaluate, Lpips, Ma
+from srgan_lib.data.resize import KERNELS
 
 DESCRIPTION = ("Super-resolve every image of each test set and report PSNR-Y, SSIM-Y, PSNR-RGB, SSIM-RGB (shave = "
                "scale) and NIQE, per set and per image. Without --json a table is printed, with the paper's numbers "
@@ -73,8 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.stages.evaluate import EvaluateSettings, ModelEvaluation, run_evaluate
-    from srgan_lib.tables import format_eval_table
+    from srgan_lib.evaluation.stage import EvaluateSettings, ModelEvaluation, run_evaluate
+    from srgan_lib.report.tables import format_eval_table
 
     settings = EvaluateSettings(
         model=args.model, name=args.name, sets=args.set or [], lists=args.lists or [], scale=args.scale,

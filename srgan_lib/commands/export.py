@@ -25,13 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.export import export_onnx
+    from srgan_lib.inference.upscaler import resolve_model_path
     from srgan_lib.models import load_generator
-    from srgan_lib.upscale import resolve_model_path
+    from srgan_lib.models.export import export_onnx
 
     source = resolve_model_path(args.model, args.tracking_uri)
     if args.format == "safetensors":
-        from srgan_lib.weights import load_weights, save_generator_safetensors
+        from srgan_lib.io.weights import load_weights, save_generator_safetensors
 
         start = time.perf_counter()
         checkpoint = load_weights(source, "generator checkpoint")

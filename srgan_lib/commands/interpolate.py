@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.interpolate import interpolate_files
+    from srgan_lib.models.interpolate import interpolate_files
 
     for a in args.alpha:
         if not 0 <= a <= 1:

@@ -7,7 +7,7 @@ import sys
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import CLIError, emit_json
-from srgan_lib.imageio import read_image
+from srgan_lib.io.images import read_image
 
 DESCRIPTION = ("PSNR and SSIM (Y and RGB) of an SR image against its HR image")
 

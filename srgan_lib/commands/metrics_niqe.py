@@ -7,7 +7,7 @@ import sys
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import emit_json
-from srgan_lib.imageio import ImageReadError, read_image
+from srgan_lib.io.images import ImageReadError, read_image
 
 DESCRIPTION = ("NIQE of each image (MATLAB-calibrated; lower is better)")
 

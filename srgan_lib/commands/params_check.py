@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.config import load_params
+    from srgan_lib.config.params import load_params
 
     params = load_params(args.params)
     sections = ", ".join(k for k, v in params.as_dict().items() if isinstance(v, dict))

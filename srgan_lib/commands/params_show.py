@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from srgan_lib.config import load_params
-    from srgan_lib.imageio import atomic_path
+    from srgan_lib.config.params import load_params
+    from srgan_lib.io.images import atomic_path
 
     params = load_params(args.params, folders=False).as_dict()  # data may be downloaded later: `params check` looks
     text = (f"# {args.params}, resolved and validated by `srgan params show`\n"

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from srgan_lib.commands import _entry
-from srgan_lib.settings.fields import default
-from srgan_lib.settings.sections import Register, Tracking
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import Register, Tracking
 
 DESCRIPTION = ("Log the checkpoint as an MLflow Model (pyfunc: uint8 H x W x 3 in, x4 out; servable with `mlflow "
                "models serve`) in its training run, register it as a new version of NAME with its metrics, commit "
@@ -45,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.registry import GateRule
-    from srgan_lib.stages.register import RegisterSettings, run_register
+    from srgan_lib.registry.gate import GateRule
+    from srgan_lib.registry.stage import RegisterSettings, run_register
 
     res = run_register(RegisterSettings(
         model=args.model, name=args.name, metrics=args.metrics, baseline=args.baseline, kind=args.kind,

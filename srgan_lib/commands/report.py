@@ -7,8 +7,8 @@ import sys
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import add_tracking
-from srgan_lib.settings.fields import default
-from srgan_lib.settings.sections import Report
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import Report
 
 DESCRIPTION = ("Collect the evaluation results (srgan evaluate --json) into one folder: report.md with the table in "
                "the papers' layout (our rows and the published rows, labelled), table.md, per_image.csv, a "
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.report import FIGURE_METHODS, table_markdown
-    from srgan_lib.stages.report import ReportSettings, run_report
+    from srgan_lib.report.markdown import FIGURE_METHODS, table_markdown
+    from srgan_lib.report.stage import ReportSettings, run_report
 
     res = run_report(ReportSettings(eval_dirs=args.eval, out=args.out, sr_dir=args.sr_dir,
                                     figure_methods=args.methods or FIGURE_METHODS, crop=args.crop,

@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.pipeline import dvc_command, pipeline_run, run_dvc
-    from srgan_lib.summary import summarize
+    from srgan_lib.orchestration.dvc import dvc_command, pipeline_run, run_dvc
+    from srgan_lib.report.summary import summarize
 
     overrides = args.set or []
     start = time.perf_counter()

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments (on the dispatcher's sub-parser, or alone under ``python -m``)."""
     import textwrap
 
-    from srgan_lib.sweep.grid import MAX_COMBINATIONS
+    from srgan_lib.orchestration.sweep.grid import MAX_COMBINATIONS
 
     p.description, p.epilog = textwrap.fill(DESCRIPTION, 100), EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter  # keeps the examples' lines
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.sweep.run import SweepSettings, run_sweep
+    from srgan_lib.orchestration.sweep.run import SweepSettings, run_sweep
 
     try:
         res = run_sweep(SweepSettings(grid=tuple(args.grid), stages=tuple(args.stages), jobs=args.jobs,

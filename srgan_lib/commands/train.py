@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.config import load_params
+    from srgan_lib.config.params import load_params
     from srgan_lib.training.loop import SHOWN_TERMS
     from srgan_lib.training.stage import install_sigterm_handler, train_stage
 

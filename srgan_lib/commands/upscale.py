@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guard-db", type=float, default=None, metavar="DB",
                    help="accuracy guard of bf16/fp16: a 64x64 probe of each image also runs in fp32, and the image "
                    "is redone in fp32 when the two differ by more than this PSNR (default 40 dB, "
-                   "srgan_lib.upscale.DEFAULT_GUARD_DB; 0: no probe). Non-finite tiles are always redone in fp32")
+                   "srgan_lib.inference.upscaler.DEFAULT_GUARD_DB; 0: no probe). Non-finite tiles are always redone "
+                   "in fp32")
     p.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
                    help="how an alpha channel is upscaled (default bicubic)")
     p.add_argument("--format", choices=("auto", "png", "jpg", "webp", "tiff"), default="auto",
@@ -53,8 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.upscale import DEFAULT_GUARD_DB, Upscaler
-    from srgan_lib.upscale_files import upscale_files
+    from srgan_lib.inference.files import upscale_files
+    from srgan_lib.inference.upscaler import DEFAULT_GUARD_DB, Upscaler
 
     if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile must be >= 0 (0: whole image in one pass), got {args.tile}")

@@ -16,8 +16,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from srgan_lib.data.lists import hr_folder, read_list
-from srgan_lib.imageio import file_sha256, iter_image_files, read_image, write_json, write_png
-from srgan_lib.resize import KERNELS, Kernel, downsample
+from srgan_lib.data.resize import KERNELS, Kernel, downsample
+from srgan_lib.io.images import file_sha256, iter_image_files, read_image, write_json, write_png
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_lib.imageio import write_png
+from srgan_lib.io.images import write_png
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from srgan_lib.imageio import ImageReadError, iter_image_files, open_image, to_rgb, write_json
-from srgan_lib.settings.sections import LEAKAGE_CHECKS
+from srgan_lib.config.sections import LEAKAGE_CHECKS
+from srgan_lib.io.images import ImageReadError, iter_image_files, open_image, to_rgb, write_json
 
 if TYPE_CHECKING:  # the index needs torch: imported only where a near-duplicate check runs (CLI start-up stays fast)
     from srgan_lib.data.leakage import LeakageIndex

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from srgan_lib import UserError
-from srgan_lib.imageio import file_sha256
-from srgan_lib.weights import load_weights
+from srgan_lib.io.images import file_sha256
+from srgan_lib.io.weights import load_weights
 
 NETS = ("alex", "vgg")
 # features[:i] end at the ReLU after conv1..conv5 (AlexNet) / after conv1_2, 2_2, 3_3, 4_3, 5_3 (VGG16)

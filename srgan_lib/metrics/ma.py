@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_lib.imageio import file_sha256
+from srgan_lib.io.images import file_sha256
 from srgan_lib.metrics.ma_features import ma_features
 from srgan_lib.metrics.psnr_ssim import matlab_luma
 

@@ -13,8 +13,8 @@ from scipy import ndimage
 from scipy.fft import dctn
 from scipy.special import gammaln
 
+from srgan_lib.data.resize import imresize_to
 from srgan_lib.metrics.psnr_ssim import ssim_map
-from srgan_lib.resize import imresize_to
 
 N_FEATURES = (18, 45, 75)
 MIN_SIZE = 64  # the second steerable-pyramid scale, less its guard band, must still hold an 11x11 SSIM window

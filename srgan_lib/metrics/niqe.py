@@ -17,8 +17,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import gamma as gamma_fn
 
+from srgan_lib.data.resize import imresize
 from srgan_lib.metrics.psnr_ssim import matlab_luma
-from srgan_lib.resize import imresize
 
 log = logging.getLogger(__name__)
 

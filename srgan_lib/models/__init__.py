@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from srgan_lib.io.weights import load_weights
 from srgan_lib.models.rrdbnet import RRDBNet, VGGStyleDiscriminator, convert_legacy_state_dict
 from srgan_lib.models.srresnet import SRGANDiscriminator, SRResNet
-from srgan_lib.weights import load_weights
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "srresnet": SRResNet,

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srgan_lib.weights import load_weights
+from srgan_lib.io.weights import load_weights
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

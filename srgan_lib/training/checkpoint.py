@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srgan_lib.weights import load_weights, save_torch
+from srgan_lib.io.weights import load_weights, save_torch
 
 log = logging.getLogger(__name__)
 FORMAT = "srgan-train-1"

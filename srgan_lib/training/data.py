@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from srgan_lib.training.store import StoreError, TrainingStore
+from srgan_lib.data.store import StoreError, TrainingStore
 
 
 class PairedPatches:

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from srgan_lib.imageio import write_json, write_png, write_text
+from srgan_lib.io.images import write_json, write_png, write_text
 from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
-    from srgan_lib.settings.training import Stage, Train
+    from srgan_lib.config.training import Stage, Train
     from srgan_lib.tracking import Tracker
     from srgan_lib.training.distributed import Dist
     from srgan_lib.training.trainer import Trainer

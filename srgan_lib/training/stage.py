@@ -18,8 +18,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from srgan_lib.data.store import open_training_store
 from srgan_lib.hardware import Levers, cpu_name, resolve_device
-from srgan_lib.imageio import write_json
+from srgan_lib.io.images import write_json
+from srgan_lib.io.weights import save_torch
 from srgan_lib.models import count_parameters
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
@@ -37,14 +39,12 @@ from srgan_lib.training.loop import (
     write_history,
     write_summary,
 )
-from srgan_lib.training.store import open_training_store
 from srgan_lib.training.trainer import Trainer
 from srgan_lib.training.trajectory import config_hash, input_digests
 from srgan_lib.training.validation import Validator
-from srgan_lib.weights import save_torch
 
 if TYPE_CHECKING:
-    from srgan_lib.config import Params
+    from srgan_lib.config.params import Params
 
 log = logging.getLogger("srgan.train")
 

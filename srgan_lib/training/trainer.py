@@ -34,7 +34,7 @@ from srgan_lib.training.distributed import Dist
 from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 
 if TYPE_CHECKING:
-    from srgan_lib.config import Params
+    from srgan_lib.config.params import Params
     from srgan_lib.hardware import Levers
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from srgan_lib.config import Params
-    from srgan_lib.settings.training import Stage, Train
+    from srgan_lib.config.params import Params
+    from srgan_lib.config.training import Stage, Train
 
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
 # (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
@@ -57,8 +57,8 @@ def config_hash(stage_cfg: Stage, common: Train, scale: int,
 def input_digests(stage_cfg: Stage, common: Train, scale: int) -> dict[str, str]:
     """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest) and the
     ``init_from`` generator file. A missing input digests as 'missing' (opening it later gives the actionable error)."""
-    from srgan_lib.imageio import file_sha256
-    from srgan_lib.training.store import fingerprint
+    from srgan_lib.data.store import fingerprint
+    from srgan_lib.io.images import file_sha256
 
     try:
         data = fingerprint(common.train_list, Path(common.lr_dir) / f"X{scale}", scale)

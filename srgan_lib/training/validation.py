@@ -1,6 +1,7 @@
 """Validation during training: PSNR-Y / SSIM-Y of the generator on a few held-out images, one whole-image forward each.
 
-Deliberately not the production :class:`srgan_lib.upscale.Upscaler` (tiles, accuracy guard, formats): a validation
+Deliberately not the production :class:`srgan_lib.inference.upscaler.Upscaler` (tiles, accuracy guard, formats): a
+validation
 crop fits in one forward, and keeping the upscaler out of the training stage's import closure means a change to the
 upscaler (a TIFF tag, a tile rule) never retrains a network. The conversions are the evaluation's: [0, 1] input,
 output clamped to the generator's range and rounded to uint8; the metrics are the papers' (shave = scale).
@@ -16,11 +17,11 @@ import torch
 from torch import nn
 
 from srgan_lib.data.lists import read_list
+from srgan_lib.data.resize import downsample, modcrop, upsample
 from srgan_lib.hardware import Levers
-from srgan_lib.imageio import read_image
+from srgan_lib.io.images import read_image
 from srgan_lib.metrics.psnr_ssim import psnr, ssim
 from srgan_lib.models import to_unit
-from srgan_lib.resize import downsample, modcrop, upsample
 
 
 @torch.no_grad()

@@ -1,0 +1,1 @@
+"""Configuration: ``params.yaml`` read, validated and typed (:class:`~srgan_lib.config.params.Params`)."""

@@ -1,0 +1,139 @@
+"""The training sections of ``params.yaml``: ``train`` (shared by the four stages) and one :class:`Stage` recipe per
+training stage (the same keys for all four: one trainer, configured). Networks, criteria and GAN types are the
+registries' names."""
+
+import re
+
+from pydantic import model_validator
+
+from srgan_lib.config.fields import Bool, Choice, Int, ListOf, Number, Options, Section, Text, fail
+from srgan_lib.losses import CRITERIA, GAN_TYPES
+from srgan_lib.models import MODELS, OUTPUT_RANGES
+from srgan_lib.training.optim import SCHEDULES
+
+GENERATORS = tuple(OUTPUT_RANGES)  # the registered networks with an output range: generators
+DISCRIMINATORS = ("none", *(name for name in MODELS if name not in OUTPUT_RANGES))
+LOSS_TYPES = ("none", *CRITERIA)
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile (reduce-overhead: CUDA graphs)
+AMP_MODES = ("none", "auto", "bf16", "fp16")
+VGG_LAYER_PATTERN = r"(conv|relu)[1-5]_[1-4]|pool[1-5]"
+
+
+class LossTerm(Section):
+    """A pixel loss: criterion and weight in L_G."""
+
+    type: Choice(LOSS_TYPES)
+    weight: Number(0)
+
+
+class Perceptual(Section):
+    """The VGG19 feature loss: criterion, layer, weight, and the features' rescaling (SRGAN's 1/12.75)."""
+
+    type: Choice(LOSS_TYPES)
+    layer: Text
+    weight: Number(0)
+    feature_scale: Number(0, exclusive_min=True)
+
+
+class Adversarial(Section):
+    """The generator's adversarial term: GAN type (vanilla: SRGAN, ragan: ESRGAN) and weight."""
+
+    type: Choice(("none", *GAN_TYPES))
+    weight: Number(0)
+
+
+class Stage(Section):
+    """One training stage's recipe: networks, data, optimiser and schedule, losses, cadence."""
+
+    generator: Choice(GENERATORS)
+    generator_options: Options
+    discriminator: Choice(DISCRIMINATORS)
+    discriminator_options: Options
+    init_from: Text  # a generator checkpoint to start from, or 'none'
+    batch_size: Int(minimum=1)
+    hr_size: Int(minimum=8)
+    augment: Bool
+    iterations: Int(minimum=1)
+    lr: Number(0, exclusive_min=True)
+    d_lr: Number(0, exclusive_min=True)
+    betas: ListOf(Number(0, 1))
+    schedule: Choice(SCHEDULES)
+    warmup: Int(minimum=0)
+    milestones: ListOf(Int(minimum=1), non_empty=False)
+    gamma: Number(0, exclusive_min=True)
+    lr_min: Number(0)
+    d_steps: Int(minimum=1)
+    ema_decay: Number(0, 1)
+    pixel: LossTerm
+    perceptual: Perceptual
+    gan: Adversarial
+    val_every: Int(minimum=0)
+    ckpt_every: Int(minimum=1)
+    log_every: Int(minimum=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Stage":
+        """What no single key shows: each error names the key to change."""
+
+        def bad(key: str, msg: str) -> Exception:
+            return fail(f"'{key}': {msg}")  # the loader prefixes the stage: 'esrgan.warmup': ...
+
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise bad("betas", f"Adam needs two betas in [0, 1), got {self.betas}")
+        if self.milestones != sorted(set(self.milestones)):
+            raise bad("milestones", f"must be strictly increasing iterations, got {self.milestones}")
+        if self.warmup >= self.iterations:
+            raise bad("warmup", f"{self.warmup} warm-up iterations leave none of the {self.iterations} iterations")
+        if self.schedule == "cosine" and self.lr_min >= self.lr:
+            raise bad("lr_min", f"the cosine schedule decays from lr {self.lr} to lr_min, which must be smaller, got "
+                      f"{self.lr_min}")
+        if self.ema_decay >= 1:
+            raise bad("ema_decay", f"must be in [0, 1) (0 turns EMA off), got {self.ema_decay}")
+        if all(t.type == "none" for t in (self.pixel, self.perceptual, self.gan)):
+            raise bad("pixel", "every loss is 'none': set at least one of pixel/perceptual/gan.type")
+        if self.gan.type != "none" and self.discriminator == "none":
+            raise bad("discriminator", f"gan.type is {self.gan.type!r}, so a discriminator is needed")
+        if self.perceptual.type != "none" and not re.fullmatch(VGG_LAYER_PATTERN, self.perceptual.layer):
+            raise bad("perceptual.layer", "must be a VGG19 layer such as relu5_4 or conv5_4, got "
+                      f"{self.perceptual.layer!r}")
+        if self.discriminator == "esrgan_discriminator":
+            size = self.discriminator_options.get("input_size", 128)
+            if size != self.hr_size:
+                raise bad("discriminator_options", f"input_size {size} must equal hr_size {self.hr_size} (the "
+                          "VGG-style discriminator has a fixed input size)")
+        if self.val_every and self.val_every > self.iterations:
+            raise bad("val_every", f"{self.val_every} is beyond iterations ({self.iterations}); use 0 to validate "
+                      "only at the end")
+        return self
+
+    @property
+    def has_gan(self) -> bool:
+        """Trained with an adversarial term (and therefore a discriminator)."""
+        return self.gan.type != "none"
+
+
+class Train(Section):
+    """``train``: device, speed levers, places; shared by the four training stages."""
+
+    device: Text = "auto"
+    seed: Int(minimum=0) = 0
+    threads: Int(minimum=0) = 0
+    dist_timeout: Int(minimum=1) = 600
+    amp: Choice(AMP_MODES) = "bf16"
+    channels_last: Bool = True
+    fused_adam: Bool = True
+    ema_foreach: Bool = True
+    compile: Choice(COMPILE_MODES) = "none"
+    sync_every: Int(minimum=1) = 1
+    workers: Int(minimum=0) = 0
+    vgg_weights: Text = "imagenet"
+    train_list: Text = "data/lists/train.json"
+    lr_dir: Text = "data/lr/train"
+    store: Text = "data/store/train"
+    val_list: Text = "data/lists/Set5.json"
+    val_images: Int(minimum=0) = 5
+    val_crop: Int(minimum=0) = 128
+    out: Text = "runs"
+    models: Text = "models"
+    keep_checkpoints: Int(minimum=1) = 2
+    precise_bn: Int(minimum=0) = 50

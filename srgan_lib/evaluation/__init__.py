@@ -1,0 +1,1 @@
+"""Evaluation: SR methods (baselines, generators) measured on benchmark sets, and the evaluate stage."""

@@ -1,0 +1,1 @@
+"""The report: tables, figures, markdown, the papers' published numbers, and the report stage."""

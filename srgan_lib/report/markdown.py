@@ -1,0 +1,379 @@
+"""The evaluation report: the papers' table, the per-image CSV, comparison figures and the perception-distortion plane.
+
+Reads what the evaluation stages wrote (``reports/eval/<method>.json``, ``reports/interp/interp_<alpha>.json`` and the
+SR images under ``reports/sr/<method>/<set>/``) and writes one self-contained folder: ``report.md`` with its pictures
+beside it, ``table.md``, ``per_image.csv``, ``figures/<set>_<image>.png`` (the papers' zoomed-crop comparisons) and
+``perception_distortion.png`` (ESRGAN Fig. 2: RMSE against PI, the interpolation sweep as a curve).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srgan_lib.config.fields import default
+from srgan_lib.config.sections import Report
+from srgan_lib.data.resize import modcrop
+from srgan_lib.io.images import atomic_path, read_image, write_text
+from srgan_lib.metrics import CONVENTIONS, METRICS, SWEEP, TABLE, format_value
+from srgan_lib.report.references import PAPER_ROWS
+
+DISPLAY = {"nearest": "Nearest", "bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN", "rrdbnet": "RRDB",
+           "esrgan": "ESRGAN"}
+FIGURE_METHODS = ("bicubic", "srresnet", "srgan", "rrdbnet", "esrgan")
+Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
+
+
+def display_name(method: str) -> str:
+    if method.startswith("interp_"):
+        return f"Interp. α={method.removeprefix('interp_')}"
+    return DISPLAY.get(method, method)
+
+
+def load_evaluations(*folders: str | Path) -> Evaluations:
+    """Every ``<folder>/<method>.json`` written by ``srgan evaluate --json``, in a stable method order."""
+    evals: Evaluations = {}
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            method = next(iter(data.values()))["model"]
+            evals[method] = data
+    order = {m: i for i, m in enumerate(DISPLAY)}
+    return dict(sorted(evals.items(), key=lambda kv: (kv[0].startswith("interp_"), order.get(kv[0], 99), kv[0])))
+
+
+def per_image_frame(evals: Evaluations) -> pd.DataFrame:
+    """One row per (method, set, image) with every metric measured."""
+    rows = [{"method": m, "set": s, "image": name, **values}
+            for m, sets in evals.items() for s, r in sets.items() for name, values in r["images"].items()]
+    return pd.DataFrame(rows)
+
+
+def means_frame(evals: Evaluations) -> pd.DataFrame:
+    """Per-set means: index method, columns (set, metric); Ma/PI NaN where unavailable."""
+    data = {m: {(s, k): r.get(k, math.nan) for s, r in sets.items() for k in dict.fromkeys((*TABLE, *SWEEP))}
+            for m, sets in evals.items()}
+    frame = pd.DataFrame.from_dict(data, orient="index")
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["set", "metric"])
+    return frame
+
+
+def paper_table(evals: Evaluations, *, include_interp: bool = False) -> pd.DataFrame:
+    """The papers' layout: rows = methods (ours, then the published rows labelled '(paper)'), columns = set x metric,
+    formatted as strings ('n/a' where a metric was unavailable, '-' where a paper gives no number)."""
+    means = means_frame({m: v for m, v in evals.items() if include_interp or not m.startswith("interp_")})
+    sets = list(dict.fromkeys(s for s, _ in means.columns))
+    columns = [(s, k) for s in sets for k in TABLE]
+    rows = {}
+    for method, row in means.iterrows():
+        rows[f"{display_name(str(method))} (ours)"] = [
+            format_value(c[1], None if pd.isna(row.get(c)) else float(row[c])) for c in columns]
+    for method, ref in PAPER_ROWS.items():
+        if method not in means.index and method != "bicubic":
+            continue
+        cells = []
+        for s, k in columns:
+            value = ref["sets"].get(s)
+            cells.append(format_value(k, value[0]) if value and k == "psnr_y" else
+                         format_value(k, value[1]) if value and k == "ssim_y" else "-")
+        rows[ref["label"]] = cells
+    header = pd.MultiIndex.from_tuples([(s, METRICS[k].label) for s, k in columns])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=header)
+
+
+def cast_table(evals: Evaluations) -> pd.DataFrame:
+    """Per method and set: the colour cast (mean SR - HR per channel) as 'R / G / B' strings."""
+    rows = {}
+    for method, sets in evals.items():
+        rows[display_name(method)] = {
+            s: ("n/a" if "cast_r" not in r else f"{r['cast_r']:+.2f} / {r['cast_g']:+.2f} / {r['cast_b']:+.2f}")
+            for s, r in sets.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.columns = [f"{c} R / G / B" for c in frame.columns]
+    return frame
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    flat = table.copy()
+    flat.columns = [f"{s} {m}" for s, m in table.columns]
+    return flat.to_markdown(colalign=("left", *["right"] * len(flat.columns)), disable_numparse=True)
+
+
+# -------------------------------------------------------------------------------------------------------- figures
+
+
+def pick_region(hr: np.ndarray, size: int) -> tuple[int, int, int]:
+    """(y, x, size) of the ``size``-square HR window with the most gradient energy: where SR methods differ most."""
+    grey = hr.astype(np.float64).mean(axis=2) if hr.ndim == 3 else hr.astype(np.float64)
+    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1, :]
+    size = min(size, *energy.shape)
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y), int(x), size
+
+
+@dataclass
+class Panel:
+    """One crop of a comparison figure: label, pixels and the caption under it."""
+
+    label: str
+    crop: np.ndarray
+    caption: str
+
+
+def comparison_panels(hr: np.ndarray, srs: Mapping[str, np.ndarray], region: tuple[int, int, int],
+                      metrics: Mapping[str, Mapping[str, float]]) -> list[Panel]:
+    """HR crop first, then each method's crop of the same region, captioned 'PSNR dB / NIQE'."""
+    y, x, size = region
+    panels = [Panel("HR", hr[y:y + size, x:x + size], "PSNR / NIQE")]
+    for method, sr in srs.items():
+        if sr.shape != hr.shape:
+            raise ValueError(f"{method}: SR image is {sr.shape}, HR is {hr.shape}")
+        m = metrics[method]
+        panels.append(Panel(display_name(method), sr[y:y + size, x:x + size],
+                            f"{m['psnr_y']:.2f} dB / {m['niqe']:.2f}"))
+    return panels
+
+
+def save_figure(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=fig.dpi)
+    plt.close(fig)
+    return path
+
+
+def comparison_figure(path: Path, title: str, hr: np.ndarray, region: tuple[int, int, int],
+                      panels: Sequence[Panel]) -> Path:
+    """The papers' figure: the full image with the region marked, and the zoomed crops side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = len(panels)
+    fig = plt.figure(figsize=(2.0 * n, 2.0 * n * hr.shape[0] / hr.shape[1] * 0.5 + 2.6), dpi=100)
+    grid = fig.add_gridspec(2, n, height_ratios=[hr.shape[0] / hr.shape[1] * n * 0.5, 1])
+    top = fig.add_subplot(grid[0, :])
+    top.imshow(hr)
+    y, x, size = region
+    top.add_patch(Rectangle((x - 0.5, y - 0.5), size, size, fill=False, edgecolor="red", linewidth=1.5))
+    top.set_title(title, fontsize=10)
+    top.axis("off")
+    for i, p in enumerate(panels):
+        ax = fig.add_subplot(grid[1, i])
+        ax.imshow(p.crop, interpolation="nearest")
+        ax.set_title(p.label, fontsize=9)
+        ax.set_xlabel(p.caption, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# where a point's label may go, in points from the point (the first free one wins): above it, right then left, then
+# further above, then below
+_LABEL_OFFSETS = ((4, 4), (-4, 4), (4, 12), (-4, 12), (4, -10), (-4, -10), (4, 20), (-4, 20), (4, -18), (-4, -18),
+                  (4, 28), (4, -26))
+
+
+def _place_labels(ax: Any, labels: list[tuple[str, float, float, dict[str, Any]]]) -> None:
+    """Annotate each point at the first offset where its text covers no marker and no label placed before it and
+    stays inside the axes (close points such as SRResNet and RRDB on Set5 otherwise print over each other)."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()  # the axes' final limits and a renderer to measure text with
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points = [xy for c in ax.collections for xy in c.get_offsets()] + [
+        xy for line in ax.get_lines() for xy in line.get_xydata()]
+    pixels = ax.transData.transform(points)
+    placed: list[Any] = [Bbox.from_bounds(x - 3, y - 3, 6, 6) for x, y in pixels]
+
+    def room(label: tuple[str, float, float, dict[str, Any]]) -> float:  # distance to the nearest other marker
+        x, y = ax.transData.transform((label[1], label[2]))
+        return min((math.hypot(px - x, py - y) for px, py in pixels if math.hypot(px - x, py - y) > 0.5),
+                   default=math.inf)
+
+    for text, xv, yv, style in sorted(labels, key=room):  # the most crowded point chooses first
+        best: tuple[tuple[bool, int, int], tuple[int, int]] | None = None
+        for i, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            note = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(dx, dy),
+                               ha="left" if dx > 0 else "right", **style)
+            box = note.get_window_extent(renderer)
+            note.remove()
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            score = (not inside, sum(box.overlaps(b) for b in placed), i)
+            if best is None or score < best[0]:
+                best = score, (dx, dy)
+            if score[:2] == (False, 0):
+                break
+        assert best is not None
+        (dx, dy) = best[1]  # free and inside when any offset is; else the one that covers least
+        note = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(dx, dy),
+                           ha="left" if dx > 0 else "right", **style)
+        placed.append(note.get_window_extent(renderer))
+
+
+def perception_distortion_figure(path: Path, means: pd.DataFrame) -> tuple[Path, str]:
+    """RMSE-Y against PI (NIQE where PI is unavailable) per set; the interpolation sweep drawn as a curve from the PSNR
+    model (alpha 0) to the GAN model (alpha 1). Returns the path and the perceptual axis used ('pi' or 'niqe')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(s for s, _ in means.columns))
+    axis = "pi" if all(not pd.isna(means[(s, "pi")]).any() for s in sets) else "niqe"
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.5), dpi=100, squeeze=False)
+    interp = sorted(m for m in means.index if str(m).startswith("interp_"))
+    pending: list[tuple[Any, list[tuple[str, float, float, dict[str, Any]]]]] = []
+    for ax, s in zip(axes[0], sets, strict=True):
+        labels: list[tuple[str, float, float, dict[str, Any]]] = []
+        for method in means.index:
+            if str(method).startswith("interp_"):
+                continue
+            xv, yv = means.loc[method, (s, "rmse_y")], means.loc[method, (s, axis)]
+            ax.scatter([xv], [yv], s=30, zorder=3)
+            labels.append((display_name(str(method)), xv, yv, {"fontsize": 8}))
+        if interp:
+            xs = [means.loc[m, (s, "rmse_y")] for m in interp]
+            ys = [means.loc[m, (s, axis)] for m in interp]
+            ax.plot(xs, ys, "-o", color="tab:blue", alpha=0.6, markersize=4, label="network interpolation", zorder=2)
+            for m, xv, yv in ((interp[0], xs[0], ys[0]), (interp[-1], xs[-1], ys[-1])):
+                alpha = f"α={str(m).removeprefix('interp_')}"
+                same = [i for i, (_, lx, ly, _) in enumerate(labels) if math.isclose(lx, xv) and math.isclose(ly, yv)]
+                if same:  # alpha 0 / 1 is bit-identical to the PSNR / GAN model: one point, one label
+                    text, lx, ly, style = labels[same[0]]
+                    labels[same[0]] = (f"{text} ({alpha})", lx, ly, style)
+                else:
+                    labels.append((alpha, xv, yv, {"fontsize": 7, "color": "tab:blue"}))
+            ax.legend(fontsize=8, loc="best")
+        pending.append((ax, labels))
+        ax.set_xlabel("RMSE (Y, 0-255)  ← less distortion")
+        ax.set_ylabel(f"{'perceptual index' if axis == 'pi' else 'NIQE'}  ← better perceptual quality")
+        ax.set_title(f"{s}: perception-distortion plane", fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    for ax, labels in pending:  # after the layout: the labels are measured where they will be drawn
+        _place_labels(ax, labels)
+    return save_figure(fig, path), axis
+
+
+# --------------------------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class ReportSummary:
+    """What :func:`write_report` produced."""
+
+    report: Path
+    table: pd.DataFrame
+    figures: list[Path] = field(default_factory=list)
+    perceptual_axis: str = "niqe"
+
+
+def _sr_image(sr_dir: Path, method: str, set_name: str, image: str) -> np.ndarray | None:
+    path = sr_dir / method / set_name / f"{image}.png"
+    return read_image(path) if path.is_file() else None
+
+
+def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir: str | Path | None = None,
+                 figure_methods: Sequence[str] = FIGURE_METHODS, crop: int = default(Report, "crop")) -> ReportSummary:
+    """Write the report folder (see the module docstring) from the evaluation results; returns what it wrote."""
+    out, figs = Path(out_dir), Path(out_dir) / "figures"
+    evals = load_evaluations(*eval_dirs)
+    if not evals:
+        raise FileNotFoundError(f"no evaluation results (*.json) in {', '.join(map(str, eval_dirs))}: run the "
+                                "evaluate stages first (`srgan repro`)")
+    out.mkdir(parents=True, exist_ok=True)
+    frame = per_image_frame(evals)
+    with atomic_path(out / "per_image.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    table = paper_table(evals)
+    write_text(out / "table.md", table_markdown(table) + "\n")
+    means = means_frame(evals)
+    pd_path, axis = perception_distortion_figure(out / "perception_distortion.png", means)
+    figures = [pd_path]
+    any_set = next(iter(evals.values()))
+    figure_md = []
+    if sr_dir is not None:
+        for set_name, result in any_set.items():
+            for image, hr_path in result.get("files", {}).items():
+                scale = result["scale"]
+                hr = modcrop(read_image(hr_path), scale)
+                srs = {m: sr for m in figure_methods if m in evals
+                       and (sr := _sr_image(Path(sr_dir), m, set_name, image)) is not None}
+                if not srs:
+                    continue
+                region = pick_region(hr, min(crop, *hr.shape[:2]))
+                panels = comparison_panels(hr, srs, region, {m: evals[m][set_name]["images"][image] for m in srs})
+                path = comparison_figure(figs / f"{set_name}_{image}.png", f"{set_name}/{image} (x{scale})", hr,
+                                         region, panels)
+                figures.append(path)
+                figure_md.append(f"### {set_name}/{image}\n\n![{set_name}/{image}](figures/{path.name})\n")
+    reasons = {k: v for r in any_set.values() for k, v in r.get("unavailable", {}).items()}
+    interp = [m for m in evals if m.startswith("interp_")]
+    lines = [
+        "# srgan evaluation report",
+        "",
+        f"Methods: {', '.join(display_name(m) for m in evals)}. Sets: {', '.join(any_set)} "
+        f"(x{next(iter(any_set.values()))['scale']}, LR: {next(iter(any_set.values()))['lr_source']}, "
+        f"kernel {next(iter(any_set.values()))['lr_kernel']}). Per-image values: [per_image.csv](per_image.csv).",
+        "",
+        "## Results in the papers' layout",
+        "",
+        table_markdown(table),
+        "",
+        "Rows marked *(paper)* are the published numbers (PSNR/SSIM on Y, shave 4), printed beside ours for "
+        "comparison; `-`: the paper gives no number.",
+        "",
+        *[f"- **{k}**: {v}" for k, v in CONVENTIONS.items()],
+    ]
+    configs = {m: next(iter(sets.values())).get("configuration") for m, sets in evals.items()
+               if not m.startswith("interp_")}
+    if any(configs.values()):
+        lines += ["", "### What each row is", "",
+                  *[f"- **{display_name(m)} (ours)**: {c}" for m, c in configs.items() if c]]
+    lines += ["", "### Colour cast", "", "Mean of SR - HR per channel (grey levels on 0-255, shave = scale), averaged "
+              "over each set's images: a tint or brightness shift that PSNR hides (0 is unbiased).", "",
+              cast_table(evals).to_markdown(disable_numparse=True)]
+    if reasons:
+        lines += ["", f"**n/a** (Ma, PI): {reasons.get('ma', '')}. Nothing is estimated in their place; see the "
+                  "docs/evaluation.md, *Ma's score and the perceptual index*, for how to obtain the authors' model."]
+    lines += ["", "## Perception-distortion plane", "",
+              f"RMSE against {'the perceptual index' if axis == 'pi' else 'NIQE (PI unavailable)'}; lower-left is "
+              "better. The interpolation sweep goes from the PSNR-oriented RRDB (α=0) to ESRGAN (α=1) "
+              "(ESRGAN paper, Fig. 2 and Sec. 4.5).", "", "![perception-distortion](perception_distortion.png)"]
+    if interp:
+        sweep = means.loc[interp]
+        cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in SWEEP]
+        sweep_tab = pd.DataFrame({f"{s} {METRICS[k].label}":
+                                  [format_value(k, None if pd.isna(v) else float(v)) for v in sweep[(s, k)]]
+                                  for s, k in cols},
+                                 index=[display_name(m) for m in interp])
+        lines += ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True), ""]
+        for set_name in dict.fromkeys(s for s, _ in means.columns):
+            niqe = [float(v) for v in sweep[(set_name, "niqe")]]
+            trend = ("falls monotonically" if all(b < a for a, b in itertools.pairwise(niqe))
+                     else "does not fall monotonically")
+            lines.append(f"- {set_name}: NIQE {trend} from α={interp[0].removeprefix('interp_')} "
+                         f"({niqe[0]:.3f}) to α={interp[-1].removeprefix('interp_')} ({niqe[-1]:.3f}).")
+    if figure_md:
+        lines += ["", "## Comparisons", "", "Full image with the zoomed region in red; under each crop: PSNR-Y / NIQE "
+                  "of the whole image.", "", *figure_md]
+    report = write_text(out / "report.md", "\n".join(lines) + "\n")
+    return ReportSummary(report, table, figures, axis)
