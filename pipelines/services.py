@@ -268,6 +268,34 @@ def mlflow_env() -> dict[str, str]:
     return {**os.environ, **TELEMETRY_OFF, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
+def serve_foreground(cmd: list[str], env: Mapping[str, str]) -> int:
+    """Run a server in the foreground and take it down with this launcher: it runs in its own process group (with
+    its workers), and SIGTERM, SIGHUP or Ctrl-C here stop that whole group (``mlflow server`` and its uvicorn
+    otherwise outlived a SIGTERMed launcher, re-parented to PID 1 and still listening)."""
+    proc = subprocess.Popen(cmd, env=dict(env), start_new_session=True)
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        stop_pid(proc.pid, timeout=10)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except ChildProcessError:  # stop_pid reaped it
+                rc = 0
+                break
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if proc.poll() is None:
+            stop_pid(proc.pid, timeout=10)
+    return 128 + stopping[0] if stopping else rc
+
+
 def main(argv: list[str] | None = None) -> int:
     from srgan_lib.config.params import load_params
     from srgan_lib.tracking import resolve_uri
@@ -305,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(st) if st else "not running (make prefect-up)")
         else:
             os.chdir(root)
-            params = load_params("params.yaml")
+            params = load_params("params.yaml", folders=False)  # the UI needs the store, not the data
             uri = resolve_uri(params.tracking.uri)
             if uri is None:
                 raise ServiceError("tracking.uri is 'none' in params.yaml: there is no store to show")
@@ -313,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MLflow UI: http://{HOST}:{port}  (store {uri}; Ctrl-C stops it)\n"
                   f"  the runs: {runs_url(uri, params.tracking.experiment, port)}\n"
                   f"  the registered generators: http://{HOST}:{port}/#/models", flush=True)
-            return subprocess.call(mlflow_ui_command(uri, port), env=mlflow_env())
+            return serve_foreground(mlflow_ui_command(uri, port), mlflow_env())
     except ServiceError as exc:
         print(f"services: error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,51 @@ def test_help_answers_the_question():
     for command in ("data", "evaluate", "metrics", "params"):
         assert command in out
     assert "bit-exact" in run_cli("data", "degrade", "--help").stdout
+
+
+def _subparsers(parser):  # type: ignore[no-untyped-def]
+    """Every leaf sub-parser of the ``srgan`` parser, by its command words."""
+    import argparse
+
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                leaves = _subparsers(sub)
+                out.update({(name, *k): v for k, v in leaves.items()} if leaves else {(name,): sub})
+    return out
+
+
+def test_no_command_help_shows_an_unset_default():
+    """Every command's --help, built in-process: no flag reads a settings field without a default (it printed
+    'default PydanticUndefined' for `srgan data lists --min-size`), and no help promises a default of None."""
+    from srgan_lib import cli
+
+    parsers = _subparsers(cli.build_parser(True))
+    assert set(parsers) == set(cli.COMMANDS)
+    for words, sub in parsers.items():
+        text = sub.format_help()
+        assert "PydanticUndefined" not in text and "(default None)" not in text, (words, text)
+
+
+def test_data_lists_runs_with_only_its_required_arguments(tmp_path):
+    """The issue's command as a new user types it (it crashed with a TypeError comparing an int to
+    PydanticUndefined): --min-size defaults to the settings' 128, so exactly the T91 images whose short side is
+    below 128 (read here with PIL) are rejected as too small, and the rest kept."""
+    from PIL import Image
+
+    from srgan_lib import cli
+
+    out = tmp_path / "lists"
+    rc = cli.main(["data", "lists", "--train", "data/train/T91", "--test", f"Set5={BENCHMARKS / 'Set5'}",
+                   "--out", str(out)])
+    assert rc == 0
+    small = set()
+    for f in sorted(Path("data/train/T91").glob("*.png")):
+        with Image.open(f) as im:
+            if min(im.size) < 128:
+                small.add(f.as_posix())
+    rejects = json.loads((out / "rejects.json").read_text())["train"]
+    assert {r["path"] for r in rejects if r["reason"] == "too_small"} == small and small
+    kept = {i["path"] for i in json.loads((out / "train.json").read_text())["images"]}
+    assert len(kept) == 91 - len(small) and json.loads((out / "Set5.json").read_text())["images"]

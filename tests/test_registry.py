@@ -229,9 +229,10 @@ def test_evaluate_logs_each_checkpoint_of_a_folder_as_an_mlflow_model_of_its_run
     from mlflow.tracking import MlflowClient
 
     from srgan_lib.evaluation.stage import EvaluateSettings, run_evaluate
-    from srgan_lib.inference.upscaler import Upscaler, resolve_model_path
+    from srgan_lib.inference.upscaler import Upscaler
     from srgan_lib.models import load_generator
     from srgan_lib.registry.mlflow_model import fluent_uri
+    from srgan_lib.registry.resolve import resolve_model_path
 
     folder = tmp_path / "interp"
     folder.mkdir()
@@ -259,3 +260,40 @@ def test_evaluate_logs_each_checkpoint_of_a_folder_as_an_mlflow_model_of_its_run
     plain = run_evaluate(EvaluateSettings(model=str(folder / "interp_0.4.pth"), sets=[("Set5", str(BENCHMARKS /
                          "Set5"))], json="-", log_model=True))
     assert plain[0].model_uri is None and plain[0].run_id is None
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_mlflow_ui_launcher_takes_the_server_down(tmp_path):
+    """`make mlflow-ui` runs `python -m pipelines.services mlflow-ui`; SIGTERM to it used to leave `mlflow server` and
+    its uvicorn listening, re-parented to PID 1. Now the port is free and no process of the server is left."""
+    import psutil
+
+    from pipelines.services import mlflow_env, stop_pid
+
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text()
+                                          .replace("sqlite:///mlflow/mlflow.db", f"sqlite:///{tmp_path}/m.db"))
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "wb") as fh:
+        launcher = subprocess.Popen([sys.executable, "-m", "pipelines.services", "mlflow-ui", "--port", str(port),
+                                     "--root", str(tmp_path)], env=mlflow_env(), stdout=fh, stderr=subprocess.STDOUT,
+                                    cwd=Path(__file__).parents[1], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert launcher.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.5)
+        server = psutil.Process(launcher.pid).children(recursive=True)
+        assert server, "the launcher started no server process"
+        launcher.send_signal(signal.SIGTERM)  # the launcher alone, as `kill PID` does
+        assert launcher.wait(timeout=30) == 128 + signal.SIGTERM
+        _, alive = psutil.wait_procs(server, timeout=15)
+        assert not alive, [p.cmdline()[:3] for p in alive]
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        stop_pid(launcher.pid, timeout=5)

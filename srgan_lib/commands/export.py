@@ -25,9 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.inference.upscaler import resolve_model_path
     from srgan_lib.models import load_generator
     from srgan_lib.models.export import export_onnx
+    from srgan_lib.registry.resolve import resolve_model_path
 
     source = resolve_model_path(args.model, args.tracking_uri)
     if args.format == "safetensors":

@@ -42,8 +42,12 @@ class Section(BaseModel):
 
 
 def default(model: type[BaseModel], name: str) -> Any:
-    """The declared default of ``model``'s field ``name`` (what the CLI's flag defaults to)."""
-    return model.model_fields[name].get_default(call_default_factory=True)
+    """The declared default of ``model``'s field ``name`` (what the CLI's flag defaults to); a field without one is
+    a programming error here (its flag must then be required), raised when the command's parser is built."""
+    field = model.model_fields[name]
+    if field.is_required():
+        raise TypeError(f"{model.__name__}.{name} has no default: make its flag required or declare one")
+    return field.get_default(call_default_factory=True)
 
 
 def _integer(minimum: int | None, choices: Sequence[int] | None) -> Callable[[Any], int]:

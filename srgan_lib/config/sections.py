@@ -29,8 +29,8 @@ class Lists(Section):
 
     train: ListOf(Text)
     test: ListOf(NamedPath)
-    min_size: Int(minimum=1)
-    test_min_size: Int(minimum=1)
+    min_size: Int(minimum=1) = 128  # ESRGAN's HR crop (params.yaml's embedded profile: 64)
+    test_min_size: Int(minimum=1) = 16
     leakage: Choice(LEAKAGE_CHECKS) = "near"
     out: Text = "data/lists"
 

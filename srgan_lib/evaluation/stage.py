@@ -123,7 +123,7 @@ def _methods(s: EvaluateSettings) -> list[tuple[str, str, SRMethod, str]]:
     if s.model in BASELINES:
         return [(s.name or s.model, "none", BASELINES[s.model](s.scale), "")]
     if s.model.startswith("models:/"):  # a registered version: its checkpoint, labelled NAME unless --name says
-        from srgan_lib.inference.upscaler import resolve_model_path
+        from srgan_lib.registry.resolve import resolve_model_path
 
         local = resolve_model_path(s.model, s.tracking_uri)
         ref = s.model.removeprefix("models:/")
