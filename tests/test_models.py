@@ -13,16 +13,20 @@ import torch
 from torchvision.models import vgg19
 
 from srgan_lib.io.weights import DamagedCheckpoint, UnsafeCheckpoint
-from srgan_lib.models import PAPER_PARAMETERS, build_model, count_parameters, load_generator_state
+from srgan_lib.models import SPECS, build_model, count_parameters, load_generator_state
 from srgan_lib.models.rrdbnet import RRDBNet, convert_legacy_state_dict
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing, vgg19_layer_names
 from srgan_lib.training.checkpoint import load_checkpoint
 from tests.conftest import run_cli
 
+# the papers' configurations as counted by BasicSR (SRResNet 1.55 M, SRGAN's D 23.6 M, RRDBNet 16.7 M)
+PAPER_COUNTS = {"srresnet": 1_549_462, "srgan_discriminator": 23_565_505, "rrdbnet": 16_697_987}
 
-@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
+
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
 def test_paper_parameter_counts(name):
-    assert count_parameters(build_model(name)) == PAPER_PARAMETERS[name]
+    assert count_parameters(build_model(name)) == PAPER_COUNTS[name] == SPECS[name].paper_parameters
+    assert {n for n, s in SPECS.items() if s.paper_parameters} == set(PAPER_COUNTS)
 
 
 def test_esrgan_discriminator_is_about_14_5_million():

@@ -9,87 +9,18 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("srgan_lib", "pipelines")
-
-
-def _modules() -> dict[str, Path]:
-    out = {}
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-            out[name] = path
-    return out
-
-
-MODULES = _modules()
-
-
-def _resolve(name: str) -> str | None:
-    """The project module an imported name lives in (``srgan_lib.metrics.NAMES`` -> ``srgan_lib.metrics``)."""
-    while name and name not in MODULES:
-        name = name.rpartition(".")[0]
-    return name or None
-
-
-def _runtime_nodes(node: ast.AST, typing: bool = False):  # type: ignore[no-untyped-def]
-    """Every node under ``node`` except the bodies of ``if TYPE_CHECKING:`` (annotations only, never imported), which
-    ``typing`` includes."""
-    for child in ast.iter_child_nodes(node):
-        if not typing and isinstance(child, ast.If) and getattr(child.test, "id", getattr(child.test, "attr", "")) \
-                == "TYPE_CHECKING":
-            yield from (n for c in child.orelse for n in [c, *_runtime_nodes(c)])
-            continue
-        yield child
-        yield from _runtime_nodes(child)
-
-
-def _imports(node: ast.AST, here: str, typing: bool = False) -> set[str]:
-    """Project modules imported anywhere under ``node`` at run time (module level and inside functions alike; with
-    ``typing``, under ``if TYPE_CHECKING:`` too)."""
-    found = set()
-    for n in [node, *_runtime_nodes(node, typing)]:
-        names: list[str] = []
-        if isinstance(n, ast.Import):
-            names = [a.name for a in n.names]
-        elif isinstance(n, ast.ImportFrom):
-            base = n.module or ""
-            if n.level:  # relative import
-                pkg = here if MODULES[here].name == "__init__.py" else here.rpartition(".")[0]
-                for _ in range(n.level - 1):
-                    pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{base}" if base else pkg
-            names = [f"{base}.{a.name}" for a in n.names] + [base]
-        for name in names:
-            mod = _resolve(name)
-            if mod and mod != here:
-                found.add(mod)
-    return found
-
-
-GRAPH = {name: _imports(ast.parse(path.read_text(encoding="utf-8")), name) for name, path in MODULES.items()}
-# with the annotation-only imports: a cycle there is still two modules that cannot be understood apart
-TYPING_GRAPH = {name: _imports(ast.parse(path.read_text(encoding="utf-8")), name, typing=True)
-                for name, path in MODULES.items()}
-
-
-def _packages_of(mod: str) -> set[str]:
-    """The packages Python runs before ``mod`` (``a.b.c`` imports ``a`` and ``a.b`` first), where they have code."""
-    parts = mod.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in MODULES}
-
-
-def _closure(start: set[str]) -> set[str]:
-    """Every project module importing ``start`` can run: their imports, transitively, and their parent packages."""
-    seen: set[str] = set()
-    todo = list(start)
-    while todo:
-        mod = todo.pop()
-        if mod not in seen:
-            seen.add(mod)
-            todo.extend(GRAPH[mod] | _packages_of(mod))
-    return seen
+from srgan_lib.orchestration.imports import (
+    GRAPH,
+    MODULES,
+    PACKAGES,
+    ROOT,
+    TYPING_GRAPH,
+    _closure,
+    _code_deps,
+    _listed_code_deps,
+    _stages,
+    expected_code_deps,
+)
 
 
 def test_the_import_graph_has_no_cycle() -> None:
@@ -133,51 +64,13 @@ def test_the_graph_sees_function_level_imports() -> None:
 # --------------------------------------------------------------------------------------------------- DVC code deps
 
 
-def _stages() -> dict[str, dict]:
-    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    return {name: (s["do"] if "foreach" in s else s) for name, s in spec.items()}
-
-
-WHOLE_LIBRARY = {"register"}  # copies srgan_lib into each MLflow Model (code/srgan_lib): depends on all of it
-
-
-def _entry_module(cmd: str) -> str:
-    words = cmd.split()
-    assert words[:2] == ["python", "-m"] and words[2].startswith("srgan_lib.commands."), (
-        f"a stage runs its command module (python -m srgan_lib.commands.NAME), not {' '.join(words[:3])}")
-    return words[2]
-
-
-def _code_deps(modules: set[str]) -> list[str]:
-    """The dvc.yaml code deps naming exactly ``modules``: a package folder where every module under it is one of
-    them (the outermost such folder), else the files."""
-    files = {MODULES[m].relative_to(ROOT).as_posix() for m in modules if m.startswith("srgan_lib")}
-    every = {p.relative_to(ROOT).as_posix() for p in MODULES.values()}
-    deps = set(files)
-    for folder in sorted({str(Path(f).parent) for f in files} - {"srgan_lib"}, key=len):
-        under = {f for f in every if f.startswith(folder + "/")}
-        if under <= files and not any(folder.startswith(d + "/") for d in deps):
-            deps = {d for d in deps if not d.startswith(folder + "/")} | {folder}
-    return sorted(deps)
-
-
-def expected_code_deps() -> dict[str, list[str]]:
-    """Stage -> the code deps its command module's import closure gives (the register stage: the whole library)."""
-    return {name: ["srgan_lib"] if name in WHOLE_LIBRARY else _code_deps(_closure({_entry_module(stage["cmd"])}))
-            for name, stage in _stages().items()}
-
-
-def _listed_code_deps(stage: dict) -> list[str]:
-    return sorted(d for d in stage.get("deps", []) if d.split("/")[0] == "srgan_lib")
-
-
 def test_every_dvc_stage_depends_on_exactly_the_code_its_entry_imports() -> None:
     stages = _stages()
     wrong = {name: {"missing": sorted(set(want) - set(_listed_code_deps(stages[name]))),
                     "extra": sorted(set(_listed_code_deps(stages[name])) - set(want))}
              for name, want in expected_code_deps().items() if _listed_code_deps(stages[name]) != want}
-    assert not wrong, f"dvc.yaml code deps differ from the entries' import closures (python -m tests.test_structure " \
-                      f"--fix rewrites them): {wrong}"
+    assert not wrong, f"dvc.yaml code deps differ from the entries' import closures (python tools/dvc_code_deps.py " \
+                      f"rewrites them): {wrong}"
 
 
 def test_no_stage_depends_on_the_cli_the_upscaler_or_the_report_unless_it_runs_them() -> None:
@@ -201,36 +94,6 @@ def test_the_deps_check_sees_a_missing_module() -> None:
                                                                             "srgan_lib/metrics/niqe.py"]
     every_metric = {m for m in MODULES if m.startswith("srgan_lib.metrics")}
     assert _code_deps(every_metric) == ["srgan_lib/metrics"]
-
-
-def fix_dvc_yaml() -> list[str]:
-    """Rewrite each stage's code deps in dvc.yaml (the srgan_lib lines of its deps list) to the expected ones,
-    keeping everything else as written; returns the stages changed."""
-    path = ROOT / "dvc.yaml"
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    expected, stages = expected_code_deps(), _stages()
-    changed, out, i, current = [], [], 0, None
-    while i < len(lines):
-        line = lines[i]
-        top = re.match(r"^  ([A-Za-z_]\w*):", line)
-        if top:
-            current = top.group(1)
-        stripped = line.strip()
-        if current in expected and stripped.startswith("- srgan_lib"):
-            indent = line[: len(line) - len(line.lstrip())]
-            j = i
-            while j < len(lines) and lines[j].strip().startswith("- srgan_lib"):
-                j += 1
-            new = [f"{indent}- {d}\n" for d in expected[current]]
-            if _listed_code_deps(stages[current]) != expected[current]:
-                changed.append(current)
-            out += new
-            i = j
-            continue
-        out.append(line)
-        i += 1
-    path.write_text("".join(out), encoding="utf-8")
-    return changed
 
 
 def test_one_definition_of_the_same_training_run() -> None:
@@ -380,14 +243,6 @@ def test_importing_the_library_leaves_the_environment_alone() -> None:
     assert res.returncode == 0, res.stderr[-2000:]
 
 
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] != ["--fix"]:
-        raise SystemExit("usage: python -m tests.test_structure --fix   (rewrite dvc.yaml's code deps)")
-    print("dvc.yaml code deps rewritten for:", ", ".join(fix_dvc_yaml()) or "nothing (already exact)")
-
-
 def test_settings_choices_are_the_registries() -> None:
     """params.yaml's allowed values are the names the implementations register: a network, criterion, GAN type,
     kernel or baseline added there is allowed here, one removed there is refused here."""
@@ -397,8 +252,8 @@ def test_settings_choices_are_the_registries() -> None:
     from srgan_lib.evaluation import measure as evaluation
 
     assert tuple(evaluation.BASELINES) == sections.BASELINE_NAMES
-    assert set(training.GENERATORS) | set(training.DISCRIMINATORS) - {"none"} == set(models.MODELS)
-    assert set(training.GENERATORS) == set(models.OUTPUT_RANGES)
+    assert set(training.GENERATORS) | set(training.DISCRIMINATORS) - {"none"} == set(models.SPECS)
+    assert {n for n, s in models.SPECS.items() if s.output_range} == set(training.GENERATORS)
     assert ("none", *losses.CRITERIA) == training.LOSS_TYPES
     assert sections.KERNELS == resize.KERNELS
 
@@ -411,3 +266,16 @@ def test_no_module_reads_params_as_a_dict() -> None:
             for p in sorted((ROOT / folder).rglob("*.py"))
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
+
+
+def test_register_depends_on_the_models_code_not_the_whole_library() -> None:
+    """The register stage packages a generator's MLflow Model, whose code is the import closure of its entry file:
+    it depends on that (the upscaler, the networks), never on training, the report or the CLI."""
+    from srgan_lib.orchestration.imports import MODEL_ENTRY, model_code_files
+
+    deps = expected_code_deps()["register"]
+    assert "srgan_lib" not in deps and "srgan_lib/inference/upscaler.py" in deps and "srgan_lib/registry" in deps
+    assert not [d for d in deps if d.split("/")[1] in ("training", "report", "cli.py", "metrics", "evaluation")], deps
+    files = {f.relative_to(ROOT).as_posix() for f in model_code_files()}
+    assert MODULES[MODEL_ENTRY].relative_to(ROOT).as_posix() in files and "srgan_lib/models/rrdbnet.py" in files
+    assert all(any(f == d or f.startswith(d + "/") for d in deps) for f in files), "packaged code outside the deps"

@@ -10,7 +10,7 @@ from srgan_lib.data.resize import downsample, modcrop
 from srgan_lib.evaluation.methods import GeneratorMethod
 from srgan_lib.hardware import Levers
 from srgan_lib.metrics.psnr_ssim import psnr
-from srgan_lib.models import OUTPUT_RANGES, build_model
+from srgan_lib.models import build_model, output_range
 from srgan_lib.training.validation import Validator, super_resolve
 from tests.conftest import BENCHMARKS
 
@@ -30,14 +30,14 @@ def test_validation_forward_equals_the_evaluations_generator_method(tmp_path):
         model = build_model(name, **opts).eval()
         val = Validator(str(_lists(tmp_path)), 2, 48, 4)
         assert [n for n, _, _ in val.pairs] == ["baby", "bird"] and val.pairs[0][2].shape == (48, 48, 3)
-        method = GeneratorMethod(model, "cpu", value_range=OUTPUT_RANGES[name], tile=0, precision="fp32",
+        method = GeneratorMethod(model, "cpu", value_range=output_range(name), tile=0, precision="fp32",
                                  guard_db=0)
         levers = Levers("fp32", True)
         for _, lr, hr in val.pairs:
-            ours, theirs = super_resolve(model, lr, OUTPUT_RANGES[name], torch.device("cpu"), levers), method(lr)
+            ours, theirs = super_resolve(model, lr, output_range(name), torch.device("cpu"), levers), method(lr)
             assert ours.dtype == np.uint8 and ours.shape == hr.shape
             assert np.array_equal(ours, theirs), name
-        scores, picture = val.run(model, OUTPUT_RANGES[name], torch.device("cpu"), levers)
+        scores, picture = val.run(model, output_range(name), torch.device("cpu"), levers)
         expected = np.mean([psnr(method(lr), hr, space="y", shave=4) for _, lr, hr in val.pairs])
         assert scores["psnr_y"] == expected and picture.shape == (48, 48 * 3 + 8, 3)
 

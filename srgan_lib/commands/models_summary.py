@@ -34,10 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.models import MODELS, summarize
+    from srgan_lib.models import SPECS, summarize
 
-    if args.name not in MODELS:
-        raise CLIError(f"unknown model {args.name!r}; available: {', '.join(MODELS)}")
+    if args.name not in SPECS:
+        raise CLIError(f"unknown model {args.name!r}; available: {', '.join(SPECS)}")
     try:
         info = summarize(args.name, **dict(args.option or []))
     except TypeError as exc:

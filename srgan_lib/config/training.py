@@ -8,11 +8,11 @@ from pydantic import model_validator
 
 from srgan_lib.config.fields import Bool, Choice, Int, ListOf, Number, Options, Section, Text, fail
 from srgan_lib.losses import CRITERIA, GAN_TYPES
-from srgan_lib.models import MODELS, OUTPUT_RANGES
+from srgan_lib.models import DISCRIMINATORS as REGISTERED_DISCRIMINATORS
+from srgan_lib.models import GENERATORS
 from srgan_lib.training.optim import SCHEDULES
 
-GENERATORS = tuple(OUTPUT_RANGES)  # the registered networks with an output range: generators
-DISCRIMINATORS = ("none", *(name for name in MODELS if name not in OUTPUT_RANGES))
+DISCRIMINATORS = ("none", *REGISTERED_DISCRIMINATORS)
 LOSS_TYPES = ("none", *CRITERIA)
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile (reduce-overhead: CUDA graphs)
 AMP_MODES = ("none", "auto", "bf16", "fp16")

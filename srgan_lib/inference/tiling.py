@@ -29,7 +29,7 @@ import torch
 
 from srgan_lib.hardware import cpu_name
 from srgan_lib.io.images import atomic_path
-from srgan_lib.models import Generator
+from srgan_lib.models import SPECS, Generator
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def bytes_per_lr_pixel(generator: Generator) -> int:
     name, options = generator.arch
     feat = options.get("num_feat", 64)
     scale = generator.scale
-    widest = feat + 4 * options.get("num_grow_ch", 32) if name == "rrdbnet" else 2 * feat
+    known = SPECS.get(name)
+    widest = (known.widest if known and known.widest else SPECS["rrdbnet"].widest)(options)  # type: ignore[misc]
     return 4 * (6 * widest + 3 * feat * scale * scale + 8 * scale * scale)
 
 

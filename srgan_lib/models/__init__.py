@@ -4,8 +4,6 @@ BasicSR's and Real-ESRGAN's x4 RRDBNet, the older ESRGAN layouts) without a conf
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,40 +12,36 @@ import torch
 from torch import nn
 
 from srgan_lib.io.weights import load_weights
-from srgan_lib.models.rrdbnet import RRDBNet, VGGStyleDiscriminator, convert_legacy_state_dict
-from srgan_lib.models.srresnet import SRGANDiscriminator, SRResNet
+from srgan_lib.models import rrdbnet, srresnet
+from srgan_lib.models.rrdbnet import convert_legacy_state_dict
+from srgan_lib.models.spec import NetworkSpec
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "srresnet": SRResNet,
-    "srgan_discriminator": SRGANDiscriminator,
-    "rrdbnet": RRDBNet,
-    "esrgan_discriminator": VGGStyleDiscriminator,
-}
-# The paper configurations' parameter counts (SRResNet 1.55 M, RRDBNet 16.7 M as BasicSR counts them), asserted in
-# tests/test_models.py.
-PAPER_PARAMETERS: dict[str, int] = {
-    "srresnet": 1_549_462,
-    "srgan_discriminator": 23_565_505,
-    "rrdbnet": 16_697_987,
-}
-# The value range of each generator's output (and therefore of its pixel loss and its discriminator's input): the
-# SRGAN paper trains on HR in [-1, 1] through tanh, ESRGAN/BasicSR on [0, 1]. Inputs are always LR in [0, 1].
-OUTPUT_RANGES: dict[str, tuple[float, float]] = {"srresnet": (-1.0, 1.0), "rrdbnet": (0.0, 1.0)}
-INPUT_SIZES: dict[str, tuple[int, int]] = {
-    "srresnet": (24, 24),
-    "srgan_discriminator": (96, 96),
-    "rrdbnet": (32, 32),
-    "esrgan_discriminator": (128, 128),
-}
+# The registry: every network the settings can name, each declared once in its own module (srgan_lib.models.spec).
+SPECS: dict[str, NetworkSpec] = {s.name: s for s in (srresnet.SPEC, srresnet.DISCRIMINATOR_SPEC, rrdbnet.SPEC,
+                                                      rrdbnet.DISCRIMINATOR_SPEC)}
+GENERATORS: tuple[str, ...] = tuple(n for n, s in SPECS.items() if s.role == "generator")
+DISCRIMINATORS: tuple[str, ...] = tuple(n for n, s in SPECS.items() if s.role == "discriminator")
+
+
+def spec(name: str) -> NetworkSpec:
+    """The registered network ``name``; a clear error naming the registered ones otherwise."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(SPECS)}") from None
+
+
+def output_range(name: str) -> tuple[float, float]:
+    """The value range of generator ``name``'s output (and of its pixel loss and its discriminator's input)."""
+    rng = spec(name).output_range
+    if rng is None:
+        raise ValueError(f"{name!r} is not a generator")
+    return rng
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
     """Construct a registered network; ``options`` override the paper configuration (e.g. ``num_block=4``)."""
-    try:
-        factory = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
-    return factory(**options)
+    return spec(name).build(**options)
 
 
 def to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
@@ -84,36 +78,14 @@ def load_generator_state(path: str | Path, prefer_ema: bool = True) -> dict[str,
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
-    """(model name, constructor options) of a generator state dict; a clear error for anything else."""
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
-    if "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state:
-        in_ch = state["conv_first.weight"].shape[1]
-        scales = {3: 4, 12: 2, 48: 1}  # x4; Real-ESRGAN's x2plus and x1 (pixel-unshuffled input)
-        if in_ch not in scales:
-            raise ValueError(f"an RRDBNet whose conv_first takes {in_ch} input channels: neither RGB x4 (3) nor "
-                             "Real-ESRGAN's pixel-unshuffle x2 (12) / x1 (48); not supported")
-        options: dict[str, Any] = {
-            "num_block": len(blocks),
-            "num_feat": state["conv_first.weight"].shape[0],
-            "num_grow_ch": state["body.0.rdb1.conv1.weight"].shape[0],
-        }
-        if scales[in_ch] != 4:
-            options["scale"] = scales[in_ch]
-        return "rrdbnet", options
-    if "conv_first.weight" in state and "body.0.bn1.weight" in state:
-        ups = {int(m.group(1)) for k in state if (m := re.match(r"upsample\.(\d+)\.", k))}
-        return "srresnet", {
-            "num_block": len(blocks),
-            "num_feat": state["conv_first.weight"].shape[0],
-            "scale": 2 ** len(ups),
-        }
+    """(model name, constructor options) of a generator state dict, asked of each registered generator's spec; a
+    clear error for anything else."""
+    for name in GENERATORS:
+        options = SPECS[name].detect(state)  # type: ignore[misc]
+        if options is not None:
+            return name, options
     sample = ", ".join(list(state)[:4])
     raise ValueError(f"not an SRResNet or RRDBNet generator state dict (keys start with {sample})")
-
-
-# autocast precisions each generator runs correctly in (fp16 with the upscaler's non-finite guard)
-GENERATOR_PRECISIONS: dict[str, tuple[str, ...]] = {"srresnet": ("fp32", "bf16", "fp16"),
-                                                     "rrdbnet": ("fp32", "bf16", "fp16")}
 
 
 @dataclass(frozen=True)
@@ -122,7 +94,7 @@ class Generator:
     patched onto the module."""
 
     module: nn.Module
-    architecture: str  # a name of MODELS
+    architecture: str  # a name of SPECS
     options: dict[str, Any]  # its constructor options (empty: the paper configuration)
     scale: int
     value_range: tuple[float, float]  # of its output: SRResNet's tanh [-1, 1], RRDBNet's [0, 1]
@@ -147,8 +119,8 @@ def as_generator(model: nn.Module | Generator, value_range: tuple[float, float] 
             raise ValueError(f"{type(model).__name__} is not a registered generator: pass its output value_range "
                              "(SRResNet (-1, 1), RRDBNet (0, 1))") from None
         return Generator(model, "unknown", {}, int(getattr(model, "scale", 4)), value_range, ("fp32", "bf16", "fp16"))
-    return Generator(model, name, options, int(options.get("scale", 4)), value_range or OUTPUT_RANGES[name],
-                     GENERATOR_PRECISIONS[name])
+    return Generator(model, name, options, int(options.get("scale", 4)), value_range or output_range(name),
+                     SPECS[name].precisions)
 
 
 def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | torch.device = "cpu") -> Generator:
@@ -157,8 +129,8 @@ def load_generator(path: str | Path, *, prefer_ema: bool = True, device: str | t
     name, options = infer_architecture(state)
     model = build_model(name, **options)
     model.load_state_dict(state, strict=True)
-    return Generator(model.eval().to(device), name, options, int(options.get("scale", 4)), OUTPUT_RANGES[name],
-                     GENERATOR_PRECISIONS[name], str(path))
+    return Generator(model.eval().to(device), name, options, int(options.get("scale", 4)), output_range(name),
+                     SPECS[name].precisions, str(path))
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
@@ -192,8 +164,8 @@ def describe_meta(meta: dict[str, Any]) -> str:
 def summarize(name: str, **options: Any) -> dict[str, Any]:
     """Architecture summary of a registered network: parameters, output shape for its reference input, layers."""
     model = build_model(name, **options).eval()
-    h, w = INPUT_SIZES[name]
-    if name == "esrgan_discriminator" and "input_size" in options:
+    h, w = spec(name).input_size
+    if "input_size" in options:  # a discriminator built for another crop
         h = w = int(options["input_size"])
     with torch.no_grad():
         out = model(torch.zeros(1, 3, h, w))
@@ -202,7 +174,7 @@ def summarize(name: str, **options: Any) -> dict[str, Any]:
         "name": name,
         "class": type(model).__name__,
         "parameters": count_parameters(model),
-        "paper_parameters": PAPER_PARAMETERS.get(name),
+        "paper_parameters": spec(name).paper_parameters,
         "options": options,
         "input_shape": [1, 3, h, w],
         "output_shape": list(out.shape),

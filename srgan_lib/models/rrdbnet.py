@@ -8,10 +8,13 @@ layouts onto them.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from srgan_lib.models.spec import NetworkSpec
 
 
 def _scaled_kaiming_(module: nn.Module, scale: float = 0.1) -> None:
@@ -162,3 +165,30 @@ def convert_legacy_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch
             new = re.sub(pattern, repl, new)
         out[new] = value
     return out
+
+
+_INPUT_SCALES = {3: 4, 12: 2, 48: 1}  # conv_first's input channels: RGB x4; Real-ESRGAN's pixel-unshuffled x2 / x1
+
+
+def _detect(state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """RRDBNet's options from its state dict (None when the keys are another network's); Real-ESRGAN's x2plus / x1
+    layouts (pixel-unshuffled input) give their scale."""
+    if "conv_first.weight" not in state or "body.0.rdb1.conv1.weight" not in state:
+        return None
+    in_ch = state["conv_first.weight"].shape[1]
+    if in_ch not in _INPUT_SCALES:
+        raise ValueError(f"an RRDBNet whose conv_first takes {in_ch} input channels: neither RGB x4 (3) nor "
+                         "Real-ESRGAN's pixel-unshuffle x2 (12) / x1 (48); not supported")
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
+    options: dict[str, Any] = {"num_block": len(blocks), "num_feat": state["conv_first.weight"].shape[0],
+                               "num_grow_ch": state["body.0.rdb1.conv1.weight"].shape[0]}
+    if _INPUT_SCALES[in_ch] != 4:
+        options["scale"] = _INPUT_SCALES[in_ch]
+    return options
+
+
+SPEC = NetworkSpec("rrdbnet", "RRDBNet", RRDBNet, "generator", input_size=(32, 32), paper_parameters=16_697_987,
+                   output_range=(0.0, 1.0), precisions=("fp32", "bf16", "fp16"), detect=_detect,
+                   widest=lambda options: options.get("num_feat", 64) + 4 * options.get("num_grow_ch", 32))
+DISCRIMINATOR_SPEC = NetworkSpec("esrgan_discriminator", "ESRGAN (VGG-style) discriminator", VGGStyleDiscriminator,
+                                 "discriminator", input_size=(128, 128))

@@ -5,8 +5,13 @@ The generator maps LR images in [0, 1] to SR images in [-1, 1] (tanh), as the pa
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import torch
 from torch import nn
+
+from srgan_lib.models.spec import NetworkSpec
 
 
 class ResidualBlock(nn.Module):
@@ -93,3 +98,19 @@ class SRGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))
+
+
+def _detect(state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """SRResNet's options from its state dict (None when the keys are another network's)."""
+    if "conv_first.weight" not in state or "body.0.bn1.weight" not in state:
+        return None
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
+    ups = {int(m.group(1)) for k in state if (m := re.match(r"upsample\.(\d+)\.", k))}
+    return {"num_block": len(blocks), "num_feat": state["conv_first.weight"].shape[0], "scale": 2 ** len(ups)}
+
+
+SPEC = NetworkSpec("srresnet", "SRResNet", SRResNet, "generator", input_size=(24, 24), paper_parameters=1_549_462,
+                   output_range=(-1.0, 1.0), precisions=("fp32", "bf16", "fp16"), detect=_detect,
+                   widest=lambda options: 2 * options.get("num_feat", 64))
+DISCRIMINATOR_SPEC = NetworkSpec("srgan_discriminator", "SRGAN discriminator", SRGANDiscriminator, "discriminator",
+                                 input_size=(96, 96), paper_parameters=23_565_505)

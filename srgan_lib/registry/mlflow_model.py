@@ -2,7 +2,8 @@
 the registry work with.
 
 The model directory holds the checkpoint in BasicSR layout (``artifacts/generator.pth``: ``params``/``params_ema``),
-the project's library (``code/srgan_lib``, so it loads where srgan is not installed) and pinned requirements. Its
+the library modules it runs (``code/srgan_lib``: the import closure of ``mlflow_model_code.py``, so it loads
+where srgan is not installed) and pinned requirements. Its
 predict runs :class:`srgan_lib.inference.upscaler.Upscaler` (tiled, precision ``auto``): uint8 H x W x 3 in (or N x
 H x W x 3),
 uint8 4H x 4W x 3 out, byte for byte what ``srgan upscale`` writes for the same image.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -92,17 +95,25 @@ def log_generator(checkpoint: str | Path, *, metadata_: dict[str, Any] | None = 
                   tags: dict[str, str] | None = None) -> Any:
     """Log ``checkpoint`` as a pyfunc MLflow Model in the active run (a logged model linked to it); its ModelInfo.
     MLflow loads the logged model and runs the input example once: a model that cannot load fails here."""
-    return mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=str(Path(__file__).with_name("mlflow_model_code.py")),  # models from code: nothing pickled
-        artifacts={ARTIFACT: str(checkpoint)},
-        code_paths=[str(Path(srgan_lib.__file__).parent)],
-        signature=signature(),
-        input_example=(np.zeros((8, 8, 3), np.uint8), {"tile": 0}),
-        pip_requirements=requirements(),
-        metadata=metadata_,
-        tags=tags,
-    )
+    from srgan_lib.orchestration.imports import model_code_files
+
+    library = Path(srgan_lib.__file__).parent
+    with tempfile.TemporaryDirectory(prefix="srgan-model-code-") as tmp:
+        code = Path(tmp) / "srgan_lib"  # the model's code: its entry point's import closure, not the whole library
+        for f in model_code_files():
+            (code / f.relative_to(library)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, code / f.relative_to(library))
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(Path(__file__).with_name("mlflow_model_code.py")),  # models from code: nothing pickled
+            artifacts={ARTIFACT: str(checkpoint)},
+            code_paths=[str(code)],
+            signature=signature(),
+            input_example=(np.zeros((8, 8, 3), np.uint8), {"tile": 0}),
+            pip_requirements=requirements(),
+            metadata=metadata_,
+            tags=tags,
+        )
 
 
 @contextlib.contextmanager

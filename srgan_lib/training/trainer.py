@@ -26,7 +26,7 @@ from torch import nn
 
 from srgan_lib import losses
 from srgan_lib.hardware import resolve_levers
-from srgan_lib.models import OUTPUT_RANGES, build_model, count_parameters, from_unit, load_generator_state, to_unit
+from srgan_lib.models import build_model, count_parameters, from_unit, load_generator_state, output_range, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import NonFiniteLoss, TrainingError
 from srgan_lib.training.data import PairedPatches
@@ -55,7 +55,7 @@ class Trainer:
         self.stage, self.cfg, self.common = stage, params.stage(stage), params.train
         self.scale, self.device, self.ddp = params.scale, device, ddp
         cfg, common = self.cfg, self.common
-        self.out_range = OUTPUT_RANGES[cfg.generator]
+        self.out_range = output_range(cfg.generator)
         self.cuda = device.type == "cuda"
         self.levers = levers or resolve_levers(device, common.amp, common.channels_last)
         self.amp_dtype = self.levers.amp_dtype
