@@ -151,3 +151,19 @@ def test_data_lists_runs_with_only_its_required_arguments(tmp_path):
     assert {r["path"] for r in rejects if r["reason"] == "too_small"} == small and small
     kept = {i["path"] for i in json.loads((out / "train.json").read_text())["images"]}
     assert len(kept) == 91 - len(small) and json.loads((out / "Set5.json").read_text())["images"]
+
+
+def test_a_missing_metric_model_is_said_once(tmp_path):
+    """Ma's model and LPIPS's weights missing: each reason appears once in what the command prints (the table's
+    footnote), not as two WARNING lines before it (a newcomer's `make run` showed them 18 times)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "srgan_lib.commands.evaluate", "--model", "bicubic",
+                          "--set", f"Set5={BENCHMARKS / 'Set5'}", "--ma-model", str(tmp_path / "model.mat"),
+                          "--lpips-net", "alex", "--lpips-weights", str(tmp_path / "alex.pth")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    said = res.stdout + res.stderr
+    assert said.count(str(tmp_path / "model.mat")) == 1 and said.count(str(tmp_path / "alex.pth")) == 1, said
+    assert "Ma, PI n/a: Ma model file not found" in said and "WARNING" not in said

@@ -160,7 +160,7 @@ def _ma(s: EvaluateSettings) -> tuple[object | None, str]:
     try:
         return resolve_model(s.ma_model, s.ma_sha256 or None, s.ma_download), ""
     except MaUnavailable as exc:
-        log.warning("Ma's score and PI unavailable: %s", exc)
+        log.debug("Ma's score and PI unavailable: %s", exc)  # said once, in the table's footnote
         return None, str(exc)
 
 
@@ -175,7 +175,7 @@ def _lpips(s: EvaluateSettings) -> tuple[object | None, str]:
     try:
         return resolve_lpips(s.lpips_net, s.lpips_weights, s.lpips_sha256, s.lpips_backbone), ""
     except LPIPSUnavailable as exc:
-        log.warning("LPIPS unavailable: %s", exc)
+        log.debug("LPIPS unavailable: %s", exc)  # said once, in the table's footnote
         return None, str(exc)
 
 
