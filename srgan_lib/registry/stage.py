@@ -109,6 +109,41 @@ def _training_stage(s: RegisterSettings) -> str | None:
     return tracking.dvc_lock_stage_of(model)
 
 
+def _model_run(client: Any, s: RegisterSettings, uri: str, stage: str | None) -> tuple[str, bool]:
+    """(the run the model is logged in, whether this stage created it): the generator's training run when the store
+    has it (tagged with its dvc.lock entry), else a new ``register/<name>`` run under the pipeline's parent run."""
+    from mlflow.exceptions import MlflowException
+
+    exp_id = tracking.ensure_experiment(client, s.experiment, uri)
+    run_id = _training_run(s.train_run)
+    if run_id is not None:
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            log.warning("training run %s of %s is not in %s: the model is logged in a new run", run_id, s.model, uri)
+            run_id = None
+    if run_id is not None:
+        if stage:  # dvc.lock holds the training stage's entry only once that stage has finished
+            client.set_tag(run_id, "dvc_lock_stage_hash", tracking.dvc_lock_hash(stage))
+        return run_id, False
+    tags = {"srgan.kind": "register", "srgan.model": s.name}
+    if os.environ.get(tracking.PARENT_ENV):
+        tags["mlflow.parentRunId"] = os.environ[tracking.PARENT_ENV]
+    return client.create_run(exp_id, tags=tags, run_name=f"register/{s.name}").info.run_id, True
+
+
+def _ensure_registered_model(client: Any, name: str, kind: str, meta: dict[str, Any]) -> None:
+    """The registered model ``name``, created with its description on first registration."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"srgan x4 generator '{name}' ({kind} model): "
+                                       f"{describe_meta(meta)}. Alias '{CHAMPION}': the version the gate "
+                                       "(params.yaml register) promoted last.")
+
+
 def run_register(s: RegisterSettings) -> Registration:
     """Log the model, register a version, apply the gate, write the record; see the module docstring."""
     start = time.perf_counter()
@@ -143,22 +178,7 @@ def run_register(s: RegisterSettings) -> Registration:
         _write(s.out, reg)
         return reg
 
-    exp_id = tracking.ensure_experiment(client, s.experiment, uri)
-    run_id = _training_run(s.train_run)
-    if run_id is not None:
-        try:
-            client.get_run(run_id)
-        except MlflowException:
-            log.warning("training run %s of %s is not in %s: the model is logged in a new run", run_id, s.model, uri)
-            run_id = None
-    owned = run_id is None
-    if not owned and stage:  # dvc.lock holds the training stage's entry only once that stage has finished
-        client.set_tag(run_id, "dvc_lock_stage_hash", tracking.dvc_lock_hash(stage))
-    if owned:
-        tags = {"srgan.kind": "register", "srgan.model": s.name}
-        if os.environ.get(tracking.PARENT_ENV):
-            tags["mlflow.parentRunId"] = os.environ[tracking.PARENT_ENV]
-        run_id = client.create_run(exp_id, tags=tags, run_name=f"register/{s.name}").info.run_id
+    run_id, owned = _model_run(client, s, uri, stage)
 
     from srgan_lib.registry.mlflow_model import fluent_uri, log_generator
 
@@ -170,12 +190,7 @@ def run_register(s: RegisterSettings) -> Registration:
             with mlflow.start_run(run_id=run_id):
                 info = log_generator(s.model, metadata_={"srgan": meta, "description": describe_meta(meta)},
                                      tags={"srgan.model": s.name, WEIGHTS_TAG: digest})
-            try:
-                client.get_registered_model(s.name)
-            except MlflowException:
-                client.create_registered_model(s.name, description=f"srgan x4 generator '{s.name}' ({kind} model): "
-                                               f"{describe_meta(meta)}. Alias '{CHAMPION}': the version the gate "
-                                               "(params.yaml register) promoted last.")
+            _ensure_registered_model(client, s.name, kind, meta)
             champion = None
             with contextlib.suppress(MlflowException):
                 champion = client.get_model_version_by_alias(s.name, CHAMPION)

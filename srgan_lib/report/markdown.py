@@ -291,6 +291,45 @@ def _sr_image(sr_dir: Path, method: str, set_name: str, image: str) -> np.ndarra
     return read_image(path) if path.is_file() else None
 
 
+def _comparison_figures(evals: dict[str, dict], sr_dir: Path, figs: Path, figure_methods: Sequence[str],
+                        crop: int) -> list[tuple[Path, str]]:
+    """One comparison figure per test image that has SR images (HR with the zoomed region, each method's crop):
+    (its path, its Markdown section)."""
+    out = []
+    for set_name, result in next(iter(evals.values())).items():
+        for image, hr_path in result.get("files", {}).items():
+            scale = result["scale"]
+            hr = modcrop(read_image(hr_path), scale)
+            srs = {m: sr for m in figure_methods if m in evals
+                   and (sr := _sr_image(sr_dir, m, set_name, image)) is not None}
+            if not srs:
+                continue
+            region = pick_region(hr, min(crop, *hr.shape[:2]))
+            panels = comparison_panels(hr, srs, region, {m: evals[m][set_name]["images"][image] for m in srs})
+            path = comparison_figure(figs / f"{set_name}_{image}.png", f"{set_name}/{image} (x{scale})", hr,
+                                     region, panels)
+            out.append((path, f"### {set_name}/{image}\n\n![{set_name}/{image}](figures/{path.name})\n"))
+    return out
+
+
+def _interpolation_lines(means: pd.DataFrame, interp: list[str]) -> list[str]:
+    """The network interpolation sweep's table and, per set, whether NIQE falls monotonically along it."""
+    sweep = means.loc[interp]
+    cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in SWEEP]
+    sweep_tab = pd.DataFrame({f"{s} {METRICS[k].label}":
+                              [format_value(k, None if pd.isna(v) else float(v)) for v in sweep[(s, k)]]
+                              for s, k in cols},
+                             index=[display_name(m) for m in interp])
+    lines = ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True), ""]
+    for set_name in dict.fromkeys(s for s, _ in means.columns):
+        niqe = [float(v) for v in sweep[(set_name, "niqe")]]
+        trend = ("falls monotonically" if all(b < a for a, b in itertools.pairwise(niqe))
+                 else "does not fall monotonically")
+        lines.append(f"- {set_name}: NIQE {trend} from α={interp[0].removeprefix('interp_')} "
+                     f"({niqe[0]:.3f}) to α={interp[-1].removeprefix('interp_')} ({niqe[-1]:.3f}).")
+    return lines
+
+
 def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir: str | Path | None = None,
                  figure_methods: Sequence[str] = FIGURE_METHODS, crop: int = default(Report, "crop")) -> ReportSummary:
     """Write the report folder (see the module docstring) from the evaluation results; returns what it wrote."""
@@ -309,22 +348,11 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
     pd_path, axis = perception_distortion_figure(out / "perception_distortion.png", means)
     figures = [pd_path]
     any_set = next(iter(evals.values()))
-    figure_md = []
+    figure_md: list[str] = []
     if sr_dir is not None:
-        for set_name, result in any_set.items():
-            for image, hr_path in result.get("files", {}).items():
-                scale = result["scale"]
-                hr = modcrop(read_image(hr_path), scale)
-                srs = {m: sr for m in figure_methods if m in evals
-                       and (sr := _sr_image(Path(sr_dir), m, set_name, image)) is not None}
-                if not srs:
-                    continue
-                region = pick_region(hr, min(crop, *hr.shape[:2]))
-                panels = comparison_panels(hr, srs, region, {m: evals[m][set_name]["images"][image] for m in srs})
-                path = comparison_figure(figs / f"{set_name}_{image}.png", f"{set_name}/{image} (x{scale})", hr,
-                                         region, panels)
-                figures.append(path)
-                figure_md.append(f"### {set_name}/{image}\n\n![{set_name}/{image}](figures/{path.name})\n")
+        drawn = _comparison_figures(evals, Path(sr_dir), figs, figure_methods, crop)
+        figures += [path for path, _ in drawn]
+        figure_md = [md for _, md in drawn]
     reasons = {k: v for r in any_set.values() for k, v in r.get("unavailable", {}).items()}
     interp = [m for m in evals if m.startswith("interp_")]
     lines = [
@@ -359,19 +387,7 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
               "better. The interpolation sweep goes from the PSNR-oriented RRDB (α=0) to ESRGAN (α=1) "
               "(ESRGAN paper, Fig. 2 and Sec. 4.5).", "", "![perception-distortion](perception_distortion.png)"]
     if interp:
-        sweep = means.loc[interp]
-        cols = [(s, k) for s in dict.fromkeys(s for s, _ in means.columns) for k in SWEEP]
-        sweep_tab = pd.DataFrame({f"{s} {METRICS[k].label}":
-                                  [format_value(k, None if pd.isna(v) else float(v)) for v in sweep[(s, k)]]
-                                  for s, k in cols},
-                                 index=[display_name(m) for m in interp])
-        lines += ["", "### Network interpolation sweep", "", sweep_tab.to_markdown(disable_numparse=True), ""]
-        for set_name in dict.fromkeys(s for s, _ in means.columns):
-            niqe = [float(v) for v in sweep[(set_name, "niqe")]]
-            trend = ("falls monotonically" if all(b < a for a, b in itertools.pairwise(niqe))
-                     else "does not fall monotonically")
-            lines.append(f"- {set_name}: NIQE {trend} from α={interp[0].removeprefix('interp_')} "
-                         f"({niqe[0]:.3f}) to α={interp[-1].removeprefix('interp_')} ({niqe[-1]:.3f}).")
+        lines += _interpolation_lines(means, interp)
     if figure_md:
         lines += ["", "## Comparisons", "", "Full image with the zoomed region in red; under each crop: PSNR-Y / NIQE "
                   "of the whole image.", "", *figure_md]
