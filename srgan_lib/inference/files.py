@@ -160,6 +160,32 @@ def _claim(dest: Path, src: Path, claimed: dict[Path, Path], existing: str, summ
     return True
 
 
+def _output_exif(image: Image.Image, pil_format: str) -> bytes | None:
+    """The input's EXIF for the output: without the TIFF structure tags (they describe the input's strips), the
+    orientation reset (already applied to the pixels); None where the format carries no EXIF."""
+    exif = image.getexif()
+    for tag in TIFF_STRUCTURE_TAGS & set(exif):
+        del exif[tag]
+    if not exif or pil_format not in ("JPEG", "PNG", "WEBP", "TIFF"):
+        return None
+    exif[0x0112] = 1
+    return exif.tobytes()
+
+
+def _save_options(pages: list[Image.Image], pil_format: str, quality: int, exif: bytes | None) -> dict[str, object]:
+    """Pillow's save options for an output: quality, the ICC profile and EXIF kept, every page of a multi-page TIFF."""
+    options: dict[str, object] = {}
+    if pil_format in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if "icc_profile" in pages[0].info and pil_format != "BMP":
+        options["icc_profile"] = pages[0].info["icc_profile"]
+    if exif:
+        options["exif"] = exif
+    if len(pages) > 1:
+        options.update(save_all=True, append_images=pages[1:])
+    return options
+
+
 def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str | Path, *, fmt: str = "auto",
                   quality: int = 95, suffix: str = "", existing: Literal["error", "skip", "overwrite"] = "error",
                   max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> UpscaleSummary:
@@ -213,28 +239,14 @@ def upscale_files(upscaler: Upscaler, inputs: Sequence[str | Path], out_dir: str
                 dest = out_dir / rel.parent / f"{rel.stem}{suffix}{ext}"
                 if not _claim(dest, src, claimed, existing, summary):
                     continue
-                exif = image.getexif()
-                for tag in TIFF_STRUCTURE_TAGS & set(exif):
-                    del exif[tag]
-                exif_bytes = None
-                if exif and pil_format in ("JPEG", "PNG", "WEBP", "TIFF"):
-                    exif[0x0112] = 1  # orientation already applied to the pixels
-                    exif_bytes = exif.tobytes()  # now: seeking to another page reloads the image's EXIF
+                exif_bytes = _output_exif(image, pil_format)  # now: seeking to another page reloads the EXIF
                 pages = []
                 for page in range(getattr(image, "n_frames", 1)):  # every page of a multi-page TIFF
                     image.seek(page)
                     pages.append(upscaler.upscale(image))
                     summary.input_pixels += image.width * image.height
                 result = pages[0]
-            options: dict[str, object] = {}
-            if pil_format in ("JPEG", "WEBP"):
-                options["quality"] = quality
-            if "icc_profile" in result.info and pil_format != "BMP":
-                options["icc_profile"] = result.info["icc_profile"]
-            if exif_bytes:
-                options["exif"] = exif_bytes
-            if len(pages) > 1:
-                options.update(save_all=True, append_images=pages[1:])
+            options = _save_options(pages, pil_format, quality, exif_bytes)
             finish()
             pending = (src, dest, writer.submit(save, result, dest, pil_format, options))
         except (ImageReadError, UpscaleError, OSError, ValueError) as exc:

@@ -144,6 +144,35 @@ def _parent_env(run_id: str | None) -> Iterator[None]:
             os.environ[tracking.PARENT_ENV] = old
 
 
+def _schedule(combos: list[Combination], outcomes: dict[str, Outcome], runs: SweepRuns, stages: Plan,
+              env: dict[str, str], cwd: Path, say: Callable[[str], None]) -> list[Combination]:
+    """Each combination's MLflow child run; those an earlier call of this sweep finished are recorded, not run
+    again; the rest are queued, except those an earlier (killed) call left waiting in DVC's queue. The ones to wait
+    for."""
+    done = queue.experiments(cwd)
+    todo = [c for c in combos if c.name not in done]
+    for c in combos:
+        runs.child(c)
+        outcomes[c.name].run_id = runs.children.get(c.name)
+        if c.name in done:
+            o = outcomes[c.name]
+            o.status, o.commit, o.metrics = SUCCESS, done[c.name], _metrics(done[c.name], stages.models, cwd)
+            runs.finish(c, SUCCESS, o.metrics, lock=queue.read_file(o.commit, "dvc.lock", cwd))
+    if len(todo) < len(combos):
+        say(f"{len(combos) - len(todo)} combination(s) finished by an earlier call of this sweep: not run again")
+    # an earlier call that was killed (SIGKILL, a lost Prefect worker) left experiments in the queue: wait for
+    # those rather than queue them twice; failed or lost ones are queued again
+    current = queue.states(cwd)
+    adopted = [c for c in todo if current.get(c.name) in queue.WAITING]
+    fresh = [c for c in todo if c not in adopted]
+    if adopted:
+        say(f"{len(adopted)} combination(s) still in DVC's queue from an earlier call: waiting for them")
+    queue.forget([c.name for c in fresh], env, cwd)
+    for c in fresh:
+        queue.enqueue(c.name, c.overrides, stages.targets, env, cwd)
+    return todo
+
+
 def run_sweep(s: SweepSettings, *, say: Callable[[str], None] = print, cwd: str | Path = ".") -> SweepResult:
     """The sweep (see the module docstring); Ctrl-C kills the running experiments and drops the queued ones, and
     the same call again continues with what did not finish."""
@@ -173,27 +202,7 @@ def run_sweep(s: SweepSettings, *, say: Callable[[str], None] = print, cwd: str 
         say("upstream stages (once, in the workspace; each experiment checks them out of DVC's cache): "
             + " ".join(stages.upstream))
         run_dvc([tool("dvc"), "repro", *stages.upstream], env, cwd=cwd)
-        done = queue.experiments(cwd)
-        todo = [c for c in combos if c.name not in done]
-        for c in combos:
-            runs.child(c)
-            outcomes[c.name].run_id = runs.children.get(c.name)
-            if c.name in done:
-                o = outcomes[c.name]
-                o.status, o.commit, o.metrics = SUCCESS, done[c.name], _metrics(done[c.name], stages.models, cwd)
-                runs.finish(c, SUCCESS, o.metrics, lock=queue.read_file(o.commit, "dvc.lock", cwd))
-        if len(todo) < len(combos):
-            say(f"{len(combos) - len(todo)} combination(s) finished by an earlier call of this sweep: not run again")
-        # an earlier call that was killed (SIGKILL, a lost Prefect worker) left experiments in the queue: wait for
-        # those rather than queue them twice; failed or lost ones are queued again
-        current = queue.states(cwd)
-        adopted = [c for c in todo if current.get(c.name) in queue.WAITING]
-        fresh = [c for c in todo if c not in adopted]
-        if adopted:
-            say(f"{len(adopted)} combination(s) still in DVC's queue from an earlier call: waiting for them")
-        queue.forget([c.name for c in fresh], env, cwd)
-        for c in fresh:
-            queue.enqueue(c.name, c.overrides, stages.targets, env, cwd)
+        todo = _schedule(combos, outcomes, runs, stages, env, cwd, say)
         if todo:
             queue.start_workers(min(s.jobs, len(todo)), env, cwd)
         _wait(todo, outcomes, runs, stages, env, cwd, s.poll_s, say, s.jobs)
