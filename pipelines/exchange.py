@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from srgan_lib import UserError
-from srgan_lib.config.params import TRAIN_STAGES, Params, load_params
+from srgan_lib.config.params import Params, load_params
 from srgan_lib.orchestration.dvc import PipelineError, dvc_command, run_dvc, tool, trained_section
 from srgan_lib.training.trajectory import trajectory_key
 
@@ -58,7 +58,7 @@ def training_run_dir(stage: str, cwd: str | Path = ".") -> tuple[Path, Params] |
     if name is None:
         return None
     params = load_params(Path(cwd) / "params.yaml")
-    if name not in TRAIN_STAGES:
+    if name not in params.recipes.names():
         return None
     return Path(cwd) / params.train.out / name, params
 

@@ -25,23 +25,20 @@ from prefect.runtime import flow_run
 
 from pipelines import exchange
 from srgan_lib import tracking
+from srgan_lib.config.params import load_params
 from srgan_lib.metrics import METRICS, SUMMARY, format_value
 from srgan_lib.orchestration.dvc import (
     PipelineError,
     dvc_command,
     override_strings,
     pipeline_run,
+    recipe_stages,
     run_dvc,
     stage_env,
     stage_names,
 )
 from srgan_lib.report.summary import eval_table
 
-DATA_STAGES = ("embedded", "lists", "degrade", "store")
-TRAIN_SRGAN = (*DATA_STAGES, "train_psnr@srresnet", "train_gan@srgan", "evaluate_models@srresnet",
-               "evaluate_models@srgan", "register@srresnet", "register@srgan")
-TRAIN_ESRGAN = (*DATA_STAGES, "train_psnr@rrdbnet", "train_gan@esrgan", "interpolate", "evaluate_models@rrdbnet",
-                "evaluate_models@esrgan", "register@rrdbnet", "register@esrgan")
 RETRIES, RETRY_DELAY_S = 2, 10
 POLL_S = 2  # how often a parent flow checks on a stage's flow run (Prefect's default 5 s, paid once per stage)
 # work pools of placement "pools" (prefect.yaml, docs/orchestration.md)
@@ -181,18 +178,30 @@ def _run(title: str, stages: list[str], overrides: dict[str, Any] | None, placem
     return report(run.uri, run.run_id, f"{title} ({len(stages)} stages" + (f", {' '.join(sets)})" if sets else ")"))
 
 
+def _train(recipe: str, overrides: dict[str, Any] | None, placement: Placement) -> str:
+    """A fine-tuned recipe's pipeline (:func:`srgan_lib.orchestration.dvc.recipe_stages`, from params.yaml)."""
+    return _run(f"train-{recipe}", recipe_stages(load_params(folders=False), recipe), overrides, placement)
+
+
+@flow(name="train", log_prints=True)
+def train(recipe: str, overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
+    """Any fine-tuned recipe of params.yaml (``recipes.finetuned``): the data, its parent's and its own training,
+    then the evaluation and registration of both (the gate moves ``champion``)."""
+    return _train(recipe, overrides, placement)
+
+
 @flow(name="train-srgan", log_prints=True)
 def train_srgan(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
     """Data stages, SRResNet pretraining (MSE), SRGAN (VGG54 + adversarial), evaluation and registration of both
-    (the gate moves ``champion``)."""
-    return _run("train-srgan", list(TRAIN_SRGAN), overrides, placement)
+    (the gate moves ``champion``): the recipe ``srgan``."""
+    return _train("srgan", overrides, placement)
 
 
 @flow(name="train-esrgan", log_prints=True)
 def train_esrgan(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
     """Data stages, RRDBNet pretraining (L1), ESRGAN (RaGAN + VGG54 before activation), network interpolation,
-    evaluation and registration of both (the gate moves ``champion``)."""
-    return _run("train-esrgan", list(TRAIN_ESRGAN), overrides, placement)
+    evaluation and registration of both (the gate moves ``champion``): the recipe ``esrgan``."""
+    return _train("esrgan", overrides, placement)
 
 
 @flow(name="sweep", log_prints=True)

@@ -34,7 +34,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("metrics", "niqe"): ("metrics_niqe", "NIQE of each image (MATLAB-calibrated; lower is better)"),
     ("metrics", "compare"): ("metrics_compare", "PSNR and SSIM (Y and RGB) of an SR image against its HR image"),
     ("models", "summary"): ("models_summary", "architecture summary and parameter count"),
-    ("train",): ("train", "train one stage: srresnet, srgan, rrdbnet or esrgan"),
+    ("train",): ("train", "train one recipe of params.yaml (srresnet, srgan, rrdbnet, esrgan, or yours)"),
     ("interpolate",): ("interpolate", "ESRGAN network interpolation between a PSNR and a GAN generator"),
     ("report",): ("report", "write the evaluation report: papers' table, per-image CSV, comparison figures, "
                   "perception-distortion"),

@@ -218,7 +218,7 @@ def micro_repo(dest: Path) -> Path:
     params["train"].update(val_images=2, val_crop=48)
     params["lists"]["train"] = [params["embedded"]["out"]]  # the nine scikit-image photographs: seconds, not minutes
     tiny = {"srresnet": {"num_block": 2, "num_feat": 16}, "rrdbnet": {"num_block": 1, "num_feat": 16, "num_grow_ch": 8}}
-    for stage in ("srresnet", "srgan", "rrdbnet", "esrgan"):
+    for stage in (*params["recipes"]["scratch"], *params["recipes"]["finetuned"]):
         params[stage].update(batch_size=4, hr_size=32, iterations=4, val_every=2, ckpt_every=2, log_every=1,
                              schedule="multistep", warmup=0, milestones=[2],
                              generator_options=tiny[params[stage]["generator"]])

@@ -10,8 +10,9 @@ import pytest
 from dvc.fs import LocalFileSystem
 
 from pipelines.exchange import CheckpointMirror
-from pipelines.flows import TRAIN_ESRGAN, TRAIN_SRGAN, pool_of
+from pipelines.flows import pool_of
 from srgan_lib.config.params import load_params, override
+from srgan_lib.orchestration.dvc import recipe_stages
 from srgan_lib.training.trajectory import trajectory_key
 from tests.conftest import REPO
 
@@ -73,8 +74,23 @@ def test_the_remote_keys_checkpoints_by_the_training_trajectory():
     assert trajectory_key(params, "esrgan") != key
 
 
-@pytest.mark.parametrize("stages", [TRAIN_SRGAN, TRAIN_ESRGAN])
-def test_hosts_placement_sends_data_stages_to_cpu_and_everything_using_generators_to_gpu(stages):
+def test_the_recipe_flows_run_their_papers_stages():
+    """train-srgan / train-esrgan's stages, derived from params.yaml's recipes, are the papers' pipelines."""
+    params = load_params(folders=False)
+    data = ["embedded", "lists", "degrade", "store"]
+    assert recipe_stages(params, "srgan") == [*data, "train_psnr@srresnet", "train_gan@srgan",
+                                              "evaluate_models@srresnet", "evaluate_models@srgan",
+                                              "register@srresnet", "register@srgan"]
+    assert recipe_stages(params, "esrgan") == [*data, "train_psnr@rrdbnet", "train_gan@esrgan", "interpolate",
+                                               "evaluate_models@rrdbnet", "evaluate_models@esrgan",
+                                               "register@rrdbnet", "register@esrgan"]
+    with pytest.raises(ValueError, match="not a fine-tuned recipe"):
+        recipe_stages(params, "rrdbnet")
+
+
+@pytest.mark.parametrize("recipe", ["srgan", "esrgan"])
+def test_hosts_placement_sends_data_stages_to_cpu_and_everything_using_generators_to_gpu(recipe):
+    stages = recipe_stages(load_params(folders=False), recipe)
     pools = {s: pool_of(s) for s in stages}
     assert {s for s, p in pools.items() if p == "cpu"} == {"embedded", "lists", "degrade", "store"}
     assert pool_of("evaluate_baselines@bicubic") == "cpu" and pool_of("report") == "cpu"

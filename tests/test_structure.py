@@ -102,8 +102,8 @@ def test_one_definition_of_the_same_training_run() -> None:
     from pipelines import exchange
     from srgan_lib.training import stage, trajectory
 
-    for name in ("train_psnr", "train_gan"):
-        assert _stages()[name]["params"] == trajectory.dvc_params(), name
+    for name, var in (("train_psnr", "${item}"), ("train_gan", "${key}")):
+        assert _stages()[name]["params"] == trajectory.dvc_params(var), name
     assert exchange.trajectory_key is trajectory.trajectory_key and stage.config_hash is trajectory.config_hash
     assert not set(trajectory.TRAIN_KEYS) & {k.split(".", 1)[1] for k in trajectory.OUTPUT_KEYS}
     from srgan_lib.config.params import load_params, override
@@ -279,3 +279,23 @@ def test_register_depends_on_the_models_code_not_the_whole_library() -> None:
     files = {f.relative_to(ROOT).as_posix() for f in model_code_files()}
     assert MODULES[MODEL_ENTRY].relative_to(ROOT).as_posix() in files and "srgan_lib/models/rrdbnet.py" in files
     assert all(any(f == d or f.startswith(d + "/") for d in deps) for f in files), "packaged code outside the deps"
+
+
+def test_recipe_and_network_names_are_defined_once() -> None:
+    """No table of recipes or networks written out anywhere but the places that own them: a literal tuple, list, set
+    or dict (keys) naming two or more of them is a second definition that a new recipe or network would miss. The
+    recipes live in params.yaml (`recipes`), the networks in their specs; only the papers' published rows and names
+    (report/references.py) are keyed by the papers' methods."""
+    names = {"srresnet", "srgan", "rrdbnet", "esrgan", "srgan_discriminator", "esrgan_discriminator"}
+    allowed = {"srgan_lib.report.references"}
+    found = []
+    for mod, path in MODULES.items():
+        if mod in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            items = (node.keys if isinstance(node, ast.Dict) else
+                     node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [])
+            hits = {k.value for k in items if isinstance(k, ast.Constant) and k.value in names}
+            if len(hits) >= 2:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {sorted(hits)}")
+    assert not found, found

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder(s) of <method>.json evaluation results (reports/eval reports/interp)")
     p.add_argument("--sr-dir", metavar="DIR", help="SR images as DIR/<method>/<set>/<image>.png (figures)")
     p.add_argument("--methods", nargs="+", default=None, metavar="M",
-                   help="methods in the comparison figures, in order (default bicubic srresnet srgan rrdbnet esrgan)")
+                   help="methods in the comparison figures, in order (default bicubic and every trained model)")
     p.add_argument("--crop", type=int, default=default(Report, "crop"),
                    help="side of the zoomed HR crop in pixels (default %(default)s)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (report.md and its pictures)")
@@ -31,11 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgan_lib.report.markdown import FIGURE_METHODS, table_markdown
+    from srgan_lib.report.markdown import table_markdown
     from srgan_lib.report.stage import ReportSettings, run_report
 
     res = run_report(ReportSettings(eval_dirs=args.eval, out=args.out, sr_dir=args.sr_dir,
-                                    figure_methods=args.methods or FIGURE_METHODS, crop=args.crop,
+                                    figure_methods=args.methods, crop=args.crop,
                                     tracking_uri=args.tracking_uri, experiment=args.experiment))
     print(table_markdown(res.summary.table))
     print(f"report: {res.summary.report} ({len(res.summary.figures)} figures, {res.seconds:.1f} s)"

@@ -1,4 +1,4 @@
-"""`srgan train`: train one stage: srresnet, srgan, rrdbnet or esrgan."""
+"""`srgan train RECIPE`: train one recipe of params.yaml (its section plus `train`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ DESCRIPTION = ("Train one stage as params.yaml says (its own section plus `train
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments (on the dispatcher's sub-parser, or alone under ``python -m``)."""
-    p.add_argument("stage", choices=("srresnet", "srgan", "rrdbnet", "esrgan"))
+    p.add_argument("stage", metavar="RECIPE", help="a training recipe: one that params.yaml's `recipes` names (each "
+                   "has its own section; `srgan params show` lists them)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default params.yaml)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override parameters for this run, e.g. esrgan.lr=5e-5 train.device=cpu")

@@ -160,6 +160,17 @@ Options = Annotated[dict[str, int | float | str | bool], BeforeValidator(_option
 """A network's constructor arguments (``{num_block: 23}``)."""
 
 
+def _name_map(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _must("a mapping of names to names", value)
+    return dict(value)
+
+
+NameMap = Annotated[dict[str, str], BeforeValidator(_name_map)]
+
+
 def _named_path(value: Any) -> str:
     if not isinstance(value, str) or "=" not in value or not all(value.split("=", 1)):
         raise _must("NAME=PATH (for example Set5=data/benchmarks/Set5)", value)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from srgan_lib import DEFAULT_PARAMS
 from srgan_lib.config.fields import ERROR, Int, Section, fail
@@ -21,19 +21,19 @@ from srgan_lib.config.paramfile import ParamsError, apply_overrides, read_params
 from srgan_lib.config.sections import (
     DEFAULT_SCALE,
     SCALES,
-    TRAIN_STAGES,
     Degrade,
     Embedded,
     Evaluate,
     Interpolate,
     Lists,
+    Recipes,
     Register,
     Report,
     Tracking,
 )
 from srgan_lib.config.training import Stage, Train
 
-__all__ = ["DEFAULT_PARAMS", "TRAIN_STAGES", "Params", "ParamsError", "Stage", "Train", "load_params", "override",
+__all__ = ["DEFAULT_PARAMS", "Params", "ParamsError", "Stage", "Train", "load_params", "override",
            "validate"]
 
 
@@ -41,7 +41,12 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
     warnings.simplefilter("ignore", UserWarning)
 
     class Params(Section):
-        """Every stage's parameters (``params.yaml``), typed: ``params.esrgan.gan.weight``, ``params.train.amp``."""
+        """Every stage's parameters (``params.yaml``), typed: ``params.esrgan.gan.weight``, ``params.train.amp``.
+        The training recipes are the top-level sections that ``recipes`` names (each a :class:`Stage`): adding one
+        is a section and its name there, nothing else."""
+
+        model_config = ConfigDict(extra="allow", frozen=True)
+        __pydantic_extra__: dict[str, Stage]  # the recipe sections
 
         scale: Int(choices=SCALES) = DEFAULT_SCALE
         embedded: Embedded
@@ -52,11 +57,28 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
         register: Register
         train: Train
         tracking: Tracking
-        srresnet: Stage
-        srgan: Stage
-        rrdbnet: Stage
-        esrgan: Stage
+        recipes: Recipes
         interpolate: Interpolate
+
+        @model_validator(mode="before")
+        @classmethod
+        def _sections_are_known(cls, data: Any) -> Any:
+            """Every top-level key is a field or a recipe that ``recipes`` names (a typo is an unknown key, not a
+            recipe), and every recipe named there has its section."""
+            if not isinstance(data, dict):
+                return data
+            recipes = data.get("recipes") if isinstance(data.get("recipes"), dict) else {}
+            scratch, finetuned = recipes.get("scratch") or [], recipes.get("finetuned") or {}
+            named = [*(scratch if isinstance(scratch, list) else []), *(finetuned if isinstance(finetuned, dict)
+                                                                        else [])]
+            unknown = [k for k in data if k not in cls.model_fields and k not in named]
+            if unknown:
+                raise fail(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(cls.model_fields)} "
+                           "and the recipes that 'recipes' names")
+            missing = [n for n in named if isinstance(n, str) and n not in data]
+            if missing:
+                raise fail(f"'recipes' names {', '.join(map(repr, missing))} without a section of that name")
+            return data
 
         @model_validator(mode="before")
         @classmethod
@@ -65,17 +87,17 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
             scale = data.get("scale", DEFAULT_SCALE) if isinstance(data, dict) else None
             if scale not in SCALES or isinstance(scale, bool):  # a bad scale is named by its own check
                 return data
-            for stage in TRAIN_STAGES:
+            for stage in (k for k in data if k not in cls.model_fields):
                 hr = data[stage].get("hr_size") if isinstance(data.get(stage), dict) else None
                 if isinstance(hr, int) and not isinstance(hr, bool) and hr % scale:
                     raise fail(f"'{stage}.hr_size': the HR crop must be divisible by the scale {scale}, got {hr}")
             return data
 
         def stage(self, name: str) -> Stage:
-            """The recipe of training stage ``name`` (one of :data:`TRAIN_STAGES`)."""
-            if name not in TRAIN_STAGES:
-                raise ParamsError(f"unknown training stage {name!r}; choose one of {', '.join(TRAIN_STAGES)}")
-            return getattr(self, name)
+            """The training recipe ``name`` (one that ``recipes`` names)."""
+            if name not in self.recipes.names():
+                raise ParamsError(f"unknown recipe {name!r}; params.yaml's recipes: {', '.join(self.recipes.names())}")
+            return (self.__pydantic_extra__ or {})[name]
 
         def as_dict(self) -> dict[str, Any]:
             """Plain values (YAML, MLflow params, hashes), in the file's order."""
@@ -94,7 +116,7 @@ def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
     model: Any = Params
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        model = field.annotation if field is not None else None
+        model = field.annotation if field is not None else (Stage if model is Params else None)  # a recipe
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None
     return model
@@ -153,6 +175,17 @@ def _check_semantics(params: Params, base: Path, folders: bool) -> None:
         raise ParamsError(f"'lists.test' names must be unique, got {', '.join(names)}")
     if "train" in names:
         raise ParamsError("'lists.test': 'train' is reserved for the training split; rename that test set")
+    recipes = params.recipes.names()
+    if len(set(recipes)) != len(recipes):
+        raise ParamsError(f"'recipes': a name appears twice in {', '.join(recipes)}")
+    for name, parent in params.recipes.finetuned.items():
+        if parent not in recipes:
+            raise ParamsError(f"'recipes.finetuned.{name}': {parent!r} is not a recipe")
+    for section in ("evaluate", "register"):
+        for i, model in enumerate(getattr(params, section).models):
+            if model not in recipes:
+                raise ParamsError(f"'{section}.models[{i}]': {model!r} is not a recipe (recipes: "
+                                  f"{', '.join(recipes)})")
     reg = params.register  # (register.set is checked by the stage: a run may evaluate on fewer test sets)
     for i, model in enumerate(reg.models):
         if model not in params.evaluate.models:

@@ -4,11 +4,9 @@ Choices come from the registries that implement them; a field's default is the l
 (``srgan evaluate --kernel`` defaults to :class:`Evaluate`'s ``kernel``), declared here once.
 """
 
-from srgan_lib.config.fields import Bool, Choice, Int, ListOf, NamedPath, Number, Section, Sha256, Text
+from srgan_lib.config.fields import Bool, Choice, Int, ListOf, NamedPath, NameMap, Number, Section, Sha256, Text
 from srgan_lib.data.resize import KERNELS
 
-# the training stages, in pipeline order (each has its own section and its trained generator models/<name>.pth)
-TRAIN_STAGES: tuple[str, ...] = ("srresnet", "srgan", "rrdbnet", "esrgan")
 # the reference methods of srgan_lib.evaluation.measure.BASELINES (tests/test_structure.py checks they agree)
 BASELINE_NAMES: tuple[str, ...] = ("bicubic", "nearest")
 LEAKAGE_CHECKS = ("near", "exact")  # near: also resized/flipped/cropped copies of test images; exact: identical pixels
@@ -64,7 +62,7 @@ class Evaluate(Section):
     lr_source: Choice(LR_SOURCES) = "generate"
     kernel: Choice(KERNELS) = "matlab"
     baselines: ListOf(Choice(BASELINE_NAMES))
-    models: ListOf(Choice(TRAIN_STAGES), non_empty=False)
+    models: ListOf(Text, non_empty=False)  # recipes (checked against `recipes`)
     ma: Ma
     lpips: Lpips
 
@@ -79,13 +77,25 @@ class Report(Section):
 class Register(Section):
     """Stage ``register`` and the promotion gate's rule."""
 
-    models: ListOf(Choice(TRAIN_STAGES), non_empty=False)
+    models: ListOf(Text, non_empty=False)  # recipes (checked against `recipes`)
     prefix: Text = "srgan-"
     set: Text = "Set14"  # the test set the gate compares on
     baseline: Choice(BASELINE_NAMES) = "bicubic"
     psnr_floor: Number(0) = 1.5  # GAN versions: PSNR-Y >= the baseline's - psnr_floor
     min_gain: Number(0) = 0.0  # a new version must beat the champion by more than this
     out: Text = "reports/registry"
+
+
+class Recipes(Section):
+    """The one list of training recipes: each is a section of its own (:class:`~srgan_lib.config.training.Stage`),
+    trained into ``<train.models>/<name>.pth``; ``dvc.yaml``'s training stages, the CLI and the flows read it here."""
+
+    scratch: ListOf(Text)  # trained from scratch (dvc.yaml: train_psnr@NAME)
+    finetuned: NameMap  # NAME: PARENT, starting from the recipe PARENT's generator (train_gan@NAME)
+
+    def names(self) -> tuple[str, ...]:
+        """Every recipe, the ones from scratch first."""
+        return (*self.scratch, *self.finetuned)
 
 
 class Tracking(Section):

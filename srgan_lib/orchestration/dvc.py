@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from srgan_lib import TELEMETRY_OFF, UserError, tracking
-from srgan_lib.config.params import DEFAULT_PARAMS, load_params
+from srgan_lib.config.params import DEFAULT_PARAMS, Params, ParamsError, load_params
 
 log = logging.getLogger(__name__)
 BIN = Path(sys.executable).parent  # the environment's dvc / srgan / prefect / mlflow
@@ -37,6 +37,29 @@ def trained_section(stage: str) -> str | None:
     """The params section a training stage trains (``train_gan@esrgan`` -> ``esrgan``); None for any other stage."""
     group, _, section = stage.partition("@")
     return section if group in TRAINING_GROUPS and section else None
+
+
+DATA_STAGES = ("embedded", "lists", "degrade", "store")
+
+
+def training_stage(params: Params, recipe: str) -> str:
+    """dvc.yaml's stage that trains ``recipe``: ``train_psnr@NAME`` from scratch, ``train_gan@NAME`` fine-tuned."""
+    params.stage(recipe)  # an unknown recipe: the error lists the recipes
+    return f"train_gan@{recipe}" if recipe in params.recipes.finetuned else f"train_psnr@{recipe}"
+
+
+def recipe_stages(params: Params, recipe: str) -> list[str]:
+    """The stages of a fine-tuned recipe's pipeline (a Prefect flow): the data, its parent's and its own training
+    (ESRGAN's network interpolation where ``interpolate`` uses it), then the evaluation and registration of both."""
+    parent = params.recipes.finetuned.get(recipe)
+    if parent is None:
+        raise ParamsError(f"{recipe!r} is not a fine-tuned recipe (recipes.finetuned: "
+                          f"{', '.join(params.recipes.finetuned) or 'none'})")
+    pair = (parent, recipe)
+    interp = ["interpolate"] if params.interpolate.gan == f"{params.train.models}/{recipe}.pth" else []
+    return [*DATA_STAGES, *(training_stage(params, r) for r in pair), *interp,
+            *(f"evaluate_models@{r}" for r in pair if r in params.evaluate.models),
+            *(f"register@{r}" for r in pair if r in params.register.models)]
 
 
 class PipelineError(UserError, RuntimeError):

@@ -20,22 +20,19 @@ import numpy as np
 import pandas as pd
 
 from srgan_lib.config.fields import default
-from srgan_lib.config.sections import Report
+from srgan_lib.config.sections import BASELINE_NAMES, Report
 from srgan_lib.data.resize import modcrop
 from srgan_lib.io.images import atomic_path, read_image, write_text
 from srgan_lib.metrics import CONVENTIONS, METRICS, SWEEP, TABLE, format_value
-from srgan_lib.report.references import PAPER_ROWS
+from srgan_lib.report.references import PAPER_NAMES, PAPER_ROWS
 
-DISPLAY = {"nearest": "Nearest", "bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN", "rrdbnet": "RRDB",
-           "esrgan": "ESRGAN"}
-FIGURE_METHODS = ("bicubic", "srresnet", "srgan", "rrdbnet", "esrgan")
 Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
 
 
 def display_name(method: str) -> str:
     if method.startswith("interp_"):
         return f"Interp. α={method.removeprefix('interp_')}"
-    return DISPLAY.get(method, method)
+    return PAPER_NAMES.get(method, method)
 
 
 def load_evaluations(*folders: str | Path) -> Evaluations:
@@ -46,7 +43,7 @@ def load_evaluations(*folders: str | Path) -> Evaluations:
             data = json.loads(path.read_text(encoding="utf-8"))
             method = next(iter(data.values()))["model"]
             evals[method] = data
-    order = {m: i for i, m in enumerate(DISPLAY)}
+    order = {m: i for i, m in enumerate(PAPER_NAMES)}
     return dict(sorted(evals.items(), key=lambda kv: (kv[0].startswith("interp_"), order.get(kv[0], 99), kv[0])))
 
 
@@ -331,10 +328,13 @@ def _interpolation_lines(means: pd.DataFrame, interp: list[str]) -> list[str]:
 
 
 def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir: str | Path | None = None,
-                 figure_methods: Sequence[str] = FIGURE_METHODS, crop: int = default(Report, "crop")) -> ReportSummary:
-    """Write the report folder (see the module docstring) from the evaluation results; returns what it wrote."""
+                 figure_methods: Sequence[str] | None = None, crop: int = default(Report, "crop")) -> ReportSummary:
+    """Write the report folder (see the module docstring) from the evaluation results; returns what it wrote.
+    ``figure_methods``: the methods in the comparison figures (default: bicubic and every trained model)."""
     out, figs = Path(out_dir), Path(out_dir) / "figures"
     evals = load_evaluations(*eval_dirs)
+    if figure_methods is None:
+        figure_methods = ["bicubic", *(m for m in evals if m not in BASELINE_NAMES and not m.startswith("interp_"))]
     if not evals:
         raise FileNotFoundError(f"no evaluation results (*.json) in {', '.join(map(str, eval_dirs))}: run the "
                                 "evaluate stages first (`srgan repro`)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from srgan_lib import tracking
 from srgan_lib.config.fields import default
 from srgan_lib.config.sections import Report, Tracking
-from srgan_lib.report.markdown import FIGURE_METHODS, ReportSummary, write_report
+from srgan_lib.report.markdown import ReportSummary, write_report
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ReportSettings:
     eval_dirs: Sequence[str]
     out: str
     sr_dir: str | None = None
-    figure_methods: Sequence[str] = FIGURE_METHODS
+    figure_methods: Sequence[str] | None = None  # default: bicubic and every trained model
     crop: int = default(Report, "crop")
     tracking_uri: str | None = None
     experiment: str = default(Tracking, "experiment")
