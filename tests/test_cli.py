@@ -167,3 +167,37 @@ def test_a_missing_metric_model_is_said_once(tmp_path):
     said = res.stdout + res.stderr
     assert said.count(str(tmp_path / "model.mat")) == 1 and said.count(str(tmp_path / "alex.pth")) == 1, said
     assert "Ma, PI n/a: Ma model file not found" in said and "WARNING" not in said
+
+
+def test_stage_commands_read_their_params_section(tmp_path):
+    """dvc.yaml passes `--params params.yaml` to evaluate / register / report instead of a flag per key: every flag
+    left at its default takes the file's value; a flag given with another value wins."""
+    import argparse
+
+    import yaml
+
+    from srgan_lib.commands import evaluate, register, report
+    from srgan_lib.commands._params import fill_from_params
+
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["evaluate"].update(kernel="pil", lpips={**raw["evaluate"]["lpips"], "net": "alex"})
+    raw["register"].update(set="Set5", psnr_floor=0.5)
+    raw["report"]["crop"] = 64
+    raw["tracking"]["uri"] = "none"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    def parsed(module, *argv):  # type: ignore[no-untyped-def]
+        p = argparse.ArgumentParser()
+        module.add_arguments(p)
+        return p.parse_args(["--params", str(tmp_path / "p.yaml"), *argv])
+
+    args = parsed(evaluate, "--model", "bicubic", "--lpips-net", "vgg")
+    fill_from_params(args, evaluate.add_arguments, evaluate._from_params)
+    assert (args.kernel, args.lpips_net, args.tracking_uri, args.ma_model) == ("pil", "vgg", "none",
+                                                                               raw["evaluate"]["ma"]["model"])
+    args = parsed(register, "--model", "m.pth", "--name", "n", "--metrics", "m.json")
+    fill_from_params(args, register.add_arguments, register._from_params)
+    assert (args.test_set, args.psnr_floor, args.min_gain) == ("Set5", 0.5, raw["register"]["min_gain"])
+    args = parsed(report, "--eval", "e", "-o", "o")
+    fill_from_params(args, report.add_arguments, report._from_params)
+    assert args.crop == 64 and args.tracking_uri == "none"

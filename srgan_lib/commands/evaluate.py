@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import add_tracking, emit_json, named_path
+from srgan_lib.commands._params import add_params, fill_from_params
 from srgan_lib.config.fields import default
 from srgan_lib.config.sections import DEFAULT_SCALE, LPIPS_NETS, LR_SOURCES, Evaluate, Lpips, Ma
 from srgan_lib.data.resize import KERNELS
+
+if TYPE_CHECKING:
+    from srgan_lib.config.params import Params
 
 DESCRIPTION = ("Super-resolve every image of each test set and report PSNR-Y, SSIM-Y, PSNR-RGB, SSIM-RGB (shave = "
                "scale) and NIQE, per set and per image. Without --json a table is printed, with the paper's numbers "
@@ -70,11 +75,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "in its evaluation run: what the interpolation sweep's alphas are served from (mlflow models "
                    "serve -m models:/<id>); needs tracking")
     add_tracking(p, "the per-set means as one run per model")
+    add_params(p, "evaluate")
+
+
+def _from_params(params: Params) -> dict[str, object]:
+    """The flags params.yaml's `evaluate`, `lists`, `scale` and `tracking` give (what dvc.yaml's stages use)."""
+    e = params.evaluate
+    return {"scale": params.scale, "lr_source": e.lr_source, "kernel": e.kernel,
+            "ma_model": e.ma.model, "ma_sha256": e.ma.sha256, "ma_download": str(e.ma.download).lower(),
+            "lpips_net": e.lpips.net, "lpips_weights": e.lpips.weights, "lpips_sha256": e.lpips.sha256,
+            "lpips_backbone": e.lpips.backbone, "tracking_uri": params.tracking.uri,
+            "experiment": params.tracking.experiment}
 
 
 def run(args: argparse.Namespace) -> int:
     from srgan_lib.evaluation.stage import EvaluateSettings, ModelEvaluation, run_evaluate
     from srgan_lib.report.tables import format_eval_table
+
+    params = fill_from_params(args, add_arguments, _from_params)
+    if params is not None and not args.set and not args.lists:  # the lists stage's test lists
+        args.lists = [params.lists.out]
 
     settings = EvaluateSettings(
         model=args.model, name=args.name, sets=args.set or [], lists=args.lists or [], scale=args.scale,

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from srgan_lib.commands import _entry
+from srgan_lib.commands._params import add_params, fill_from_params
 from srgan_lib.config.fields import default
 from srgan_lib.config.sections import Register, Tracking
+
+if TYPE_CHECKING:
+    from srgan_lib.config.params import Params
 
 DESCRIPTION = ("Log the checkpoint as an MLflow Model (pyfunc: uint8 H x W x 3 in, x4 out; servable with `mlflow "
                "models serve`) in its training run, register it as a new version of NAME with its metrics, commit "
@@ -42,9 +47,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MLflow store and registry (default: $MLFLOW_TRACKING_URI); dvc.yaml passes tracking.uri")
     p.add_argument("--experiment", default=default(Tracking, "experiment"),
                    help="MLflow experiment name (default %(default)s)")
+    add_params(p, "register")
+
+
+def _from_params(params: Params) -> dict[str, object]:
+    """The gate's rule and the store from params.yaml's `register` and `tracking`."""
+    r = params.register
+    return {"test_set": r.set, "psnr_floor": r.psnr_floor, "min_gain": r.min_gain,
+            "tracking_uri": params.tracking.uri, "experiment": params.tracking.experiment}
 
 
 def run(args: argparse.Namespace) -> int:
+    fill_from_params(args, add_arguments, _from_params)
     from srgan_lib.registry.gate import GateRule
     from srgan_lib.registry.stage import RegisterSettings, run_register
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from srgan_lib.commands import _entry
 from srgan_lib.commands._entry import add_tracking
+from srgan_lib.commands._params import add_params, fill_from_params
 from srgan_lib.config.fields import default
 from srgan_lib.config.sections import Report
+
+if TYPE_CHECKING:
+    from srgan_lib.config.params import Params
 
 DESCRIPTION = ("Collect the evaluation results (srgan evaluate --json) into one folder: report.md with the table in "
                "the papers' layout (our rows and the published rows, labelled), table.md, per_image.csv, a "
@@ -28,9 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="side of the zoomed HR crop in pixels (default %(default)s)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (report.md and its pictures)")
     add_tracking(p, "the report folder as the artifacts of a run 'report'")
+    add_params(p, "report")
+
+
+def _from_params(params: Params) -> dict[str, object]:
+    """The crop and the store from params.yaml's `report` and `tracking`."""
+    return {"crop": params.report.crop, "tracking_uri": params.tracking.uri, "experiment": params.tracking.experiment}
 
 
 def run(args: argparse.Namespace) -> int:
+    fill_from_params(args, add_arguments, _from_params)
     from srgan_lib.report.markdown import table_markdown
     from srgan_lib.report.stage import ReportSettings, run_report
 
