@@ -26,7 +26,7 @@ from srgan_lib.models import count_parameters
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
-from srgan_lib.training.distributed import init_distributed
+from srgan_lib.training.distributed import Dist, init_distributed
 from srgan_lib.training.loop import (
     STOP,
     Checkpointing,
@@ -44,7 +44,7 @@ from srgan_lib.training.trajectory import config_hash, input_digests
 from srgan_lib.training.validation import Validator
 
 if TYPE_CHECKING:
-    from srgan_lib.config.params import Params
+    from srgan_lib.config.params import Params, Train
 
 log = logging.getLogger("srgan.train")
 
@@ -125,16 +125,10 @@ def train_stage(
     precision and memory format the hardware rule picks (:func:`srgan_lib.hardware.resolve_levers`), e.g. to check
     bf16 numerics on a CPU that only emulates it.
     """
-    from srgan_lib import tracking
 
     t_start = time.perf_counter()
     cfg, common, scale = params.stage(stage), params.train, params.scale
-    if common.threads:
-        torch.set_num_threads(common.threads)
-    ddp = init_distributed(resolve_device(common.device).type, common.dist_timeout)
-    device = resolve_device(common.device, ddp.local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    ddp, device = _devices(common)
     run_dir = Path(common.out) / stage
     cfg_hash = config_hash(cfg, common, scale, input_digests(cfg, common, scale))
     ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
@@ -149,14 +143,7 @@ def train_stage(
     validator = (Validator(common.val_list, common.val_images, common.val_crop, scale,
                            params.degrade.kernel) if ddp.main else None)
 
-    start_iter, history, val_history, run_id = 0, [], [], None
-    if ckpt is not None:
-        trainer.load_state(ckpt)
-        ckpt_io.set_rng_state(ckpt["rng"])
-        start_iter, history, val_history = ckpt["iteration"], list(ckpt["history"]), list(ckpt["val_history"])
-        run_id = ckpt.get("mlflow_run_id")
-        if ddp.main:
-            log.info("%s: resuming from %s at iteration %d", stage, ckpt["path"], start_iter)
+    start_iter, history, val_history, run_id = _restore(trainer, ckpt, stage, ddp)
     # resumed from the final checkpoint (re-run after a lever that does not change the result, e.g. fused_adam):
     # nothing to train; the outputs are written again from that checkpoint and its MLflow run stays as it ended
     finished = start_iter >= cfg.iterations and stop_after is None
@@ -165,15 +152,10 @@ def train_stage(
     end_iter = total if stop_after is None else min(total, start_iter + stop_after)
     loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg.batch_size, workers=common.workers,
                           pin_memory=device.type == "cuda", rank=ddp.rank, world_size=ddp.world_size)
-    run = Run(stage, cfg, common, run_dir, trainer, ddp, device, cfg_hash, start_iter, end_iter, loader, len(data),
-              history, val_history, run_id)
-    tracker = tracking.Tracker(None, "", "")
-    if ddp.main and finished:
-        log.info("%s: already trained to iteration %d (MLflow run %s kept as it ended); writing the outputs from "
-                 "its final checkpoint", stage, start_iter, run_id or "none")
-    elif ddp.main:
-        tracker = _open_tracker(run, params, data)
-        run.mlflow_run_id = tracker.run_id
+    run = Run(stage=stage, cfg=cfg, common=common, run_dir=run_dir, trainer=trainer, ddp=ddp, device=device,
+              cfg_hash=cfg_hash, start_iter=start_iter, end_iter=end_iter, loader=loader, train_images=len(data),
+              history=history, val_history=val_history, mlflow_run_id=run_id)
+    tracker = _tracker(run, params, data, finished)
     validation, checkpoints, mlflow = Validation(validator), Checkpointing(), MLflowTracking(tracker)
     run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow]
     status, t_loop = "FAILED", time.perf_counter()
@@ -189,17 +171,8 @@ def train_stage(
             run.last_terms = {k: v for k, v in history[-1].items() if k not in ("iteration", "lr", "it_per_s")}
             seconds_per_it = 1.0 / max(float(np.mean([h["it_per_s"] for h in history])), 1e-9)
         model_path = Path(common.models) / f"{stage}.pth"
-        val_row: dict[str, float] = {}
-        if ddp.main:
-            final = trainer.final_generators(data, common.precise_bn)
-            val_row = validation.validate(run, total, final)
-            if not finished:
-                checkpoints.save(run, total)
-            write_history(run)
-            meta = {"train_images": len(data), "config_hash": cfg_hash, "precise_bn": common.precise_bn}
-            save_torch(trainer.generator_checkpoint(meta, final), model_path)
-            write_summary(run, model_path, val_row, seconds_per_it, count_parameters(trainer.net_g))
-            mlflow.log_final(run, model_path, seconds_per_it)
+        val_row = (_deliver(run, data, model_path, validation, checkpoints, mlflow, finished, seconds_per_it)
+                   if ddp.main else {})
         ddp.barrier()
         status = "FINISHED"
         return TrainResult(stage, total, model_path, run_dir, time.perf_counter() - t_start, start_iter,
@@ -212,6 +185,63 @@ def train_stage(
         run.emit("on_end", status)
         if ddp.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _devices(common: Train) -> tuple[Dist, torch.device]:
+    """This process's torchrun group (a single process outside torchrun) and its device; CPU threads as set."""
+    if common.threads:
+        torch.set_num_threads(common.threads)
+    ddp = init_distributed(resolve_device(common.device).type, common.dist_timeout)
+    device = resolve_device(common.device, ddp.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return ddp, device
+
+
+def _restore(trainer: Trainer, ckpt: dict[str, Any] | None, stage: str,
+             ddp: Dist) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """Models, optimisers, EMA and RNG from the checkpoint being resumed: (iteration, history, validation history,
+    MLflow run id); a fresh start without one."""
+    if ckpt is None:
+        return 0, [], [], None
+    trainer.load_state(ckpt)
+    ckpt_io.set_rng_state(ckpt["rng"])
+    if ddp.main:
+        log.info("%s: resuming from %s at iteration %d", stage, ckpt["path"], ckpt["iteration"])
+    return ckpt["iteration"], list(ckpt["history"]), list(ckpt["val_history"]), ckpt.get("mlflow_run_id")
+
+
+def _deliver(run: Run, data: PairedPatches, model_path: Path, validation: Validation, checkpoints: Checkpointing,
+             mlflow: MLflowTracking, finished: bool, seconds_per_it: float) -> dict[str, float]:
+    """The outputs of a finished run (main process): the delivered generators validated, the final checkpoint,
+    history, ``models/<stage>.pth``, the summary and the MLflow run's final records; the validation row."""
+    trainer, common = run.trainer, run.common
+    final = trainer.final_generators(data, common.precise_bn)
+    val_row = validation.validate(run, run.total, final)
+    if not finished:
+        checkpoints.save(run, run.total)
+    write_history(run)
+    meta = {"train_images": len(data), "config_hash": run.cfg_hash, "precise_bn": common.precise_bn}
+    save_torch(trainer.generator_checkpoint(meta, final), model_path)
+    write_summary(run, model_path, val_row, seconds_per_it, count_parameters(trainer.net_g))
+    mlflow.log_final(run, model_path, seconds_per_it)
+    return val_row
+
+
+def _tracker(run: Run, params: Params, data: PairedPatches, finished: bool) -> Any:
+    """The stage's MLflow tracker: its run opened (main process, a run to train), or off (other ranks, a run that
+    is only writing its outputs again from its final checkpoint, whose MLflow run stays as it ended)."""
+    from srgan_lib import tracking
+
+    if not run.ddp.main:
+        return tracking.Tracker(None, "", "")
+    if finished:
+        log.info("%s: already trained to iteration %d (MLflow run %s kept as it ended); writing the outputs from "
+                 "its final checkpoint", run.stage, run.start_iter, run.mlflow_run_id or "none")
+        return tracking.Tracker(None, "", "")
+    tracker = _open_tracker(run, params, data)
+    run.mlflow_run_id = tracker.run_id
+    return tracker
 
 
 def _open_tracker(run: Run, params: Params, data: PairedPatches) -> Any:
