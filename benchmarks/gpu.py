@@ -11,7 +11,7 @@
    and the peak memory.
 
 ``--tiny`` shrinks everything (2-block networks, batch 2, small inputs) so the script runs on a CPU in seconds: the
-smoke test of tests/test_benchmarks.py. Timings are never asserted; the figures are what the JSON records.
+smoke test of tests/benchmarks/test_benchmarks.py. Timings are never asserted; the figures are what the JSON records.
 """
 
 from __future__ import annotations

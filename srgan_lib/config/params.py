@@ -31,9 +31,9 @@ from srgan_lib.config.sections import (
     Report,
     Tracking,
 )
-from srgan_lib.config.training import Stage, Train
+from srgan_lib.config.training import Recipe, Train
 
-__all__ = ["DEFAULT_PARAMS", "Params", "ParamsError", "Stage", "Train", "load_params", "override",
+__all__ = ["DEFAULT_PARAMS", "Params", "ParamsError", "Recipe", "Train", "load_params", "override",
            "validate"]
 
 
@@ -42,11 +42,11 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
 
     class Params(Section):
         """Every stage's parameters (``params.yaml``), typed: ``params.esrgan.gan.weight``, ``params.train.amp``.
-        The training recipes are the top-level sections that ``recipes`` names (each a :class:`Stage`): adding one
+        The training recipes are the top-level sections that ``recipes`` names (each a :class:`Recipe`): adding one
         is a section and its name there, nothing else."""
 
         model_config = ConfigDict(extra="allow", frozen=True)
-        __pydantic_extra__: dict[str, Stage]  # the recipe sections
+        __pydantic_extra__: dict[str, Recipe]  # the recipe sections
 
         scale: Int(choices=SCALES) = DEFAULT_SCALE
         embedded: Embedded
@@ -93,7 +93,7 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
                     raise fail(f"'{stage}.hr_size': the HR crop must be divisible by the scale {scale}, got {hr}")
             return data
 
-        def stage(self, name: str) -> Stage:
+        def stage(self, name: str) -> Recipe:
             """The training recipe ``name`` (one that ``recipes`` names)."""
             if name not in self.recipes.names():
                 raise ParamsError(f"unknown recipe {name!r}; params.yaml's recipes: {', '.join(self.recipes.names())}")
@@ -116,7 +116,7 @@ def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
     model: Any = Params
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        model = field.annotation if field is not None else (Stage if model is Params else None)  # a recipe
+        model = field.annotation if field is not None else (Recipe if model is Params else None)  # a recipe
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None
     return model

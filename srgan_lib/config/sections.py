@@ -87,7 +87,7 @@ class Register(Section):
 
 
 class Recipes(Section):
-    """The one list of training recipes: each is a section of its own (:class:`~srgan_lib.config.training.Stage`),
+    """The one list of training recipes: each is a section of its own (:class:`~srgan_lib.config.training.Recipe`),
     trained into ``<train.models>/<name>.pth``; ``dvc.yaml``'s training stages, the CLI and the flows read it here."""
 
     scratch: ListOf(Text)  # trained from scratch (dvc.yaml: train_psnr@NAME)

@@ -1,4 +1,4 @@
-"""The training sections of ``params.yaml``: ``train`` (shared by the four stages) and one :class:`Stage` recipe per
+"""The training sections of ``params.yaml``: ``train`` (shared by every recipe) and one :class:`Recipe` per
 training stage (the same keys for all four: one trainer, configured). Networks, criteria and GAN types are the
 registries' names."""
 
@@ -42,8 +42,9 @@ class Adversarial(Section):
     weight: Number(0)
 
 
-class Stage(Section):
-    """One training stage's recipe: networks, data, optimiser and schedule, losses, cadence."""
+class Recipe(Section):
+    """One training recipe (a section that params.yaml's ``recipes`` names): networks, data, optimiser and
+    schedule, losses, cadence."""
 
     generator: Choice(GENERATORS)
     generator_options: Options
@@ -72,7 +73,7 @@ class Stage(Section):
     log_every: Int(minimum=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Stage":
+    def _consistent(self) -> "Recipe":
         """What no single key shows: each error names the key to change."""
 
         def bad(key: str, msg: str) -> Exception:

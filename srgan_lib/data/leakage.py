@@ -14,7 +14,7 @@ signatures so that colour changes do not hide a copy:
 Band-passing makes the crop search react to structure, not to smooth gradients (two skies correlate; their textures
 do not). The thresholds were set on the shared SR training photographs (T91, BSD200, BSDS500 test200, wallpapers)
 against Set5 and Set14, where no unrelated pair came near them, and on synthetic crops, resizes and flips of the test
-images, which all score well above them (``tests/test_leakage.py``).
+images, which all score well above them (``tests/data/test_leakage.py``).
 """
 
 from __future__ import annotations

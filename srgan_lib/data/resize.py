@@ -3,7 +3,8 @@
 The SR literature's LR images are MATLAB ``imresize(HR, 1/4, 'bicubic')``: a cubic kernel with a = -0.5, widened by
 1/scale when downsampling (antialiasing), out-of-range indices clamped to the edge (MATLAB's ``contributions``
 "replicates end-points") and, for uint8 input, rounding to uint8 after each one-dimensional pass. With exactly these
-rules the distributed ``LR_bicubic/X4`` files of Set5 and Set14 are reproduced bit for bit (``tests/test_resize.py``).
+rules the distributed ``LR_bicubic/X4`` files of Set5 and Set14 are reproduced bit for bit
+(``tests/data/test_resize.py``).
 MATLAB R2021a, which calibrates NIQE, mirrors at the border instead (``padding="symmetric"``, also BasicSR's port);
 that differs from the distributed files by up to 10 grey levels within 2 pixels of the border. Pillow's BICUBIC (the
 PyTorch tutorial's choice) is close but not the same, so both kernels are offered and MATLAB's is the default.

@@ -3,7 +3,7 @@
 A no-reference metric: the distance between a multivariate Gaussian fitted to natural-scene-statistics features of the
 image's 96x96 blocks (at two scales) and the pristine-image model shipped with the original release. Lower is better.
 The implementation follows the authors' published algorithm and is vectorised over blocks; it is calibrated against
-MATLAB R2021a (5.72957338 on BasicSR's ``baboon.png``, see ``tests/test_metrics.py``). The model parameters in
+MATLAB R2021a (5.72957338 on BasicSR's ``baboon.png``, see ``tests/metrics/test_metrics.py``). The model parameters in
 ``data/niqe_pris_params.npz`` come from BasicSR (Apache-2.0, license beside the file).
 """
 

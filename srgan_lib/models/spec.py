@@ -21,7 +21,7 @@ class NetworkSpec:
     factory: Callable[..., nn.Module]  # built with the paper configuration unless options say otherwise
     role: Literal["generator", "discriminator"]
     input_size: tuple[int, int]  # the reference input of `srgan models summary` (a discriminator's: its HR crop)
-    paper_parameters: int | None = None  # the paper configuration's count (tests/test_models.py asserts it)
+    paper_parameters: int | None = None  # the paper configuration's count (tests/models/test_models.py asserts it)
     # generators only: the output's value range (SRGAN's tanh [-1, 1], ESRGAN/BasicSR [0, 1]; inputs are [0, 1]),
     # the autocast precisions it runs correctly in, its constructor options read from a state dict (None: not this
     # network), and the widest per-pixel activation (channels) of a forward pass for given options (the tile rule)

@@ -28,7 +28,7 @@ from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
-    from srgan_lib.config.training import Stage, Train
+    from srgan_lib.config.training import Recipe, Train
     from srgan_lib.tracking import Tracker
     from srgan_lib.training.distributed import Dist
     from srgan_lib.training.trainer import Trainer
@@ -61,7 +61,7 @@ class Run:
     """What the loop and its callbacks share about one stage's run (the checkpoint is made from it)."""
 
     stage: str
-    cfg: Stage
+    cfg: Recipe
     common: Train
     run_dir: Path
     trainer: Trainer

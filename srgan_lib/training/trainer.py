@@ -5,7 +5,8 @@ schedule and the batch. Each iteration is: a generator update on
 ``w_pix * pixel + w_perc * perceptual + w_gan * adversarial``, then ``d_steps`` discriminator updates, then the EMA.
 The same code runs single-process or under ``torchrun`` (DDP: NCCL on GPUs, gloo on CPU); a global batch is split
 over the processes. For networks without BatchNorm (RRDBNet, the ESRGAN discriminator) the result matches one process
-on the same global batch up to the order of floating-point sums (tests/test_training.py). BatchNorm networks (SRResNet,
+on the same global batch up to the order of floating-point sums (tests/training/test_training.py). BatchNorm networks
+(SRResNet,
 the SRGAN discriminator) get SyncBatchNorm on CUDA, so their statistics are the global batch's as in one process; on
 CPU, where PyTorch has no SyncBatchNorm, they are refused rather than trained on per-process statistics.
 """

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from srgan_lib.config.params import Params
-    from srgan_lib.config.training import Stage, Train
+    from srgan_lib.config.training import Recipe, Train
 
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
 # (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
@@ -31,7 +31,7 @@ OUTPUT_KEYS = ("train.fused_adam", "train.ema_foreach", "train.compile", "train.
                "train.val_images", "train.val_crop", "train.precise_bn", "degrade.kernel")
 
 
-def trajectory(stage_cfg: Stage, common: Train, scale: int) -> dict[str, Any]:
+def trajectory(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, Any]:
     """The settings that shape a stage's weights (module docstring), as plain values."""
     resumable = RESUMABLE_KEYS if stage_cfg.schedule == "multistep" else RESUMABLE_KEYS[1:]
     return {"stage": stage_cfg.model_dump(exclude=set(resumable)),
@@ -47,14 +47,14 @@ def trajectory_key(params: Params, section: str) -> str:
     return _digest(trajectory(params.stage(section), params.train, params.scale))
 
 
-def config_hash(stage_cfg: Stage, common: Train, scale: int,
+def config_hash(stage_cfg: Recipe, common: Train, scale: int,
                 inputs: Mapping[str, str] | None = None) -> str:
     """The trajectory and, in ``inputs``, the content of what the stage reads (:func:`input_digests`), so that a
     checkpoint made from another PSNR parent or other training photographs under the same paths is never resumed."""
     return _digest({**trajectory(stage_cfg, common, scale), "inputs": dict(inputs or {})})
 
 
-def input_digests(stage_cfg: Stage, common: Train, scale: int) -> dict[str, str]:
+def input_digests(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, str]:
     """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest) and the
     ``init_from`` generator file. A missing input digests as 'missing' (opening it later gives the actionable error)."""
     from srgan_lib.data.store import fingerprint

@@ -90,7 +90,7 @@ def test_missing_imagenet_weights_say_what_to_do(tmp_path):
             "try:\n    VGGFeatureExtractor('relu5_4', weights='imagenet')\n"
             "except VGGWeightsMissing as exc:\n    print(exc)\nelse:\n    raise SystemExit('no error')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     msg = res.stdout
     assert res.returncode == 0, res.stderr[-2000:]
     assert "vgg19-dcbb9e9d.pth" in msg and str(tmp_path) in msg and "copy it to" in msg

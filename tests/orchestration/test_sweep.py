@@ -1,6 +1,6 @@
 """`srgan sweep`'s parts that need no queue: the grid (parsing, typing every combination, the maximum), the stages
 a key affects (read from the project's own dvc.yaml), the Pareto front and the best combination (hand-computed), and
-the command refusing bad grids before any stage runs. The sweep itself runs in tests/test_pipeline.py."""
+the command refusing bad grids before any stage runs. The sweep itself runs in tests/e2e/test_pipeline.py."""
 
 from __future__ import annotations
 

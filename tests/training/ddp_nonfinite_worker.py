@@ -1,5 +1,5 @@
 """A `srgan train` process for torchrun in which rank 1 alone gets a non-finite loss at its 3rd update (the test's
-injection: its pixel loss returns NaN). Used by tests/test_training.py; not a test module itself."""
+injection: its pixel loss returns NaN). Used by tests/training/test_training.py; not a test module itself."""
 
 from __future__ import annotations
 

@@ -270,14 +270,14 @@ def test_sigterm_to_the_mlflow_ui_launcher_takes_the_server_down(tmp_path):
 
     from pipelines.services import mlflow_env, stop_pid
 
-    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[2] / "params.yaml").read_text()
                                           .replace("sqlite:///mlflow/mlflow.db", f"sqlite:///{tmp_path}/m.db"))
     port = free_port()
     log = tmp_path / "ui.log"
     with open(log, "wb") as fh:
         launcher = subprocess.Popen([sys.executable, "-m", "pipelines.services", "mlflow-ui", "--port", str(port),
                                      "--root", str(tmp_path)], env=mlflow_env(), stdout=fh, stderr=subprocess.STDOUT,
-                                    cwd=Path(__file__).parents[1], start_new_session=True)
+                                    cwd=Path(__file__).parents[2], start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -236,7 +236,7 @@ def test_ddp_a_non_finite_loss_on_one_rank_stops_every_rank(micro_data, tmp_path
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "--monitor-interval", "20",  # slower than a healthy stop: a rank that hangs is killed, silently, later
-           str(REPO / "tests" / "ddp_nonfinite_worker.py"), "train", "rrdbnet", "--no-progress", "--set",
+           str(REPO / "tests" / "training" / "ddp_nonfinite_worker.py"), "train", "rrdbnet", "--no-progress", "--set",
            *micro_overrides(micro_data, tmp_path, "rrdbnet", **common)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)

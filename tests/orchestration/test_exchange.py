@@ -1,5 +1,5 @@
 """The checkpoint mirror of pipelines/exchange.py on a local-folder remote (DVC's own filesystem class), and where the
-`hosts` flows send each stage. The two-host run itself is tests/test_hosts.py (slow)."""
+`hosts` flows send each stage. The two-host run itself is tests/e2e/test_hosts.py (slow)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from tests.conftest import REPO, free_port, kill_tree, micro_overrides, run_cli
 pytestmark = pytest.mark.slow
 
 # fp32 (train.amp none) on every CPU: with bf16 (AVX512_BF16 CPUs) a half batch and the whole batch round differently,
-# beyond the DDP tolerance; bf16 training is checked against fp32 in tests/test_levers.py
+# beyond the DDP tolerance; bf16 training is checked against fp32 in tests/training/test_levers.py
 COMMON = {"rrdbnet.iterations": 4, "rrdbnet.val_every": 0, "rrdbnet.ckpt_every": 2, "rrdbnet.ema_decay": 0.5,
           "train.amp": "none"}
 
