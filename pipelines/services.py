@@ -167,9 +167,9 @@ def up(root: Path, port: int, *, deploy: bool = True, worker: bool = True, pool:
             for name in POOLS:
                 _run([_tool("prefect"), "work-pool", "create", name, "--type", "process", "--overwrite"], env, root)
             _run([_tool("prefect"), "--no-prompt", "deploy", "--all"], env, root)
-            print(f"deployments: train-srgan/local, train-esrgan/local, evaluate/local, sweep/local on pool {POOL}; "
-                  "train-esrgan/hosts, train-srgan/hosts, dvc-stage/cpu on srgan-cpu, dvc-stage/gpu on srgan-gpu",
-                  flush=True)
+            print("deployments: train-srgan/local, train-esrgan/local, train/local, evaluate/local, sweep/local "
+                  f"on pool {POOL}; train-esrgan/hosts, train-srgan/hosts, dvc-stage/cpu on srgan-cpu, dvc-stage/gpu "
+                  "on srgan-gpu", flush=True)
             if ZOMBIE not in automation_names(env["PREFECT_API_URL"]):
                 _run([_tool("prefect"), "automation", "create", "--from-json",
                       json.dumps(zombie_automation(zombie_after_s))], env, root)
