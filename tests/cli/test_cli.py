@@ -201,3 +201,48 @@ def test_stage_commands_read_their_params_section(tmp_path):
     args = parsed(report, "--eval", "e", "-o", "o")
     fill_from_params(args, report.add_arguments, report._from_params)
     assert args.crop == 64 and args.tracking_uri == "none"
+
+
+def test_every_command_runs_with_its_required_arguments_only(tmp_path):
+    """Each command as a new user first types it (its required arguments, committed data, the rest defaults), in
+    process. Not here: train / repro / sweep (whole trainings, run end to end in tests/e2e) and register (it needs an
+    MLflow server: tests/registry)."""
+    import torch
+    from PIL import Image
+
+    from srgan_lib.models import build_model
+
+    t = tmp_path
+    set5 = BENCHMARKS / "Set5"
+    gen = t / "g.pth"
+    torch.save({"params": build_model("rrdbnet", num_block=1, num_feat=8, num_grow_ch=4).state_dict()}, gen)
+    lr = set5 / "LR_bicubic" / "X4" / "baby.png"
+    hr = set5 / "HR" / "baby.png"
+    with Image.open(lr) as im:
+        im.resize((im.width * 4, im.height * 4), Image.Resampling.BICUBIC).save(t / "sr.png")
+    calls = [
+        ("data", "embedded", "--out", str(t / "raw")),
+        ("data", "lists", "--train", str(t / "raw"), "--test", f"Set5={set5}", "--out", str(t / "lists")),
+        ("data", "degrade", "--list", str(t / "lists" / "train.json"), "--out", str(t / "lr")),
+        ("data", "store", "--list", str(t / "lists" / "train.json"), "--lr-dir", str(t / "lr"), "--out",
+         str(t / "store")),
+        ("metrics", "niqe", str(hr)),
+        ("metrics", "compare", str(t / "sr.png"), str(hr)),
+        ("models", "summary", "srresnet"),
+        ("interpolate", "--psnr", str(gen), "--gan", str(gen), "--alpha", "0.5", "-o", str(t / "interp")),
+        ("upscale", str(lr), "-o", str(t / "up"), "--model", str(gen)),
+        ("export", "--model", str(gen), "-o", str(t / "g.onnx")),
+        ("evaluate", "--model", "bicubic", "--set", f"Set5={set5}", "--json", str(t / "eval" / "bicubic.json")),
+        ("report", "--eval", str(t / "eval"), "-o", str(t / "report")),
+        ("params", "check"),
+        ("params", "show"),
+    ]
+    from srgan_lib import cli
+
+    assert {c[:2] if c[0] in cli.GROUPS else c[:1] for c in calls} | {("train",), ("repro",), ("sweep",),
+                                                                         ("register",)} == set(cli.COMMANDS)
+    for args in calls:
+        res = run_cli(*args, check=False)
+        assert res.returncode == 0, (args, res.stdout[-1500:], res.stderr[-1500:])
+    assert (t / "store").is_dir() and list((t / "up").glob("*.png")) and (t / "g.onnx").is_file()
+    assert (t / "report" / "report.md").is_file() and list((t / "interp").glob("*.pth"))
