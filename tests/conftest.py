@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from srgan_lib.config.paramfile import apply_overrides
+from srgan_lib.config.paramfile import apply_overrides, read_params
 from srgan_lib.config.params import validate
 from srgan_lib.data.degrade import degrade, sources_from_list
 from srgan_lib.data.embedded import write_embedded
@@ -202,6 +203,11 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(procs, timeout=30)
 
 
+# The micro profile (configs/micro.yaml, its extends resolved): the micro repositories' params.yaml, and the networks
+# of the training tests
+MICRO: dict = read_params(REPO / "configs" / "micro.yaml")
+
+
 def micro_repo(dest: Path) -> Path:
     """A copy of the project as a fresh clone has it (tracked + new files, nothing computed), in a new git repository
     with one commit, and params.yaml switched to the micro profile: the embedded default's stages with tiny networks
@@ -214,18 +220,7 @@ def micro_repo(dest: Path) -> Path:
         if src.is_file() and not rel.startswith("metrics/") and rel != "dvc.lock":
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["train"].update(val_images=2, val_crop=48)
-    params["lists"]["train"] = [params["embedded"]["out"]]  # the nine scikit-image photographs: seconds, not minutes
-    tiny = {"srresnet": {"num_block": 2, "num_feat": 16}, "rrdbnet": {"num_block": 1, "num_feat": 16, "num_grow_ch": 8}}
-    for stage in (*params["recipes"]["scratch"], *params["recipes"]["finetuned"]):
-        params[stage].update(batch_size=4, hr_size=32, iterations=4, val_every=2, ckpt_every=2, log_every=1,
-                             schedule="multistep", warmup=0, milestones=[2],
-                             generator_options=tiny[params[stage]["generator"]])
-    params["srgan"]["discriminator_options"] = {"num_feat": 8}
-    params["esrgan"]["discriminator_options"] = {"num_feat": 8, "input_size": 32}
-    params["interpolate"]["alpha"] = [0.0, 0.5, 1.0]  # a sweep with a middle point: 3 evaluations, not 6
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / "params.yaml").write_text(yaml.safe_dump(MICRO, sort_keys=False))  # configs/micro.yaml, resolved
     git = ["git", "-c", "user.name=srgan-tests", "-c", "user.email=tests@localhost", "-c", "commit.gpgsign=false"]
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "micro profile"]):
         subprocess.run([*git, *cmd], cwd=dest, check=True, capture_output=True)
@@ -233,13 +228,6 @@ def micro_repo(dest: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ micro training profile
-TINY = {
-    "srresnet": {"generator_options": "{num_block: 2, num_feat: 16}"},
-    "srgan": {"generator_options": "{num_block: 2, num_feat: 16}", "discriminator_options": "{num_feat: 8}"},
-    "rrdbnet": {"generator_options": "{num_block: 1, num_feat: 16, num_grow_ch: 8}"},
-    "esrgan": {"generator_options": "{num_block: 1, num_feat: 16, num_grow_ch: 8}",
-               "discriminator_options": "{num_feat: 8, input_size: 32}"},
-}
 
 
 @pytest.fixture(scope="session")
@@ -265,7 +253,7 @@ def micro_overrides(data: Path, out: Path, stage: str, **extra: object) -> list[
         f"{stage}.ckpt_every=3", f"{stage}.log_every=1", f"{stage}.schedule=multistep", f"{stage}.warmup=0",
         f"{stage}.milestones=[4]",
     ]
-    sets += [f"{stage}.{k}={v}" for k, v in TINY[stage].items()]
+    sets += [f"{stage}.{k}={json.dumps(MICRO[stage][k])}" for k in ("generator_options", "discriminator_options")]
     if stage in ("srgan", "esrgan"):
         sets.append(f"{stage}.init_from=none")
     sets += [f"{k}={v}" for k, v in extra.items()]

@@ -23,7 +23,7 @@ from srgan_lib.models import build_model, load_generator_state
 from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training.checkpoint import list_checkpoints
 from srgan_lib.training.stage import ResumeError, train_stage
-from tests.conftest import BENCHMARKS, REPO, SRGAN, TINY, micro_overrides, micro_params, run_cli
+from tests.conftest import BENCHMARKS, MICRO, REPO, SRGAN, micro_overrides, micro_params, run_cli
 
 STAGES = ("srresnet", "srgan", "rrdbnet", "esrgan")
 
@@ -45,7 +45,7 @@ def test_each_recipe_trains_on_cpu_micro_profile(stage, micro_data, tmp_path):
     assert meta["precision"] in ("fp32", "bf16") and meta["memory_format"] == "channels_last"
     assert meta["vgg_weights"] == ("random" if stage in ("srgan", "esrgan") else "unused")
     net = build_model("rrdbnet" if stage in ("rrdbnet", "esrgan") else "srresnet",
-                      **yaml.safe_load(TINY[stage]["generator_options"]))
+                      **MICRO[stage]["generator_options"])
     net.load_state_dict(ckpt["params_ema"], strict=True)
     expected = {"srresnet": {"pixel"}, "srgan": {"perceptual", "gan_g", "gan_d"}, "rrdbnet": {"pixel"},
                 "esrgan": {"pixel", "perceptual", "gan_g", "gan_d"}}[stage]
@@ -222,7 +222,7 @@ def test_ddp_two_gloo_processes_match_one_process(micro_data, tmp_path):
         for k in a:
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
         print(f"DDP vs single process, {key}: max |diff| {max((a[k] - b[k]).abs().max().item() for k in a):.3g}")
-    init = build_model("rrdbnet", **yaml.safe_load(TINY["rrdbnet"]["generator_options"]))
+    init = build_model("rrdbnet", **MICRO["rrdbnet"]["generator_options"])
     moved = max((a[k] - init.state_dict()[k]).abs().max().item() for k in a if k.endswith("weight"))
     assert moved > 1e-4  # the comparison is between trained weights, not two copies of the initialisation
 
