@@ -97,8 +97,8 @@ def train_steps(stage: str, device: torch.device, on: dict[str, Any], steps: int
                 trainer.sync()
         trainer.sync()
         _sync(device)
-        row[name] = {"seconds_per_step": (time.perf_counter() - t) / steps, "precision": trainer.levers.precision,
-                     "memory_format": trainer.levers.layout, "peak_mib": _peak_mib(device)}
+        row[name] = {"seconds_per_step": (time.perf_counter() - t) / steps, "precision": trainer.compute.precision,
+                     "memory_format": trainer.compute.layout, "peak_mib": _peak_mib(device)}
         del trainer
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -89,15 +89,15 @@ def main() -> None:
         s, ref = timed(lambda: module(x), device, args.repeats)
         add("eager fp32 NCHW (reference)", s, ref)
         up = Upscaler(gen, device=device, tile=0)
-        xl = x.contiguous(memory_format=up.levers.memory_format)
+        xl = x.contiguous(memory_format=up.compute.memory_format)
         s, out = timed(lambda: up._forward(xl), device, args.repeats)
-        add(f"ours: Upscaler tile ({up.levers.describe()})", s, out)
+        add(f"ours: Upscaler tile ({up.compute.describe()})", s, out)
         if not args.no_compile:
             for label, autocast in (("fp32", False), (up.precision, True)):
-                if autocast and up.levers.amp_dtype is None:
+                if autocast and up.compute.amp_dtype is None:
                     continue
                 compiled = torch.compile(module, dynamic=False)
-                dtype = up.levers.amp_dtype if autocast else None
+                dtype = up.compute.amp_dtype if autocast else None
 
                 def run(compiled=compiled, dtype=dtype) -> torch.Tensor:
                     if dtype is None:

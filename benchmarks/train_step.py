@@ -176,7 +176,7 @@ def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mod
     return {"ours_s": ours_s, "reference_s": ref_s, "ratio": ratio, "tflops": tflop / ours_s,
             "reference_tflops": tflop / ref_s, "counted_tflop": tflop, "design_tflop": DESIGN_TFLOP[stage],
             "batch": batch, "hr_size": hr_size, "steps": steps, "warmup": warmup,
-            "ours_levers": trainer.levers.describe(), "ours_precision": trainer.levers.precision,
+            "ours_levers": trainer.compute.describe(), "ours_precision": trainer.compute.precision,
             "first_loss_ours": first_ours, "first_loss_reference": first_ref,
             "ours_all_s": ours, "reference_all_s": ref}
 

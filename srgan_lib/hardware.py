@@ -77,7 +77,7 @@ def cpu_name() -> str:
 
 
 @dataclass(frozen=True)
-class Levers:
+class ComputeFormat:
     """The precision and memory format a run actually uses, and why (for the log line and MLflow)."""
 
     precision: str  # fp32 | bf16 | fp16
@@ -102,8 +102,8 @@ class Levers:
         return f"{text} ({self.reason})" if self.reason else text
 
 
-def resolve_levers(device: torch.device, precision: str, channels_last: bool, *,
-                   flags: frozenset[str] | None = None) -> Levers:
+def resolve_compute_format(device: torch.device, precision: str, channels_last: bool, *,
+                   flags: frozenset[str] | None = None) -> ComputeFormat:
     """The precision to run for a requested one (``none``/``fp32``, ``bf16``, ``fp16``; ``auto``: bf16 where the
     device runs it natively, else fp32) on ``device``, with the reason when the request cannot be honoured."""
     precision = "fp32" if precision == "none" else precision
@@ -111,16 +111,16 @@ def resolve_levers(device: torch.device, precision: str, channels_last: bool, *,
         raise ValueError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
     if device.type == "cuda":
         if precision in ("auto", "bf16") and not torch.cuda.is_bf16_supported():
-            return Levers("fp32", channels_last, f"{torch.cuda.get_device_name(device)} has no bf16")
-        return Levers("bf16" if precision == "auto" else precision, channels_last)
+            return ComputeFormat("fp32", channels_last, f"{torch.cuda.get_device_name(device)} has no bf16")
+        return ComputeFormat("bf16" if precision == "auto" else precision, channels_last)
     if device.type != "cpu":
-        return Levers("fp32", False, "" if precision == "fp32" else f"no autocast levers on {device.type}")
+        return ComputeFormat("fp32", False, "" if precision == "fp32" else f"no autocast on {device.type}")
     if precision == "fp32":
-        return Levers("fp32", channels_last)
+        return ComputeFormat("fp32", channels_last)
     if precision == "fp16":
-        return Levers("fp32", channels_last, "fp16 autocast is a CUDA lever (on CPU use bf16)")
+        return ComputeFormat("fp32", channels_last, "fp16 autocast is a CUDA lever (on CPU use bf16)")
     native = cpu_native("bf16", flags)
     if native is None:
-        return Levers("fp32", channels_last, "this CPU has no AMX_BF16 or AVX512_BF16 instructions: bf16 would be "
-                      "emulated and slower than fp32")
-    return Levers("bf16", channels_last, f"native {native}")
+        return ComputeFormat("fp32", channels_last, "this CPU has no AMX_BF16 or AVX512_BF16 instructions: bf16 "
+                             "would be emulated and slower than fp32")
+    return ComputeFormat("bf16", channels_last, f"native {native}")

@@ -114,7 +114,7 @@ class Recipe(Section):
 
 
 class Train(Section):
-    """``train``: device, speed levers, places; shared by the four training stages."""
+    """``train``: device, speed compute, places; shared by the four training stages."""
 
     device: Text = "auto"
     seed: Int(minimum=0) = 0

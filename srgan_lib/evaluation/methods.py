@@ -30,7 +30,7 @@ class GeneratorMethod:
         self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision=precision,
                                  value_range=value_range, channels_last=channels_last, guard_db=guard_db,
                                  autotune=False)
-        self.precision, self.layout = self.upscaler.levers.precision, self.upscaler.levers.layout
+        self.precision, self.layout = self.upscaler.compute.precision, self.upscaler.compute.layout
         self.scale = self.upscaler.scale
 
     def describe_runs(self) -> str:

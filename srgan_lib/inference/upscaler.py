@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from srgan_lib import UserError
-from srgan_lib.hardware import Levers, resolve_device, resolve_levers
+from srgan_lib.hardware import ComputeFormat, resolve_compute_format, resolve_device
 from srgan_lib.inference.tiling import TUNE_SIDES, auto_tile, check_tile_speed, tile_grid, tuned_tile
 from srgan_lib.models import Generator, as_generator, load_generator, to_unit
 
@@ -90,16 +90,16 @@ class Upscaler:
         if self.device.type != "cuda" and precision == "fp16":
             raise UpscaleError(f"precision fp16 needs CUDA; on {self.device} use fp32 or bf16")
         if precision == "auto":
-            self.levers = resolve_levers(self.device, "auto", channels_last)
+            self.compute = resolve_compute_format(self.device, "auto", channels_last)
         else:  # asked for explicitly: honoured (bf16 on a CPU without native bf16 is slow, not wrong)
-            self.levers = Levers(precision, channels_last and self.device.type in ("cpu", "cuda"))
-        self.precision = self.levers.precision
+            self.compute = ComputeFormat(precision, channels_last and self.device.type in ("cpu", "cuda"))
+        self.precision = self.compute.precision
         if guard_db < 0:
             raise UpscaleError(f"guard_db must be >= 0 (0: no accuracy probe), got {guard_db}")
         self.guard_db, self.auto = guard_db, precision == "auto"
         # the memory format of the weights: a module shared with a training loop is already in the format it trains
         # in, and then it is left alone
-        self.model = self.generator.module.eval().to(self.device, memory_format=self.levers.memory_format)
+        self.model = self.generator.module.eval().to(self.device, memory_format=self.compute.memory_format)
         self.fp32_retries = 0  # tiles redone in fp32 because the autocast output was not finite
         self.runs: Counter[str] = Counter()  # images by the precision they ran in
         self.guard_psnr: list[float] = []  # the probe's autocast-vs-fp32 PSNR of each probed image (inf: identical)
@@ -113,7 +113,7 @@ class Upscaler:
     @torch.no_grad()
     def _run(self, x: torch.Tensor, autocast: bool) -> torch.Tensor:
         """The network's raw output (float32, the generator's value range), under autocast or in fp32."""
-        dtype = self.levers.amp_dtype if autocast else None
+        dtype = self.compute.amp_dtype if autocast else None
         if dtype is None:
             return self.model(x).float()
         with torch.autocast(self.device.type, dtype=dtype):
@@ -121,7 +121,7 @@ class Upscaler:
 
     def _forward(self, x: torch.Tensor, autocast: bool = True) -> torch.Tensor:
         y = self._run(x, autocast)
-        if autocast and self.levers.amp_dtype is not None and not torch.isfinite(y).all():
+        if autocast and self.compute.amp_dtype is not None and not torch.isfinite(y).all():
             self.fp32_retries += 1
             y = self._run(x, autocast=False)
         return to_unit(y, self.value_range).clamp_(0, 1)
@@ -136,7 +136,7 @@ class Upscaler:
         patch = torch.from_numpy(np.array(image[py0:py1, px0:px1], copy=True)).permute(2, 0, 1)[None]
         patch = patch.to(self.device, non_blocking=True).float().div_(peak)
         inner = ((y0 - py0) * s, (y1 - py0) * s, (x0 - px0) * s, (x1 - px0) * s)
-        return patch.contiguous(memory_format=self.levers.memory_format), inner
+        return patch.contiguous(memory_format=self.compute.memory_format), inner
 
     def describe_tile(self) -> str:
         """Which tile ran and why, for summary lines: ``tile 192`` (asked), ``tuned 192`` (the cache),
@@ -160,7 +160,7 @@ class Upscaler:
             if max(height, width) <= TUNE_SIDES[0] and auto_tile(self.generator, self.device, height, width,
                                                                   self.tile_pad) == 0:
                 return 0  # no larger than the smallest side the tuner tries: nothing to tune (or to wait for)
-            self._tuned = tuned_tile(self.generator, self.device, self.precision, self.levers.memory_format,
+            self._tuned = tuned_tile(self.generator, self.device, self.precision, self.compute.memory_format,
                                      self.tile_pad, self._forward, retune=self.retune)
             self.retune = False
         if self._tuned.still_faster and auto_tile(self.generator, self.device, height, width, self.tile_pad) == 0:
@@ -170,7 +170,7 @@ class Upscaler:
     def _precision_for(self, image: np.ndarray, peak: float) -> str:
         """How this image runs: the autocast precision when its probe agrees with fp32 within ``guard_db``, else
         ``fp32 (guard)``; ``fp32 (small)`` for an image no larger than the probe under precision ``auto``."""
-        if self.levers.amp_dtype is None:
+        if self.compute.amp_dtype is None:
             return "fp32"
         if self.guard_db == 0:
             return self.precision

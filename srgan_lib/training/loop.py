@@ -122,7 +122,7 @@ class Progress(Callback):
         if run.ddp.main:
             log.info("%s: iterations %d..%d of %d, batch %d, HR %d, %d training images, device %s, %s", run.stage,
                      run.start_iter + 1, run.end_iter, run.total, run.cfg.batch_size, run.cfg.hr_size,
-                     run.train_images, run.device, run.trainer.levers.describe())
+                     run.train_images, run.device, run.trainer.compute.describe())
 
     def on_log(self, run: Run, iteration: int, row: dict[str, float]) -> None:
         shown = {k: f"{v:.4g}" for k, v in row.items() if k in SHOWN_TERMS} | {"lr": f"{row['lr']:.1e}"}
@@ -172,10 +172,10 @@ class Validation(Callback):
             return {}
         t = run.trainer
         g, ema_net = nets or (t.net_g, t.ema.model if t.ema is not None else None)
-        scores, picture = self.validator.run(g, t.out_range, run.device, t.levers)
+        scores, picture = self.validator.run(g, t.out_range, run.device, t.compute)
         row = {"iteration": iteration, **scores}
         if ema_net is not None:
-            ema_scores, ema_picture = self.validator.run(ema_net, t.out_range, run.device, t.levers)
+            ema_scores, ema_picture = self.validator.run(ema_net, t.out_range, run.device, t.compute)
             row.update({f"ema_{k}": v for k, v in ema_scores.items()})
             picture = np.concatenate([picture, np.full((4, picture.shape[1], 3), 255, np.uint8), ema_picture])
         run.val_history[:] = [r for r in run.val_history if r["iteration"] != iteration] + [row]

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from srgan_lib.data.store import open_training_store
-from srgan_lib.hardware import Levers, cpu_name, resolve_device
+from srgan_lib.hardware import ComputeFormat, cpu_name, resolve_device
 from srgan_lib.io.images import write_json
 from srgan_lib.io.weights import save_torch
 from srgan_lib.models import count_parameters
@@ -114,16 +114,16 @@ def train_stage(
     auto_resume: bool = False,
     progress: bool | None = None,
     stop_after: int | None = None,
-    levers: Levers | None = None,
+    compute: ComputeFormat | None = None,
 ) -> TrainResult:
     """Train one stage (``srresnet``, ``srgan``, ``rrdbnet``, ``esrgan``) as ``params`` says; see the module docstring.
 
     ``resume`` continues from the newest compatible checkpoint in ``<train.out>/<stage>`` (a fresh start when there is
     none); ``restart`` deletes that stage's checkpoints first; ``auto_resume`` resumes a compatible run and starts
     over otherwise. ``stop_after`` ends the process after that many
-    iterations of this invocation without a final checkpoint (for timing and smoke runs). ``levers`` overrides the
-    precision and memory format the hardware rule picks (:func:`srgan_lib.hardware.resolve_levers`), e.g. to check
-    bf16 numerics on a CPU that only emulates it.
+    iterations of this invocation without a final checkpoint (for timing and smoke runs). ``compute`` overrides the
+    precision and memory format the hardware rule picks (:func:`srgan_lib.hardware.resolve_compute_format`), e.g. to
+    check bf16 numerics on a CPU that only emulates it.
     """
 
     t_start = time.perf_counter()
@@ -134,7 +134,7 @@ def train_stage(
     ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
     ckpt = ddp.broadcast_checkpoint(ckpt, device)  # other hosts' train.out may be empty or stale
 
-    trainer = Trainer(stage, params, device, ddp, levers=levers)
+    trainer = Trainer(stage, params, device, ddp, compute=compute)
     if trainer.vgg_weights == "random":
         log.warning("%s: perceptual loss on a RANDOMLY initialised VGG19 (train.vgg_weights: random) - not the "
                     "paper's loss; tagged vgg_weights=random in MLflow", stage)
@@ -268,8 +268,8 @@ def _open_tracker(run: Run, params: Params, data: PairedPatches) -> Any:
         "device": device_name,
         "torch_version": torch.__version__, "vgg_weights": trainer.vgg_weights, "config_hash": run.cfg_hash,
         "world_size": str(ddp.world_size), "init_from": trainer.init_from or "none",
-        "precision": trainer.levers.precision, "memory_format": trainer.levers.layout,
-        "precision_reason": trainer.levers.reason or "as requested",
+        "precision": trainer.compute.precision, "memory_format": trainer.compute.layout,
+        "precision_reason": trainer.compute.reason or "as requested",
         "generator_parameters": str(count_parameters(trainer.net_g)),
         "train_images": str(len(data)),
     })

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from srgan_lib import losses
-from srgan_lib.hardware import resolve_levers
+from srgan_lib.hardware import resolve_compute_format
 from srgan_lib.models import build_model, count_parameters, from_unit, load_generator_state, output_range, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import NonFiniteLoss, TrainingError
@@ -36,7 +36,7 @@ from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 
 if TYPE_CHECKING:
     from srgan_lib.config.params import Params
-    from srgan_lib.hardware import Levers
+    from srgan_lib.hardware import ComputeFormat
 
 
 def _seed_everything(seed: int) -> None:
@@ -49,18 +49,19 @@ class Trainer:
     """The models, losses and optimisers of one stage, and the step that updates them."""
 
     def __init__(self, stage: str, params: Params, device: torch.device, ddp: Dist, *,
-                 levers: Levers | None = None) -> None:
-        """``levers``: the precision and memory format to train with; by default what ``train.amp`` and
-        ``train.channels_last`` ask for, as far as the device runs them fast (:func:`srgan_lib.hardware.resolve_levers`:
-        bf16 on a CPU only with native bf16 instructions). Master weights, optimiser state, losses and EMA stay fp32."""
+                 compute: ComputeFormat | None = None) -> None:
+        """``compute``: the precision and memory format to train with; by default what ``train.amp`` and
+        ``train.channels_last`` ask for, as far as the device runs them fast
+        (:func:`srgan_lib.hardware.resolve_compute_format`: bf16 on a CPU only with native bf16 instructions). Master
+        weights, optimiser state, losses and EMA stay fp32."""
         self.stage, self.cfg, self.common = stage, params.stage(stage), params.train
         self.scale, self.device, self.ddp = params.scale, device, ddp
         cfg, common = self.cfg, self.common
         self.out_range = output_range(cfg.generator)
         self.cuda = device.type == "cuda"
-        self.levers = levers or resolve_levers(device, common.amp, common.channels_last)
-        self.amp_dtype = self.levers.amp_dtype
-        self.memory_format = self.levers.memory_format
+        self.compute = compute or resolve_compute_format(device, common.amp, common.channels_last)
+        self.amp_dtype = self.compute.amp_dtype
+        self.memory_format = self.compute.memory_format
         self.sync_every = common.sync_every
         self._nonfinite: torch.Tensor | None = None  # accumulated on the device between host syncs
 
@@ -358,7 +359,7 @@ class Trainer:
             "schedule": cfg.schedule, "warmup": cfg.warmup, "ema_decay": cfg.ema_decay,
             "losses": {k: loss(k) for k in ("pixel", "perceptual", "gan")},
             "vgg_weights": self.vgg_weights, "init_from": self.init_from or "none",
-            "precision": self.levers.precision, "memory_format": self.levers.layout, **extra,
+            "precision": self.compute.precision, "memory_format": self.compute.layout, **extra,
         }
 
 

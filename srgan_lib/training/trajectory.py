@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
 # (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
 RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every")
-# ``train`` keys that shape the trajectory (the rest are speed levers, places, or output-only settings)
+# ``train`` keys that shape the trajectory (the rest are speed compute, places, or output-only settings)
 TRAIN_KEYS = ("seed", "amp", "channels_last", "vgg_weights", "train_list", "lr_dir")
 # params that change a training stage's outputs but not its trajectory (DVC re-runs the stage; it resumes)
 OUTPUT_KEYS = ("train.fused_adam", "train.ema_foreach", "train.compile", "train.store", "train.val_list",

@@ -18,7 +18,7 @@ from torch import nn
 
 from srgan_lib.data.lists import read_list
 from srgan_lib.data.resize import downsample, modcrop, upsample
-from srgan_lib.hardware import Levers
+from srgan_lib.hardware import ComputeFormat
 from srgan_lib.io.images import read_image
 from srgan_lib.metrics.psnr_ssim import psnr, ssim
 from srgan_lib.models import to_unit
@@ -26,11 +26,11 @@ from srgan_lib.models import to_unit
 
 @torch.no_grad()
 def super_resolve(model: nn.Module, lr: np.ndarray, out_range: tuple[float, float], device: torch.device,
-                  levers: Levers) -> np.ndarray:
-    """HxWx3 uint8 LR -> uint8 SR: one forward of the whole image in ``levers``' precision and memory format."""
+                  compute: ComputeFormat) -> np.ndarray:
+    """HxWx3 uint8 LR -> uint8 SR: one forward of the whole image in ``compute``' precision and memory format."""
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].to(device).float().div_(255)
-    x = x.contiguous(memory_format=levers.memory_format)
-    autocast = (torch.autocast(device.type, dtype=levers.amp_dtype) if levers.amp_dtype is not None
+    x = x.contiguous(memory_format=compute.memory_format)
+    autocast = (torch.autocast(device.type, dtype=compute.amp_dtype) if compute.amp_dtype is not None
                 else contextlib.nullcontext())
     with autocast:
         y = model(x).float()
@@ -61,7 +61,7 @@ class Validator:
         return bool(self.pairs)
 
     def run(self, model: nn.Module, out_range: tuple[float, float], device: torch.device,
-            levers: Levers) -> tuple[dict, np.ndarray]:
+            compute: ComputeFormat) -> tuple[dict, np.ndarray]:
         """Mean PSNR-Y/SSIM-Y over the images, and a side-by-side (bicubic | SR | HR) picture of the first one, in the
         training run's precision and memory format (the model's own)."""
         was_training = model.training
@@ -69,7 +69,7 @@ class Validator:
         scores: dict[str, list[float]] = {"psnr_y": [], "ssim_y": []}
         picture = None
         for i, (_, lr, hr) in enumerate(self.pairs):
-            sr = super_resolve(model, lr, out_range, device, levers)
+            sr = super_resolve(model, lr, out_range, device, compute)
             scores["psnr_y"].append(psnr(sr, hr, space="y", shave=self.scale))
             scores["ssim_y"].append(ssim(sr, hr, space="y", shave=self.scale))
             if i == 0:

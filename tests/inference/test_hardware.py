@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from srgan_lib.hardware import cpu_flags, cpu_native, resolve_levers
+from srgan_lib.hardware import cpu_flags, cpu_native, resolve_compute_format
 
 CPU = torch.device("cpu")
 ZEN3 = frozenset({"avx", "avx2", "fma", "f16c"})  # what this project's 2-core CI machines report (AVX2 EPYC)
@@ -33,26 +33,26 @@ def test_cpu_flags_agree_with_pytorchs_kernel_dispatch():
 ])
 def test_bf16_on_cpu_only_with_native_instructions(flags, precision, reason):
     for asked in ("bf16", "auto"):
-        levers = resolve_levers(CPU, asked, True, flags=flags)
+        levers = resolve_compute_format(CPU, asked, True, flags=flags)
         assert levers.precision == precision and reason in levers.reason
         assert levers.amp_dtype == (torch.bfloat16 if precision == "bf16" else None)
         assert levers.memory_format == torch.channels_last and levers.layout == "channels_last"
 
 
 def test_explicit_fp32_and_fp16_on_cpu():
-    assert resolve_levers(CPU, "none", False, flags=SAPPHIRE_RAPIDS).describe() == "fp32, contiguous"
-    assert resolve_levers(CPU, "fp32", True, flags=ZEN4).reason == ""
-    fp16 = resolve_levers(CPU, "fp16", True, flags=SAPPHIRE_RAPIDS)
+    assert resolve_compute_format(CPU, "none", False, flags=SAPPHIRE_RAPIDS).describe() == "fp32, contiguous"
+    assert resolve_compute_format(CPU, "fp32", True, flags=ZEN4).reason == ""
+    fp16 = resolve_compute_format(CPU, "fp16", True, flags=SAPPHIRE_RAPIDS)
     assert fp16.precision == "fp32" and "CUDA" in fp16.reason
     with pytest.raises(ValueError, match="unknown precision"):
-        resolve_levers(CPU, "int8", True)
+        resolve_compute_format(CPU, "int8", True)
 
 
 def test_this_machine_agrees_with_pytorchs_own_cpu_detection():
     """Our /proc/cpuinfo reading against PyTorch's (the cpuinfo library's CPUID probe) on the machine running this."""
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert (cpu_native("bf16") is not None) == native
-    assert resolve_levers(CPU, "bf16", True).precision == ("bf16" if native else "fp32")
+    assert resolve_compute_format(CPU, "bf16", True).precision == ("bf16" if native else "fp32")
 
 
 def test_one_device_rule_for_training_and_inference():

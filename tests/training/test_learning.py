@@ -30,7 +30,7 @@ def _trainer(stage: str, micro_data, tmp_path, **extra) -> tuple[Trainer, Paired
 
 
 def _psnr(trainer: Trainer, validator: Validator) -> float:
-    scores, _ = validator.run(trainer.net_g, trainer.out_range, torch.device("cpu"), trainer.levers)
+    scores, _ = validator.run(trainer.net_g, trainer.out_range, torch.device("cpu"), trainer.compute)
     return scores["psnr_y"]
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from srgan_lib.data.store import open_training_store
-from srgan_lib.hardware import Levers
+from srgan_lib.hardware import ComputeFormat
 from srgan_lib.training import NonFiniteLoss
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
@@ -24,17 +24,17 @@ PLAIN = {"train.fused_adam": "false", "train.ema_foreach": "false", "train.compi
          "train.channels_last": "false", "train.amp": "none", "train.sync_every": 1, "train.workers": 0}
 
 
-def resolve_levers_forced(params: dict) -> Levers:
+def resolve_levers_forced(params: dict) -> ComputeFormat:
     """The levers exactly as params ask, whatever this CPU runs fast (bf16 is emulated on AVX2-only CPUs: slow, but
     its numerics are what is checked here)."""
     common = params.train
-    return Levers("fp32" if common.amp == "none" else common.amp, common.channels_last)
+    return ComputeFormat("fp32" if common.amp == "none" else common.amp, common.channels_last)
 
 
 def short_run(micro_data, tmp_path, stage: str, steps: int = 4, **levers: object) -> tuple[list[dict], Trainer]:
     """``steps`` optimisation steps of the micro ``stage`` on the store's batches; the loss terms of each step."""
     params = micro_params(micro_data, tmp_path, stage, **{**PLAIN, **levers})
-    trainer = Trainer(stage, params, torch.device("cpu"), Dist(), levers=resolve_levers_forced(params))
+    trainer = Trainer(stage, params, torch.device("cpu"), Dist(), compute=resolve_levers_forced(params))
     store = open_training_store(micro_data / "store", micro_data / "lists" / "train.json", micro_data / "lr" / "X4", 4)
     patches = PairedPatches(store, hr_size=32, augment=True, seed=0)
     losses = []
@@ -178,7 +178,7 @@ def test_precise_bn_equals_torch_update_bn_and_leaves_training_alone(micro_data,
     from torch.optim.swa_utils import update_bn
 
     params = micro_params(micro_data, tmp_path, "srresnet", **{**PLAIN, "srresnet.ema_decay": 0.9})
-    trainer = Trainer("srresnet", params, torch.device("cpu"), Dist(), levers=Levers("fp32", False))
+    trainer = Trainer("srresnet", params, torch.device("cpu"), Dist(), compute=ComputeFormat("fp32", False))
     store = open_training_store(micro_data / "store", micro_data / "lists" / "train.json", micro_data / "lr" / "X4", 4)
     patches = PairedPatches(store, hr_size=32, augment=True, seed=0)
     for it in range(1, 4):
@@ -205,11 +205,11 @@ def test_bf16_training_tracks_fp32_and_resumes_bit_exactly(micro_data, tmp_path)
     the weights, optimiser and EMA stay fp32), and a bf16 run interrupted and resumed ends bit-identical."""
     common = {**PLAIN, "rrdbnet.iterations": 30, "rrdbnet.ckpt_every": 10, "rrdbnet.log_every": 5,
               "rrdbnet.val_every": 0, "rrdbnet.lr": 1e-3}
-    bf16 = Levers("bf16", True)
+    bf16 = ComputeFormat("bf16", True)
     fp32 = train_stage(micro_params(micro_data, tmp_path / "fp32", "rrdbnet", **common), "rrdbnet", progress=False,
-                       levers=Levers("fp32", True))
+                       compute=ComputeFormat("fp32", True))
     ref = train_stage(micro_params(micro_data, tmp_path / "bf16", "rrdbnet", **common), "rrdbnet", progress=False,
-                      levers=bf16)
+                      compute=bf16)
 
     def curve(res) -> list[float]:
         rows = (res.run_dir / "history.csv").read_text().splitlines()
@@ -227,8 +227,8 @@ def test_bf16_training_tracks_fp32_and_resumes_bit_exactly(micro_data, tmp_path)
     assert all(v.dtype == torch.float32 for v in state["params"].values() if v.is_floating_point())
     # interrupted after 16 updates (last checkpoint: 10), resumed: the same bits as the uninterrupted bf16 run
     params = micro_params(micro_data, tmp_path / "resumed", "rrdbnet", **common)
-    train_stage(params, "rrdbnet", progress=False, stop_after=16, levers=bf16)
-    res = train_stage(params, "rrdbnet", resume=True, progress=False, levers=bf16)
+    train_stage(params, "rrdbnet", progress=False, stop_after=16, compute=bf16)
+    res = train_stage(params, "rrdbnet", resume=True, progress=False, compute=bf16)
     assert res.resumed_from == 10
     resumed = torch.load(res.model_path, weights_only=True)
     for key in ("params", "params_ema"):

@@ -272,9 +272,9 @@ def test_mlflow_run_is_read_back_from_a_sqlite_store(micro_data, tmp_path, monke
     assert run.data.params["esrgan.perceptual.layer"] == params.esrgan.perceptual.layer
     assert run.data.params["scale"] == "4"
     tags = run.data.tags
-    from srgan_lib.hardware import resolve_levers
+    from srgan_lib.hardware import resolve_compute_format
 
-    expected = resolve_levers(torch.device("cpu"), params.train.amp, params.train.channels_last)
+    expected = resolve_compute_format(torch.device("cpu"), params.train.amp, params.train.channels_last)
     assert (tags["precision"], tags["memory_format"]) == (expected.precision, expected.layout)  # what actually ran
     assert tags["precision_reason"] == (expected.reason or "as requested")
     assert tags["vgg_weights"] == "random" and tags["torch_version"] == torch.__version__

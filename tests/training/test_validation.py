@@ -8,7 +8,7 @@ import torch
 
 from srgan_lib.data.resize import downsample, modcrop
 from srgan_lib.evaluation.methods import GeneratorMethod
-from srgan_lib.hardware import Levers
+from srgan_lib.hardware import ComputeFormat
 from srgan_lib.metrics.psnr_ssim import psnr
 from srgan_lib.models import build_model, output_range
 from srgan_lib.training.validation import Validator, super_resolve
@@ -32,7 +32,7 @@ def test_validation_forward_equals_the_evaluations_generator_method(tmp_path):
         assert [n for n, _, _ in val.pairs] == ["baby", "bird"] and val.pairs[0][2].shape == (48, 48, 3)
         method = GeneratorMethod(model, "cpu", value_range=output_range(name), tile=0, precision="fp32",
                                  guard_db=0)
-        levers = Levers("fp32", True)
+        levers = ComputeFormat("fp32", True)
         for _, lr, hr in val.pairs:
             ours, theirs = super_resolve(model, lr, output_range(name), torch.device("cpu"), levers), method(lr)
             assert ours.dtype == np.uint8 and ours.shape == hr.shape
