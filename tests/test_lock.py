@@ -44,14 +44,25 @@ def stale_deps(root: Path) -> dict[str, list[str]]:
     return stale
 
 
-def test_the_hash_is_dvcs():
-    # hand-checked against DVC: a file's md5 is its bytes'; a folder of one file has the documented .dir form
-    tracked = {"README.md"}
-    assert dvc_md5(ROOT, "README.md", tracked) == hashlib.md5((ROOT / "README.md").read_bytes()).hexdigest()
-    listing = json.dumps([{"md5": hashlib.md5((ROOT / "srgan_lib/__init__.py").read_bytes()).hexdigest(),
-                           "relpath": "__init__.py"}], sort_keys=True)
-    assert dvc_md5(ROOT, "srgan_lib", {"srgan_lib/__init__.py"}) == hashlib.md5(listing.encode()).hexdigest() + ".dir"
-    assert dvc_md5(ROOT, "models/esrgan.pth", tracked) is None
+def test_the_hash_is_dvcs(tmp_path):
+    """The hash above against DVC's own: a real `dvc repro` of a stage depending on a file and on a folder with a
+    subfolder writes dvc.lock; dvc_md5 gives the same md5 for both."""
+    import sys
+
+    repo = tmp_path / "r"
+    (repo / "code" / "sub").mkdir(parents=True)
+    (repo / "code" / "a.py").write_text("print('a')\n")
+    (repo / "code" / "sub" / "b.py").write_text("x = 1\n")
+    (repo / "data.txt").write_bytes(b"\x00\x01 bytes\r\n")
+    dvc = str(Path(sys.executable).parent / "dvc")
+    env = {"DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    add = [dvc, "stage", "add", "-q", "-n", "s", "-d", "code", "-d", "data.txt", "echo done"]
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], add, [dvc, "repro", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    lock = {d["path"]: d["md5"] for d in yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["s"]["deps"]}
+    tracked = {"code/a.py", "code/sub/b.py", "data.txt"}
+    assert lock == {p: dvc_md5(repo, p, tracked) for p in ("code", "data.txt")}
+    assert lock["code"].endswith(".dir") and dvc_md5(repo, "models/x.pth", tracked) is None
 
 
 def test_dvc_lock_matches_the_committed_code_and_data():

@@ -1,5 +1,5 @@
 """The training sections of ``params.yaml``: ``train`` (shared by every recipe) and one :class:`Recipe` per
-training stage (the same keys for all four: one trainer, configured). Networks, criteria and GAN types are the
+recipe (the same keys for every recipe: one trainer, configured). Networks, criteria and GAN types are the
 registries' names."""
 
 import re
@@ -114,7 +114,7 @@ class Recipe(Section):
 
 
 class Train(Section):
-    """``train``: device, speed compute, places; shared by the four training stages."""
+    """``train``: device, speed settings, places; shared by every training recipe."""
 
     device: Text = "auto"
     seed: Int(minimum=0) = 0

@@ -1,7 +1,8 @@
-"""Real-ESRGAN's second-order degradation model (Wang et al., ICCVW 2021, sec. 3.1-3.3) as batched tensor operations
-with per-sample parameters: blur (isotropic / anisotropic / generalized / plateau Gaussian kernels and sinc), resize,
-Gaussian / Poisson noise, real JPEG (libjpeg through torchvision), twice, then the final resize + sinc and JPEG in a
-random order. Defaults: the published x4plus options (``../shared/DESIGN.md`` section 10).
+"""Real-ESRGAN's second-order degradation model (Wang et al., ICCVW 2021, sec. 3.1-3.3) as tensor operations with
+per-sample parameters (each sample runs its own chain: its resize scales give it its own intermediate size): blur
+(isotropic / anisotropic / generalized / plateau Gaussian kernels and sinc), resize, Gaussian / Poisson noise, real
+JPEG (libjpeg through torchvision), twice, then the final resize + sinc and JPEG in a random order. Defaults: the
+published x4plus options (``../shared/DESIGN.md`` section 10).
 
 Every draw comes from a generator seeded by (seed, iteration, sample index), so a batch depends on nothing else: the
 same run gives the same batches, a resumed run continues bit-identically and DDP ranks (distinct sample indices) draw
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
-MAX_KERNEL = 21  # the largest kernel side: every kernel is centred in a MAX_KERNEL square for batched convolution
+MAX_KERNEL = 21  # the largest kernel side: every kernel is centred in a MAX_KERNEL square (one grouped conv)
 POISSON_LEVELS = 256.0  # intensity quantisation of Poisson noise: Var = scale^2 * I / 256 (I in [0, 1])
 
 

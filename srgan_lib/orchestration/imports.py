@@ -123,7 +123,8 @@ def _code_deps(modules: set[str]) -> list[str]:
 
 
 def expected_code_deps() -> dict[str, list[str]]:
-    """Stage -> the code deps its command module's import closure gives (the register stage: the whole library)."""
+    """Stage -> the code deps its command module's import closure gives (plus the MLflow Model's code where the
+    stage can log one: :func:`stage_closure`)."""
     return {name: _code_deps(stage_closure(_entry_module(stage["cmd"]))) for name, stage in _stages().items()}
 
 
