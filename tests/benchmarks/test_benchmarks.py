@@ -28,6 +28,16 @@ def test_data_benchmark_writes_both_paths(tmp_path):
     assert row["store_samples_per_s"] > 0 and row["decode_samples_per_s"] > 0
 
 
+def test_degradation_benchmark_puts_the_chain_beside_the_training_step(tmp_path):
+    out = _run("degradations.py", "--repeats", "1", "--json", str(tmp_path / "g.json"))
+    assert "target <= 0.15" in out
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert set(rows) == {"x4plus batch 12 GT 256", "embedded srresnet batch 16 HR 64",
+                         "embedded rrdbnet batch 16 HR 64"}
+    for row in rows.values():
+        assert row.get("degradation_share_of_step", 1) > 0 and row.get("batches_per_s", 1) > 0
+
+
 def test_train_step_benchmark_matches_the_reference_loss(tmp_path):
     out = _run("train_step.py", "--recipes", "srresnet", "--steps", "1", "--warmup", "0", "--json",
                str(tmp_path / "t.json"))
