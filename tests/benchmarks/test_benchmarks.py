@@ -35,7 +35,11 @@ def test_degradation_benchmark_puts_the_chain_beside_the_training_step(tmp_path)
     assert set(rows) == {"x4plus batch 12 GT 256", "embedded srresnet batch 16 HR 64",
                          "embedded rrdbnet batch 16 HR 64"}
     for row in rows.values():
-        assert row.get("degradation_share_of_step", 1) > 0 and row.get("batches_per_s", 1) > 0
+        assert row["ours_vs_reference"] > 0 and row["batches_per_s"] > 0
+        assert row.get("degradation_share_of_step", 1) > 0
+    # the per-sample reference builds its kernels in NumPy/SciPy and takes our draws: the same LR, up to the rare
+    # pixel where a last-bit difference before a JPEG round trip flips a rounding (then a whole 8x8 block moves)
+    assert rows["embedded srresnet batch 16 HR 64"]["max_diff_levels"] <= 64
 
 
 def test_train_step_benchmark_matches_the_reference_loss(tmp_path):

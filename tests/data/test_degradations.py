@@ -57,17 +57,24 @@ def test_the_sinc_kernel_cuts_off_where_it_says():
 
 
 def test_draws_follow_the_settings():
-    b = Blur()
-    kinds, sizes = [], []
-    for i in range(3000):
-        _, d = dg.random_blur_kernel(b, dg.sample_generator(0, i, 0))
-        kinds.append(d["type"])
-        sizes.append(d["size"])
+    s = DegradationSettings()
+    b = s.blur1
+    d, _ = dg.draw(s, seed=0, iteration=1, samples=list(range(3000)))
+    kinds, sizes = d.blur1.kind, d.blur1.size.tolist()
     assert set(sizes) == set(range(7, 22, 2))
+    assert max(sizes.count(k) for k in set(sizes)) / min(sizes.count(k) for k in set(sizes)) < 1.3  # uniform
     assert kinds.count("sinc") / 3000 == pytest.approx(0.1, abs=0.02)
     gauss = [k for k in kinds if k != "sinc"]
     for name, p in zip(dg.KERNEL_TYPES, b.kernel_probs, strict=True):
         assert gauss.count(name) / len(gauss) == pytest.approx(p, abs=0.03), name
+    assert float(d.noise1.gaussian.double().mean()) == pytest.approx(s.noise1.gaussian_prob, abs=0.03)
+    assert float(d.noise2.gray.double().mean()) == pytest.approx(s.noise2.gray_prob, abs=0.03)
+    assert d.blur2.kind.count("identity") / 3000 == pytest.approx(1 - s.blur2_prob, abs=0.03)
+    assert d.final_sinc.kind.count("sinc") / 3000 == pytest.approx(s.final_sinc_prob, abs=0.03)
+    assert set(d.jpeg1.tolist()) == set(range(30, 96))
+    ways = [dg.draw(s, seed=0, iteration=i, samples=[0])[0].resize1[0] for i in range(600)]  # per batch
+    up, down = sum(w > 1 for w in ways) / 600, sum(w < 1 for w in ways) / 600
+    assert up == pytest.approx(s.resize1.probs[0], abs=0.05) and down == pytest.approx(s.resize1.probs[1], abs=0.05)
 
 
 def test_gaussian_noise_has_its_sigma_and_gray_noise_is_per_sample():
@@ -108,7 +115,7 @@ def test_jpeg_is_libjpeg_as_pillow_writes_it():
 def test_a_batch_depends_only_on_seed_iteration_and_sample():
     hr = _photo(64).repeat(3, 1, 1, 1)
     s = DegradationSettings()
-    a, logs = dg.degrade_batch(hr, s, seed=5, iteration=7)
+    a, draws = dg.degrade_batch(hr, s, seed=5, iteration=7)
     b, _ = dg.degrade_batch(hr, s, seed=5, iteration=7)
     assert a.shape == (3, 3, 16, 16) and torch.equal(a, b)
     assert torch.equal((a * 255).round(), a * 255)  # 8-bit values
@@ -116,7 +123,7 @@ def test_a_batch_depends_only_on_seed_iteration_and_sample():
     assert not torch.equal(a, c)
     # sample 2 of this rank is global sample 2 wherever it sits in the batch (DDP ranks pass their indices)
     d, _ = dg.degrade_batch(hr[:1], s, seed=5, iteration=7, samples=[2])
-    assert torch.equal(d[0], a[2]) and logs[2]["blur1"]["type"] in (*dg.KERNEL_TYPES, "sinc")
+    assert torch.equal(d[0], a[2]) and draws.describe(2)["blur1"]["type"] in (*dg.KERNEL_TYPES, "sinc")
     assert not torch.equal(a[0], a[1])  # same image, different samples: different degradations
 
 
