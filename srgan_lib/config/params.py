@@ -21,6 +21,7 @@ from srgan_lib.config.paramfile import ParamsError, apply_overrides, read_params
 from srgan_lib.config.sections import (
     DEFAULT_SCALE,
     SCALES,
+    Degradation,
     Degrade,
     Embedded,
     Evaluate,
@@ -52,6 +53,7 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
         embedded: Embedded
         lists: Lists
         degrade: Degrade
+        degradation: Degradation
         evaluate: Evaluate
         report: Report
         register: Register

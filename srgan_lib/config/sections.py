@@ -4,7 +4,22 @@ Choices come from the registries that implement them; a field's default is the l
 (``srgan evaluate --kernel`` defaults to :class:`Evaluate`'s ``kernel``), declared here once.
 """
 
-from srgan_lib.config.fields import Bool, Choice, Int, ListOf, NamedPath, NameMap, Number, Section, Sha256, Text
+from pydantic import model_validator
+
+from srgan_lib.config.fields import (
+    Bool,
+    Choice,
+    Int,
+    ListOf,
+    NamedPath,
+    NameMap,
+    Number,
+    Section,
+    Sha256,
+    Text,
+    fail,
+)
+from srgan_lib.data.degradations import Blur, DegradationError, DegradationSettings, Noise, Resize
 from srgan_lib.data.resize import KERNELS
 
 # the reference methods of srgan_lib.evaluation.measure.BASELINES (tests/test_structure.py checks they agree)
@@ -112,3 +127,70 @@ class Interpolate(Section):
     gan: Text
     alpha: ListOf(Number(0, 1))
     out: Text
+
+
+class DegradationBlur(Section):
+    """One blur stage of :class:`Degradation` (probabilities in KERNEL_TYPES order)."""
+
+    kernel_probs: ListOf(Number(0, 1))
+    sigma: ListOf(Number(0))
+    betag: ListOf(Number(0))
+    betap: ListOf(Number(0))
+    sinc_prob: Number(0, 1)
+    sizes: ListOf(Int(minimum=1))
+
+
+class DegradationResize(Section):
+    """One resize stage: up / down / keep probabilities, the scale range, area / bilinear / bicubic probabilities."""
+
+    probs: ListOf(Number(0, 1))
+    scale: ListOf(Number(0))
+    mode_probs: ListOf(Number(0, 1))
+
+
+class DegradationNoise(Section):
+    """One noise stage: Gaussian probability (else Poisson), sigma range (0-255), Poisson scale range, gray
+    probability."""
+
+    gaussian_prob: Number(0, 1)
+    sigma: ListOf(Number(0))
+    poisson_scale: ListOf(Number(0))
+    gray_prob: Number(0, 1)
+
+
+class Degradation(Section):
+    """``degradation``: Real-ESRGAN's second-order chain (:mod:`srgan_lib.data.degradations`), which the recipes
+    with ``degradation: realworld`` and the real-world test sets use; checked as a whole on load (ranges ordered,
+    probabilities summing to 1, odd kernel sizes, JPEG qualities 1-100), each error naming its key."""
+
+    blur1: DegradationBlur
+    resize1: DegradationResize
+    noise1: DegradationNoise
+    jpeg1: ListOf(Int(minimum=0))
+    blur2_prob: Number(0, 1)
+    blur2: DegradationBlur
+    resize2: DegradationResize
+    noise2: DegradationNoise
+    jpeg2: ListOf(Int(minimum=0))
+    final_sinc_prob: Number(0, 1)
+    sinc_first_prob: Number(0, 1)
+    paired_prob: Number(0, 1) = 1.0  # a sample whose image brings its own LR (LR/X<scale>) uses it with this p
+
+    @model_validator(mode="after")
+    def _chain_holds(self) -> "Degradation":
+        try:
+            self.settings(DEFAULT_SCALE)
+        except DegradationError as exc:
+            raise fail(str(exc)) from None  # names its key: 'blur1.sigma': ...; the loader prefixes 'degradation'
+        return self
+
+    def settings(self, scale: int) -> DegradationSettings:
+        """The chain's settings at ``scale`` (raises DegradationError naming a key)."""
+        values = self.model_dump()
+        values.pop("paired_prob")
+        kinds = {"blur1": Blur, "blur2": Blur, "resize1": Resize, "resize2": Resize, "noise1": Noise, "noise2": Noise}
+        for name, kind in kinds.items():
+            values[name] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values[name].items()})
+        for name in ("jpeg1", "jpeg2"):
+            values[name] = tuple(values[name])
+        return DegradationSettings(scale=scale, **values)

@@ -17,6 +17,7 @@ LOSS_TYPES = ("none", *CRITERIA)
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile (reduce-overhead: CUDA graphs)
 AMP_MODES = ("none", "auto", "bf16", "fp16")
 VGG_LAYER_PATTERN = r"(conv|relu)[1-5]_[1-4]|pool[1-5]"
+DEGRADATIONS = ("bicubic", "realworld")  # the degrade stage's LR (bicubic, or a folder's own) | params' degradation
 
 
 class LossTerm(Section):
@@ -24,6 +25,7 @@ class LossTerm(Section):
 
     type: Choice(LOSS_TYPES)
     weight: Number(0)
+    usm: Bool  # compare with the unsharp-masked HR (Real-ESRGAN's targets) instead of the HR
 
 
 class Perceptual(Section):
@@ -33,6 +35,7 @@ class Perceptual(Section):
     layer: Text
     weight: Number(0)
     feature_scale: Number(0, exclusive_min=True)
+    usm: Bool
 
 
 class Adversarial(Section):
@@ -40,6 +43,7 @@ class Adversarial(Section):
 
     type: Choice(("none", *GAN_TYPES))
     weight: Number(0)
+    usm: Bool  # the discriminator's real images unsharp-masked (Real-ESRGAN: false)
 
 
 class Recipe(Section):
@@ -51,6 +55,7 @@ class Recipe(Section):
     discriminator: Choice(DISCRIMINATORS)
     discriminator_options: Options
     init_from: Text  # a generator checkpoint to start from, or 'none'
+    degradation: Choice(DEGRADATIONS)  # how the training LR is made
     batch_size: Int(minimum=1)
     hr_size: Int(minimum=8)
     augment: Bool

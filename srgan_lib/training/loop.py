@@ -286,7 +286,7 @@ def _iterations(run: Run) -> None:
     for it, (lr_u8, hr_u8) in zip(range(run.start_iter + 1, run.end_iter + 1), run.loader, strict=True):
         lr_now = trainer.set_lr(it)
         try:
-            terms = trainer.step(lr_u8, hr_u8)
+            terms = trainer.step(lr_u8, hr_u8, it)
             if it % trainer.sync_every == 0 or it % cfg.log_every == 0 or it % cfg.ckpt_every == 0 \
                     or it == run.end_iter:
                 trainer.sync()

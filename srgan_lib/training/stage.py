@@ -130,7 +130,7 @@ def train_stage(
     cfg, common, scale = params.stage(stage), params.train, params.scale
     ddp, device = _devices(common)
     run_dir = Path(common.out) / stage
-    cfg_hash = config_hash(cfg, common, scale, input_digests(cfg, common, scale))
+    cfg_hash = config_hash(cfg, common, scale, input_digests(cfg, common, scale), params.degradation)
     ckpt = _prepare_run_dir(run_dir, resume, restart, cfg_hash, auto_resume) if ddp.main else None
     ckpt = ddp.broadcast_checkpoint(ckpt, device)  # other hosts' train.out may be empty or stale
 

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from srgan_lib import losses
+from srgan_lib.data.degradations import degrade_batch, usm_sharp
 from srgan_lib.hardware import resolve_compute_format
 from srgan_lib.models import build_model, count_parameters, from_unit, load_generator_state, output_range, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
@@ -92,6 +93,10 @@ class Trainer:
                 extractor, cfg.perceptual.type, cfg.perceptual.feature_scale
             ).to(device, memory_format=self.memory_format)
         self.gan_type = cfg.gan.type
+        # real-world inputs: Real-ESRGAN's chain on the HR of each batch, from (seed, iteration, global sample)
+        self.degradation = params.degradation.settings(self.scale) if cfg.degradation == "realworld" else None
+        self.seed = common.seed
+        self.usm = any(t.usm and t.type != "none" for t in (cfg.pixel, cfg.perceptual, cfg.gan))
 
         betas = tuple(cfg.betas)
         fused = common.fused_adam
@@ -160,13 +165,31 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One generator update and ``d_steps`` discriminator updates; returns the (detached) loss terms."""
-        cfg = self.cfg
+    def inputs(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch on the device: (LR, HR) in [0, 1]; with ``degradation: realworld`` the LR is made here from the
+        HR by the degradation chain, sample i drawn from (seed, ``iteration``, its index in the global batch), so
+        a resumed run and every DDP layout see the same inputs."""
         nb = self.cuda
-        lr = (lr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
         hr01 = (hr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
+        if self.degradation is None:
+            lr = lr_u8.to(self.device, non_blocking=nb).float() / 255
+        else:
+            if iteration is None:
+                raise TrainingError(f"{self.stage}: realworld inputs need the iteration (their random draws' key)")
+            per = hr01.shape[0]
+            samples = list(range(self.ddp.rank * per, (self.ddp.rank + 1) * per))
+            lr, _ = degrade_batch(hr01.contiguous(), self.degradation, self.seed, iteration, samples)
+        return lr.contiguous(memory_format=self.memory_format), hr01
+
+    def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None
+             ) -> dict[str, torch.Tensor]:
+        """One generator update and ``d_steps`` discriminator updates of ``iteration``'s batch; the loss terms."""
+        cfg = self.cfg
+        lr, hr01 = self.inputs(lr_u8, hr_u8, iteration)
         hr = from_unit(hr01, self.out_range)  # the generator's native range
+        sharp01 = usm_sharp(hr01) if self.usm else hr01  # Real-ESRGAN's targets, per loss term (``usm``)
+        sharp = from_unit(sharp01, self.out_range) if self.usm else hr
         terms: dict[str, torch.Tensor] = {}
 
         # generator
@@ -176,19 +199,21 @@ class Trainer:
             sr = self.g_train(lr)
             total = sr.new_zeros(())
             if self.pixel is not None:
-                terms["pixel"] = self.pixel(sr.float(), hr)
+                terms["pixel"] = self.pixel(sr.float(), sharp if cfg.pixel.usm else hr)
                 total = total + cfg.pixel.weight * terms["pixel"]
             if self.perceptual is not None:
-                terms["perceptual"] = self.perceptual(to_unit(sr, self.out_range), hr01).float()
+                terms["perceptual"] = self.perceptual(to_unit(sr, self.out_range),
+                                                      sharp01 if cfg.perceptual.usm else hr01).float()
                 total = total + cfg.perceptual.weight * terms["perceptual"]
             if self.net_d is not None and self.gan_type != "none":
                 # the generator's gradient flows through D, whose weights are frozen here (the unwrapped module,
                 # so DDP does not wait for D gradients that never come)
                 fake_logits = self.d_frozen(sr).float()
                 real_logits = None
+                real = sharp if cfg.gan.usm else hr
                 if self.gan_type == "ragan":  # a constant for G (detached in the loss): no graph to keep
                     with torch.no_grad():
-                        real_logits = self.d_frozen(hr).float()
+                        real_logits = self.d_frozen(real).float()
                 terms["gan_g"] = losses.generator_adversarial_loss(self.gan_type, fake_logits, real_logits)
                 total = total + cfg.gan.weight * terms["gan_g"]
         terms["total_g"] = total.float()
@@ -204,7 +229,7 @@ class Trainer:
             fake = sr.detach()
             for _ in range(cfg.d_steps):
                 with self._autocast():
-                    real_logits = self.d_train(hr).float()
+                    real_logits = self.d_train(sharp if cfg.gan.usm else hr).float()
                     fake_logits = self.d_train(fake).float()
                     loss_d = losses.discriminator_loss(self.gan_type, real_logits, fake_logits)
                 terms["gan_d"] = loss_d.detach()
@@ -320,8 +345,8 @@ class Trainer:
                         m.momentum = None  # a cumulative average over the batches
                 net.train()
                 for k in range(batches):  # batches beyond the run's own: a pure function of (seed, index)
-                    lr_u8, _ = patches.batch(self.cfg.iterations + 1 + k, self.cfg.batch_size)
-                    lr = (lr_u8.to(self.device).float() / 255).contiguous(memory_format=self.memory_format)
+                    index = self.cfg.iterations + 1 + k
+                    lr, _ = self.inputs(*patches.batch(index, self.cfg.batch_size), iteration=index)
                     with self._autocast():
                         net(lr)
                 for m in net.modules():
@@ -350,12 +375,12 @@ class Trainer:
             if term.type == "none":
                 return "none"
             where = f" on {cfg.perceptual.layer}" if kind == "perceptual" else ""
-            return f"{term.type}{where} x {term.weight:g}"
+            return f"{term.type}{where} x {term.weight:g}{' (USM targets)' if term.usm else ''}"
 
         return {
             "stage": self.stage, "generator": cfg.generator, "generator_options": dict(cfg.generator_options),
             "parameters": count_parameters(self.net_g), "iterations": cfg.iterations,
-            "batch_size": cfg.batch_size, "hr_size": cfg.hr_size, "lr": cfg.lr,
+            "batch_size": cfg.batch_size, "hr_size": cfg.hr_size, "lr": cfg.lr, "degradation": cfg.degradation,
             "schedule": cfg.schedule, "warmup": cfg.warmup, "ema_decay": cfg.ema_decay,
             "losses": {k: loss(k) for k in ("pixel", "perceptual", "gan")},
             "vgg_weights": self.vgg_weights, "init_from": self.init_from or "none",

@@ -6,7 +6,9 @@ keys a run may be resumed with), the ``train`` keys in :data:`TRAIN_KEYS`, and `
 under the same trajectory and the same inputs (:func:`config_hash`: the trajectory plus the content of the training
 data and the ``init_from`` generator). :data:`OUTPUT_KEYS` change a stage's outputs (validation, delivered BatchNorm
 statistics) or its speed but not its trajectory: DVC re-runs the stage for them, and the stage resumes its finished
-run and writes the outputs again.
+run and writes the outputs again. The ``degradation`` section is part of the trajectory of the recipes trained on it
+(``degradation: realworld``); DVC lists it for every training stage (one foreach), so a change re-runs the bicubic
+ones too, which resume their finished runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from srgan_lib.config.params import Params
+    from srgan_lib.config.sections import Degradation
     from srgan_lib.config.training import Recipe, Train
 
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
@@ -31,11 +34,18 @@ OUTPUT_KEYS = ("train.fused_adam", "train.ema_foreach", "train.compile", "train.
                "train.val_images", "train.val_crop", "train.precise_bn", "degrade.kernel")
 
 
-def trajectory(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, Any]:
-    """The settings that shape a stage's weights (module docstring), as plain values."""
+def trajectory(stage_cfg: Recipe, common: Train, scale: int, degradation: Degradation | None = None
+               ) -> dict[str, Any]:
+    """The settings that shape a stage's weights (module docstring), as plain values; a recipe trained on
+    ``degradation: realworld`` inputs also depends on the ``degradation`` section (required then)."""
     resumable = RESUMABLE_KEYS if stage_cfg.schedule == "multistep" else RESUMABLE_KEYS[1:]
-    return {"stage": stage_cfg.model_dump(exclude=set(resumable)),
+    blob = {"stage": stage_cfg.model_dump(exclude=set(resumable)),
             "train": common.model_dump(include=set(TRAIN_KEYS)), "scale": scale}
+    if stage_cfg.degradation == "realworld":
+        if degradation is None:
+            raise ValueError("a realworld recipe's trajectory needs the degradation section")
+        blob["degradation"] = degradation.model_dump()
+    return blob
 
 
 def _digest(blob: Mapping[str, Any]) -> str:
@@ -44,14 +54,14 @@ def _digest(blob: Mapping[str, Any]) -> str:
 
 def trajectory_key(params: Params, section: str) -> str:
     """The trajectory of ``params``' training section ``section`` as 16 hex digits (the remote's checkpoint folder)."""
-    return _digest(trajectory(params.stage(section), params.train, params.scale))
+    return _digest(trajectory(params.stage(section), params.train, params.scale, params.degradation))
 
 
 def config_hash(stage_cfg: Recipe, common: Train, scale: int,
-                inputs: Mapping[str, str] | None = None) -> str:
+                inputs: Mapping[str, str] | None = None, degradation: Degradation | None = None) -> str:
     """The trajectory and, in ``inputs``, the content of what the stage reads (:func:`input_digests`), so that a
     checkpoint made from another PSNR parent or other training photographs under the same paths is never resumed."""
-    return _digest({**trajectory(stage_cfg, common, scale), "inputs": dict(inputs or {})})
+    return _digest({**trajectory(stage_cfg, common, scale, degradation), "inputs": dict(inputs or {})})
 
 
 def input_digests(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, str]:
@@ -76,4 +86,4 @@ def input_digests(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, str
 
 def dvc_params(section: str = "${key}") -> list[str]:
     """The params list of a training stage in ``dvc.yaml``: its trajectory and its output-only keys."""
-    return ["scale", *(f"train.{k}" for k in TRAIN_KEYS), *OUTPUT_KEYS, section]
+    return ["scale", *(f"train.{k}" for k in TRAIN_KEYS), *OUTPUT_KEYS, "degradation", section]

@@ -186,7 +186,7 @@ def test_paper_overlay_resolves_to_the_papers_settings():
     # SRGAN: 1e5 updates at 1e-4 then 1e5 at 1e-5; VGG54 MSE rescaled by 1/12.75; adversarial weight 1e-3; no MSE
     assert (gan.iterations, gan.milestones, gan.gamma) == (2 * 10**5, [10**5], 0.1)
     assert gan.perceptual.layer == "relu5_4" and gan.perceptual.feature_scale == pytest.approx(1 / 12.75)
-    assert gan.gan.model_dump() == {"type": "vanilla", "weight": 1e-3} and gan.pixel.type == "none"
+    assert gan.gan.model_dump() == {"type": "vanilla", "weight": 1e-3, "usm": False} and gan.pixel.type == "none"
     for stage in (rr, es):  # 23 RRDB, 64 features, growth 32; batch 16 of 128x128 HR crops
         assert stage.generator_options == {"num_block": 23, "num_feat": 64, "num_grow_ch": 32}
         assert (stage.batch_size, stage.hr_size, tuple(stage.betas)) == (16, 128, (0.9, 0.999))
@@ -196,8 +196,8 @@ def test_paper_overlay_resolves_to_the_papers_settings():
     # ESRGAN: 1e-4 halved at 50k, 100k, 200k, 300k; L_G = L_percep(conv5_4, before ReLU) + 5e-3 L_RaGAN + 1e-2 L1
     assert (es.lr, es.gamma, es.milestones) == (1e-4, 0.5, [50_000, 100_000, 200_000, 300_000])
     assert es.perceptual.layer == "conv5_4" and es.perceptual.weight == 1.0
-    assert es.gan.model_dump() == {"type": "ragan", "weight": 5e-3}
-    assert es.pixel.model_dump() == {"type": "l1", "weight": 1e-2}
+    assert es.gan.model_dump() == {"type": "ragan", "weight": 5e-3, "usm": False}
+    assert es.pixel.model_dump() == {"type": "l1", "weight": 1e-2, "usm": False}
     assert p.train.vgg_weights == "imagenet" and es.init_from == "models/rrdbnet.pth"
 
 
@@ -212,7 +212,7 @@ def test_overlay_merges_mappings_and_names_bad_chains(tmp_path, capsys, monkeypa
     over.write_text("extends: ../params.yaml\nesrgan:\n  gan: {weight: 1.0e-2}\n  milestones: [7]\n")
     raw = read_params(over)
     full = yaml.safe_load(base.read_text())
-    assert raw["esrgan"]["gan"] == {"type": full["esrgan"]["gan"]["type"], "weight": 1e-2}  # merged key by key
+    assert raw["esrgan"]["gan"] == {**full["esrgan"]["gan"], "weight": 1e-2}  # merged key by key
     assert raw["esrgan"]["milestones"] == [7] and raw["rrdbnet"] == full["rrdbnet"]  # a list replaces
     monkeypatch.chdir(tmp_path)
     assert cli.main(["params", "show", str(over), "-o", str(base)]) == 0  # the base is read before it is replaced
