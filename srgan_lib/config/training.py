@@ -143,3 +143,4 @@ class Train(Section):
     models: Text = "models"
     keep_checkpoints: Int(minimum=1) = 2
     precise_bn: Int(minimum=0) = 50
+    log_degradations: Bool = False  # debug: every sample's real-world draws in <out>/<recipe>/degradations.jsonl

@@ -26,6 +26,7 @@ from srgan_lib.models import count_parameters
 from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
+from srgan_lib.training.degradation_log import DegradationDraws
 from srgan_lib.training.distributed import Dist, init_distributed
 from srgan_lib.training.loop import (
     STOP,
@@ -158,6 +159,8 @@ def train_stage(
     tracker = _tracker(run, params, data, finished)
     validation, checkpoints, mlflow = Validation(validator), Checkpointing(), MLflowTracking(tracker)
     run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow]
+    if cfg.degradation == "realworld":
+        run.callbacks.append(DegradationDraws(tracker, common.log_degradations))
     status, t_loop = "FAILED", time.perf_counter()
     try:
         run.emit("on_start")
@@ -254,8 +257,9 @@ def _open_tracker(run: Run, params: Params, data: PairedPatches) -> Any:
         run_id=run.mlflow_run_id, tags={"srgan.stage": stage, "srgan.kind": "train"},
     )
     if run.mlflow_run_id is None:
+        realworld = {"degradation": params.degradation.model_dump()} if cfg.degradation == "realworld" else {}
         tracker.log_params(tracking.flatten({"scale": params.scale, "train": common.model_dump(),
-                                             stage: cfg.model_dump()}))
+                                             stage: cfg.model_dump(), **realworld}))
         tracker.log_dataset(Path(common.train_list).stem, common.train_list, "training", len(data))
         if common.val_images:
             tracker.log_dataset(Path(common.val_list).stem, common.val_list, "validation",

@@ -95,7 +95,7 @@ class Trainer:
         self.gan_type = cfg.gan.type
         # real-world inputs: Real-ESRGAN's chain on the HR of each batch, from (seed, iteration, global sample)
         self.degradation = params.degradation.settings(self.scale) if cfg.degradation == "realworld" else None
-        self.seed = common.seed
+        self.seed, self.last_draws = common.seed, None  # (the last batch's draws: training/degradation_log.py)
         self.usm = any(t.usm and t.type != "none" for t in (cfg.pixel, cfg.perceptual, cfg.gan))
 
         betas = tuple(cfg.betas)
@@ -179,7 +179,7 @@ class Trainer:
                 raise TrainingError(f"{self.stage}: realworld inputs need the iteration (their random draws' key)")
             per = hr01.shape[0]
             samples = list(range(self.ddp.rank * per, (self.ddp.rank + 1) * per))
-            lr, _ = degrade_batch(hr01.contiguous(), self.degradation, self.seed, iteration, samples)
+            lr, self.last_draws = degrade_batch(hr01.contiguous(), self.degradation, self.seed, iteration, samples)
         return lr.contiguous(memory_format=self.memory_format), hr01
 
     def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None

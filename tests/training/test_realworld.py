@@ -5,6 +5,7 @@ so DDP ranks take their slice of the one-process batch; USM targets reach the lo
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -94,9 +95,29 @@ def test_usm_targets_reach_the_pixel_loss_that_asks_for_them(micro_data, tmp_pat
     assert float(terms["pixel"]) != pytest.approx(float(F.l1_loss(sr, hr01)), rel=1e-3)
 
 
-def test_a_realworld_recipe_trains_and_says_so(micro_data, tmp_path):
-    params = _realworld(micro_data, tmp_path, **{"rrdbnet.pixel.usm": "true"})
+def test_a_realworld_recipe_trains_logs_its_draws_and_says_so(micro_data, tmp_path, monkeypatch):
+    """Trained end to end with MLflow (a real SQLite store): the draws' summary as metrics per logged window (each a
+    frequency in [0, 1] or a mean within its setting's range), the section as params, every sample's draws in the
+    debug log (iteration x batch lines), and the checkpoint says what trained it."""
+    from mlflow.tracking import MlflowClient
+
+    from srgan_lib.tracking import PARENT_ENV
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = _realworld(micro_data, tmp_path, **{"rrdbnet.pixel.usm": "true", "train.log_degradations": "true",
+                                                 "tracking.uri": uri})
     res = train_stage(params, "rrdbnet", progress=False)
     meta = torch.load(res.model_path, map_location="cpu", weights_only=True)["meta"]
     assert meta["degradation"] == "realworld" and meta["losses"]["pixel"] == "l1 x 1 (USM targets)"
     assert 0 < res.validation["psnr_y"] < 60
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(res.mlflow_run_id)
+    assert run.data.params["degradation.jpeg1"] == "[30, 95]"
+    jpeg = client.get_metric_history(run.info.run_id, "degradation.jpeg1.mean")
+    assert [m.step for m in jpeg] == [1, 2, 3, 4, 5, 6] and all(30 <= m.value <= 95 for m in jpeg)
+    assert 0 <= run.data.metrics["degradation.noise1.gaussian"] <= 1
+    lines = [json.loads(line) for line in (res.run_dir / "degradations.jsonl").read_text().splitlines()]
+    assert [(d["iteration"], d["sample"]) for d in lines] == [(i, s) for i in range(1, 7) for s in range(4)]
+    assert all(30 <= d["jpeg1"] <= 95 and d["blur1"]["size"] in range(7, 22, 2) for d in lines)
