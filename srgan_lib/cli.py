@@ -20,7 +20,7 @@ from srgan_lib.commands._entry import execute
 # each two-word group (srgan data ..., srgan metrics ...), COMMANDS maps each command's words to (its module under
 # srgan_lib.commands, its one-line help)
 GROUPS: dict[str, str] = {
-    "data": "data stages: embedded default set, lists, LR generation, training store",
+    "data": "data stages: embedded default set, lists, LR generation, training store; degradation preview",
     "metrics": "measure images: NIQE, PSNR/SSIM",
     "models": "the papers' networks",
     "params": "params.yaml tools",
@@ -30,6 +30,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "lists"): ("data_lists", "validate image folders and write JSON lists per split plus rejects.json"),
     ("data", "degrade"): ("data_degrade", "generate LR images (modcrop + bicubic / scale)"),
     ("data", "store"): ("data_store", "decode the training pairs once into the memory-mapped store training reads"),
+    ("data", "preview"): ("data_preview", "picture training crops beside their real-world degraded LR, with the "
+                          "draws (and log it to MLflow)"),
     ("evaluate",): ("evaluate", "evaluate a method on benchmark sets (PSNR/SSIM on Y and RGB, NIQE)"),
     ("metrics", "niqe"): ("metrics_niqe", "NIQE of each image (MATLAB-calibrated; lower is better)"),
     ("metrics", "compare"): ("metrics_compare", "PSNR and SSIM (Y and RGB) of an SR image against its HR image"),

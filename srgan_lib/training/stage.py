@@ -148,7 +148,6 @@ def train_stage(
     # resumed from the final checkpoint (re-run after a lever that does not change the result, e.g. fused_adam):
     # nothing to train; the outputs are written again from that checkpoint and its MLflow run stays as it ended
     finished = start_iter >= cfg.iterations and stop_after is None
-
     total = cfg.iterations
     end_iter = total if stop_after is None else min(total, start_iter + stop_after)
     loader = batch_loader(data, range(start_iter + 1, end_iter + 1), cfg.batch_size, workers=common.workers,
@@ -158,9 +157,8 @@ def train_stage(
               history=history, val_history=val_history, mlflow_run_id=run_id)
     tracker = _tracker(run, params, data, finished)
     validation, checkpoints, mlflow = Validation(validator), Checkpointing(), MLflowTracking(tracker)
-    run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow]
-    if cfg.degradation == "realworld":
-        run.callbacks.append(DegradationDraws(tracker, common.log_degradations))
+    draws = [DegradationDraws(tracker, common.log_degradations)] if cfg.degradation == "realworld" else []
+    run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow, *draws]
     status, t_loop = "FAILED", time.perf_counter()
     try:
         run.emit("on_start")

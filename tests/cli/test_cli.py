@@ -226,6 +226,8 @@ def test_every_command_runs_with_its_required_arguments_only(tmp_path):
         ("data", "degrade", "--list", str(t / "lists" / "train.json"), "--out", str(t / "lr")),
         ("data", "store", "--list", str(t / "lists" / "train.json"), "--lr-dir", str(t / "lr"), "--out",
          str(t / "store")),
+        ("data", "preview", "--images", str(set5 / "HR"), "--out", str(t / "preview.png"), "--set",
+         "tracking.uri=none"),  # (without --images: the training store, which a fresh clone has not built)
         ("metrics", "niqe", str(hr)),
         ("metrics", "compare", str(t / "sr.png"), str(hr)),
         ("models", "summary", "srresnet"),

@@ -154,23 +154,25 @@ class Draws:
                 "order": "resize+sinc, jpeg" if self.sinc_first else "jpeg, resize+sinc"}
 
     def caption(self, i: int) -> str:
-        """Sample ``i``'s draws in one short line per stage (preview pictures)."""
+        """Sample ``i``'s draws in one short line per order (preview pictures)."""
 
         def k(kd: KernelDraws) -> str:
             f = int(kd.family[i])
             if f == 4:
-                return "-"
+                return "no blur"
             if f == 3:
-                return f"sinc{int(kd.size[i])} w{float(kd.cutoff[i]):.2f}"
-            return f"{kd.kind[i]}{int(kd.size[i])} s{float(kd.sigma_x[i]):.1f}/{float(kd.sigma_y[i]):.1f}"
+                return f"sinc {int(kd.size[i])}px cut {float(kd.cutoff[i]):.2f}"
+            return f"{kd.kind[i]} {int(kd.size[i])}px s {float(kd.sigma_x[i]):.1f}/{float(kd.sigma_y[i]):.1f}"
 
         def n(nd: NoiseDraws) -> str:
-            g = "g" if nd.gray[i] else "c"
-            return f"{'gauss' if nd.gaussian[i] else 'poiss'}{g} {float(nd.value[i]):.1f}"
+            kind = "gauss" if nd.gaussian[i] else "poisson"
+            return f"{kind}{' gray' if nd.gray[i] else ''} {float(nd.value[i]):.1f}"
 
-        return (f"1: {k(self.blur1)} x{self.resize1[0]:.2f} {n(self.noise1)} q{int(self.jpeg1[i])}\n"
-                f"2: {k(self.blur2)} x{self.resize2[0]:.2f} {n(self.noise2)} q{int(self.jpeg2[i])} "
-                f"{k(self.final_sinc)} {'S>J' if self.sinc_first else 'J>S'}")
+        final = "no sinc" if int(self.final_sinc.family[i]) == 4 else k(self.final_sinc)
+        order = "sinc>jpeg" if self.sinc_first else "jpeg>sinc"
+        return (f"1: {k(self.blur1)}, x{self.resize1[0]:.2f} {self.resize1[1]}, {n(self.noise1)}, "
+                f"q{int(self.jpeg1[i])}\n2: {k(self.blur2)}, x{self.resize2[0]:.2f} {self.resize2[1]}, "
+                f"{n(self.noise2)}\n   {final}, q{int(self.jpeg2[i])}, {order}")
 
     def summary(self) -> dict[str, float]:
         """Counts and means over the batch, for MLflow (how often each kernel type, noise and order was drawn)."""
