@@ -30,6 +30,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "lists"): ("data_lists", "validate image folders and write JSON lists per split plus rejects.json"),
     ("data", "degrade"): ("data_degrade", "generate LR images (modcrop + bicubic / scale)"),
     ("data", "store"): ("data_store", "decode the training pairs once into the memory-mapped store training reads"),
+    ("data", "realworld"): ("data_realworld", "write real-world versions of test sets (Set5-RW, Set14-RW) through "
+                            "params.yaml's degradation"),
     ("data", "preview"): ("data_preview", "picture training crops beside their real-world degraded LR, with the "
                           "draws (and log it to MLflow)"),
     ("evaluate",): ("evaluate", "evaluate a method on benchmark sets (PSNR/SSIM on Y and RGB, NIQE)"),

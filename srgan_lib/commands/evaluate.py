@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from srgan_lib.report.tables import format_eval_table
 
     params = fill_from_params(args, add_arguments, _from_params)
-    if params is not None and not args.set and not args.lists:  # the lists stage's test lists
-        args.lists = [params.lists.out]
+    if params is not None and not args.set and not args.lists:  # the lists stage's test lists (+ real-world ones)
+        args.lists = [params.lists.out, *([f"{params.realworld.out}/lists"] if params.realworld.sets else [])]
 
     settings = EvaluateSettings(
         model=args.model, name=args.name, sets=args.set or [], lists=args.lists or [], scale=args.scale,

@@ -27,6 +27,7 @@ from srgan_lib.config.sections import (
     Evaluate,
     Interpolate,
     Lists,
+    Realworld,
     Recipes,
     Register,
     Report,
@@ -54,6 +55,7 @@ with warnings.catch_warnings():  # the field 'register' shadows ABCMeta.register
         lists: Lists
         degrade: Degrade
         degradation: Degradation
+        realworld: Realworld
         evaluate: Evaluate
         report: Report
         register: Register
@@ -175,6 +177,11 @@ def _check_semantics(params: Params, base: Path, folders: bool) -> None:
             raise ParamsError(f"'lists.test[{i}]': test set folder '{folder}' does not exist")
     if len(set(names)) != len(names):
         raise ParamsError(f"'lists.test' names must be unique, got {', '.join(names)}")
+    for i, name in enumerate(params.realworld.sets):
+        if name not in names:
+            raise ParamsError(f"'realworld.sets[{i}]': {name!r} is not a test set of lists.test ({', '.join(names)})")
+        if f"{name}{params.realworld.suffix}" in names:
+            raise ParamsError(f"'realworld.suffix': {name}{params.realworld.suffix} is already a test set's name")
     if "train" in names:
         raise ParamsError("'lists.test': 'train' is reserved for the training split; rename that test set")
     recipes = params.recipes.names()

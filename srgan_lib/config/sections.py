@@ -71,6 +71,16 @@ class Lpips(Section):
     backbone: Text = "imagenet"
 
 
+class Realworld(Section):
+    """Stage ``realworld``: real-world versions of test sets (``Set5-RW``: the ``degradation`` chain, one fixed draw
+    per image), evaluated beside the bicubic ones."""
+
+    sets: ListOf(Text, non_empty=False)  # test sets of lists.test
+    suffix: Text = "-RW"
+    seed: Int(minimum=0) = 0
+    out: Text = "data/realworld"
+
+
 class Evaluate(Section):
     """Stages ``evaluate_baselines`` / ``evaluate_models``."""
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the index needs torch: imported only where a near-duplicate
 log = logging.getLogger(__name__)
 LIST_VERSION = 1
 INDEX = "index.json"
+OWN_LR = "lr"  # a test list's optional key: the set's own LR folder under its root (real-world LR, not bicubic)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from srgan_lib.data.lists import hr_folder, read_list
+from srgan_lib.data.lists import OWN_LR, hr_folder, read_list
 from srgan_lib.data.resize import Kernel, downsample, modcrop, upsample
 from srgan_lib.io.images import iter_image_files, read_image, write_png
 from srgan_lib.metrics import NAMES
@@ -62,6 +62,7 @@ class TestImage:
     name: str
     hr: Path
     lr: Path | None
+    own_lr: bool = False  # the set's own LR (a real-world set): read whatever the LR source says
 
 
 def lr_folder(root: str | Path, scale: int) -> Path:
@@ -85,17 +86,21 @@ def test_set_from_list(list_path: str | Path, scale: int) -> tuple[str, list[Tes
     """(set name, images) from a test-split data list; the LR folder is looked up beside the list's root."""
     data = read_list(list_path)
     root = Path(data["roots"][0])
-    lr_dir = lr_folder(root, scale)
+    own = OWN_LR in data
+    lr_dir = root / data[OWN_LR] if own else lr_folder(root, scale)
     images = []
     for entry in data["images"]:
         lr = lr_dir / f"{entry['name']}.png"
-        images.append(TestImage(entry["name"], Path(entry["path"]), lr if lr.exists() else None))
+        if own and not lr.is_file():
+            raise FileNotFoundError(f"'{list_path}' says its LR is in '{lr_dir}', but '{lr}' is missing; re-run the "
+                                    "stage that wrote it (`dvc repro realworld`)")
+        images.append(TestImage(entry["name"], Path(entry["path"]), lr if lr.exists() else None, own))
     return data["split"], images
 
 
 def _load_pair(img: TestImage, scale: int, lr_source: LRSource, kernel: Kernel) -> tuple[np.ndarray, np.ndarray]:
     hr = modcrop(read_image(img.hr), scale)
-    if lr_source == "generate":
+    if lr_source == "generate" and not img.own_lr:
         return downsample(hr, scale, kernel), hr
     if img.lr is None:
         raise FileNotFoundError(
@@ -187,8 +192,9 @@ def evaluate(
         unavailable = {} if ma_model is not None else unavailable_reasons(ma_unavailable)
         if lpips_model is None:
             unavailable["lpips"] = lpips_unavailable
-        out[name] = {**res, "model": method_name, "scale": scale, "lr_source": lr_source, "lr_kernel": kernel,
-                     "unavailable": unavailable}
+        own = all(i.own_lr for i in images)
+        out[name] = {**res, "model": method_name, "scale": scale, "lr_source": "own" if own else lr_source,
+                     "lr_kernel": "n/a (the set's own LR)" if own else kernel, "unavailable": unavailable}
         if ma_model is not None:
             out[name]["ma_model"] = {"path": ma_model.source, "sha256": ma_model.sha256}
         if lpips_model is not None:

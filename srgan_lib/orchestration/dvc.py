@@ -39,7 +39,7 @@ def trained_section(stage: str) -> str | None:
     return section if group in TRAINING_GROUPS and section else None
 
 
-DATA_STAGES = ("embedded", "lists", "degrade", "store")
+DATA_STAGES = ("embedded", "lists", "degrade", "store", "realworld")
 
 
 def training_stage(params: Params, recipe: str) -> str:

@@ -44,3 +44,10 @@ PAPER_NAMES: dict[str, str] = {"nearest": "Nearest", "bicubic": "Bicubic", "srre
 
 # Tolerances within which the project's bicubic baseline must reproduce the paper row (foundation issue).
 BICUBIC_TOLERANCE: dict[str, tuple[float, float]] = {"Set5": (0.05, 0.002), "Set14": (0.15, 0.004)}
+
+
+def display_name(method: str) -> str:
+    """A method's name in tables and figures: the papers' name where there is one, 'Interp. α=...' for the sweep."""
+    if method.startswith("interp_"):
+        return f"Interp. α={method.removeprefix('interp_')}"
+    return PAPER_NAMES.get(method, method)

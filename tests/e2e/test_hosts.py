@@ -117,7 +117,7 @@ def test_stages_on_two_hosts_exchange_through_the_dvc_remote_and_survive_a_kille
 
     log_a = (a / ".prefect" / "logs" / "worker.log").read_text()
     log_b = (b / ".prefect" / "logs" / "worker.log").read_text()
-    for stage in ("embedded", "lists", "degrade", "store"):
+    for stage in ("embedded", "lists", "degrade", "store", "realworld"):
         assert f"Running stage '{stage}'" in log_a and f"Running stage '{stage}'" not in log_b
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in log_b  # the remote's run-cache
     for stage in ("train_psnr@rrdbnet", "train_gan@esrgan", "interpolate", *EVAL):

@@ -77,7 +77,7 @@ def test_the_remote_keys_checkpoints_by_the_training_trajectory():
 def test_the_recipe_flows_run_their_papers_stages():
     """train-srgan / train-esrgan's stages, derived from params.yaml's recipes, are the papers' pipelines."""
     params = load_params(folders=False)
-    data = ["embedded", "lists", "degrade", "store"]
+    data = ["embedded", "lists", "degrade", "store", "realworld"]
     assert recipe_stages(params, "srgan") == [*data, "train_psnr@srresnet", "train_gan@srgan",
                                               "evaluate_models@srresnet", "evaluate_models@srgan",
                                               "register@srresnet", "register@srgan"]
@@ -92,6 +92,6 @@ def test_the_recipe_flows_run_their_papers_stages():
 def test_hosts_placement_sends_data_stages_to_cpu_and_everything_using_generators_to_gpu(recipe):
     stages = recipe_stages(load_params(folders=False), recipe)
     pools = {s: pool_of(s) for s in stages}
-    assert {s for s, p in pools.items() if p == "cpu"} == {"embedded", "lists", "degrade", "store"}
+    assert {s for s, p in pools.items() if p == "cpu"} == {"embedded", "lists", "degrade", "store", "realworld"}
     assert pool_of("evaluate_baselines@bicubic") == "cpu" and pool_of("report") == "cpu"
     assert pool_of("evaluate_interp") == "gpu"

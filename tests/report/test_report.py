@@ -13,7 +13,7 @@ from PIL import Image
 from srgan_lib.data.resize import modcrop
 from srgan_lib.io.images import read_image
 from srgan_lib.models import build_model
-from srgan_lib.report.markdown import comparison_panels, pick_region
+from srgan_lib.report.figures import comparison_panels, pick_region
 from tests.conftest import BENCHMARKS, run_cli
 
 SET5 = BENCHMARKS / "Set5"  # committed
@@ -103,7 +103,7 @@ def test_perception_distortion_labels_never_overlap_each_other_or_a_marker(tmp_p
     # Set5 of the embedded default: SRResNet, RRDB and the sweep's alpha 0 lie within 0.5 RMSE of each other
     import matplotlib.figure
 
-    from srgan_lib.report import markdown as report
+    from srgan_lib.report import figures as report
 
     rows = {"srresnet": (8.80, 9.42), "rrdbnet": (9.25, 9.41), "srgan": (9.22, 7.31), "esrgan": (10.47, 7.27),
             "bicubic": (10.68, 8.45), "nearest": (13.68, 13.9), "interp_0.00": (9.25, 9.41),

@@ -38,7 +38,7 @@ def apply(hr: torch.Tensor, s: DegradationSettings, d: Draws, gens: list[torch.G
     return (x.clamp(0, 1) * 255.0).round() / 255.0
 
 
-def degrade_batch(hr: torch.Tensor, s: DegradationSettings, seed: int, iteration: int,
+def degrade_batch(hr: torch.Tensor, s: DegradationSettings, seed: int, iteration: int | str,
                   samples: list[int] | None = None) -> tuple[torch.Tensor, Draws]:
     """HR (B, 3, H, W) in [0, 1] -> LR (B, 3, H/scale, W/scale) in [0, 1] (8-bit values) and the draws. Sample i's
     degradation depends only on (seed, iteration, samples[i]) and the batch-level draws of (seed, iteration)

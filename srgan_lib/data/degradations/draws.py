@@ -13,7 +13,7 @@ import torch
 from srgan_lib.data.degradations.settings import KERNEL_TYPES, RESIZE_MODES, Blur, DegradationSettings, Noise, Resize
 
 
-def sample_generator(seed: int, iteration: int, sample: int) -> torch.Generator:
+def sample_generator(seed: int, iteration: int | str, sample: int) -> torch.Generator:
     """The random generator of one sample of one iteration: seeded from (seed, iteration, sample) only (sample -1:
     the batch-level draws, which every DDP rank shares)."""
     digest = hashlib.blake2b(f"{seed}/{iteration}/{sample}".encode(), digest_size=8).digest()
@@ -199,7 +199,8 @@ def _resize_draw(r: Resize, u: torch.Tensor) -> tuple[float, str]:
     return scale, RESIZE_MODES[int(_pick(u[2], r.mode_probs))]
 
 
-def draw(s: DegradationSettings, seed: int, iteration: int, samples: list[int]) -> tuple[Draws, list[torch.Generator]]:
+def draw(s: DegradationSettings, seed: int, iteration: int | str, samples: list[int]
+         ) -> tuple[Draws, list[torch.Generator]]:
     """The draws of a batch whose samples have the global indices ``samples``, and each sample's generator (its
     noise fields come next from it). Sample i's draws depend only on (seed, iteration, samples[i]); the batch-level
     ones on (seed, iteration)."""

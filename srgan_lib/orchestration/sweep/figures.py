@@ -27,7 +27,7 @@ def pd_plane(path: Path, labels: Sequence[str], rmse: Sequence[float], perceptua
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from srgan_lib.report.markdown import save_figure
+    from srgan_lib.report.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
     points = list(zip(rmse, perceptual, strict=True))
