@@ -52,7 +52,7 @@ def paper_params(stage: str, device: str, compile_mode: str, extra: Sequence[str
     ``section.key=value`` overrides, applied last)."""
     raw = read_params(REPO / "configs" / "paper.yaml")  # the overlay laid over params.yaml
     set5 = REPO / "data" / "benchmarks" / "Set5"
-    sets = [f"lists.train=[{set5}]", f"lists.test=[Set5={set5}]",
+    sets = [f"lists.train=[{set5}]", f"lists.test=[Set5={set5}]", "realworld.sets=[Set5]",
             "train.vgg_weights=random", f"train.device={device}", f"train.compile={compile_mode}", "tracking.uri=none",
             f"{stage}.init_from=none", *extra]
     return validate(apply_overrides(raw, sets))

@@ -244,7 +244,7 @@ def micro_data(tmp_path_factory) -> Path:
 def micro_overrides(data: Path, out: Path, stage: str, **extra: object) -> list[str]:
     """Overrides turning params.yaml into the micro profile: tiny networks, batch 4, HR 32, a few iterations."""
     sets = [
-        f"lists.train=[{data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
+        f"lists.train=[{data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]", "realworld.sets=[Set5]",
         f"train.train_list={data / 'lists' / 'train.json'}", f"train.lr_dir={data / 'lr'}",
         f"train.store={data / 'store'}",
         f"train.val_list={data / 'lists' / 'Set5.json'}", "train.val_images=2", "train.val_crop=48",

@@ -162,7 +162,9 @@ def evaluate_set(
     means = {m: float(np.mean([v[m] for v in per_image.values()])) for m in present}
     if any(math.isinf(v) for v in means.values()):
         log.warning("an SR image equals its HR image exactly: PSNR is infinite")
-    return {**means, "n_images": len(per_image), "images": per_image, "files": {i.name: str(i.hr) for i in images}}
+    own = {"lr_files": {i.name: str(i.lr) for i in images}} if all(i.own_lr for i in images) else {}
+    return {**means, "n_images": len(per_image), "images": per_image, "files": {i.name: str(i.hr) for i in images},
+            **own}
 
 
 def evaluate(

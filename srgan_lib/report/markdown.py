@@ -24,6 +24,7 @@ from srgan_lib.data.resize import modcrop
 from srgan_lib.io.images import atomic_path, read_image, write_text
 from srgan_lib.metrics import CONVENTIONS, METRICS, SWEEP, TABLE, format_value
 from srgan_lib.report.figures import comparison_figure, comparison_panels, perception_distortion_figure, pick_region
+from srgan_lib.report.realworld import realworld_lines, split_realworld
 from srgan_lib.report.references import PAPER_NAMES, PAPER_ROWS, display_name
 
 Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
@@ -160,14 +161,15 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
     """Write the report folder (see the module docstring) from the evaluation results; returns what it wrote.
     ``figure_methods``: the methods in the comparison figures (default: bicubic and every trained model)."""
     out, figs = Path(out_dir), Path(out_dir) / "figures"
-    evals = load_evaluations(*eval_dirs)
+    every = load_evaluations(*eval_dirs)
+    evals, rw = split_realworld(every)  # the papers' sets here; the real-world ones in a section of their own
     if figure_methods is None:
         figure_methods = ["bicubic", *(m for m in evals if m not in BASELINE_NAMES and not m.startswith("interp_"))]
-    if not evals:
+    if not every:
         raise FileNotFoundError(f"no evaluation results (*.json) in {', '.join(map(str, eval_dirs))}: run the "
                                 "evaluate stages first (`srgan repro`)")
     out.mkdir(parents=True, exist_ok=True)
-    frame = per_image_frame(evals)
+    frame = per_image_frame(every)
     with atomic_path(out / "per_image.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
     table = paper_table(evals)
@@ -219,5 +221,7 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
     if figure_md:
         lines += ["", "## Comparisons", "", "Full image with the zoomed region in red; under each crop: PSNR-Y / NIQE "
                   "of the whole image.", "", *figure_md]
+    rw_lines, rw_figures = realworld_lines(rw, Path(sr_dir) if sr_dir else None, figs, figure_methods, crop)
+    lines, figures = lines + rw_lines, figures + rw_figures
     report = write_text(out / "report.md", "\n".join(lines) + "\n")
     return ReportSummary(report, table, figures, axis)

@@ -226,6 +226,8 @@ def test_every_command_runs_with_its_required_arguments_only(tmp_path):
         ("data", "degrade", "--list", str(t / "lists" / "train.json"), "--out", str(t / "lr")),
         ("data", "store", "--list", str(t / "lists" / "train.json"), "--lr-dir", str(t / "lr"), "--out",
          str(t / "store")),
+        ("data", "realworld", "--set", f"lists.out={t / 'lists'}", f"realworld.out={t / 'rw'}",
+         "realworld.sets=[Set5]"),
         ("data", "preview", "--images", str(set5 / "HR"), "--out", str(t / "preview.png"), "--set",
          "tracking.uri=none"),  # (without --images: the training store, which a fresh clone has not built)
         ("metrics", "niqe", str(hr)),
@@ -247,4 +249,5 @@ def test_every_command_runs_with_its_required_arguments_only(tmp_path):
         res = run_cli(*args, check=False)
         assert res.returncode == 0, (args, res.stdout[-1500:], res.stderr[-1500:])
     assert (t / "store").is_dir() and list((t / "up").glob("*.png")) and (t / "g.onnx").is_file()
+    assert len(list((t / "rw" / "Set5-RW" / "LR" / "X4").glob("*.png"))) == 5 and (t / "preview.png").is_file()
     assert (t / "report" / "report.md").is_file() and list((t / "interp").glob("*.pth"))

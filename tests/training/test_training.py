@@ -351,7 +351,7 @@ def test_bad_training_params_name_the_key(override, message):
 def test_paper_configuration_smoke(stage, micro_data, tmp_path):
     """Two iterations of each recipe exactly as configs/paper.yaml sets it (batch 16, HR 96/128, full networks)."""
     params = load_params(REPO / "configs" / "paper.yaml", [
-        f"lists.train=[{micro_data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]",
+        f"lists.train=[{micro_data / 'raw'}]", f"lists.test=[Set5={BENCHMARKS / 'Set5'}]", "realworld.sets=[Set5]",
         f"train.train_list={micro_data / 'lists' / 'train.json'}", f"train.lr_dir={micro_data / 'lr'}",
         f"train.store={micro_data / 'store'}", "train.workers=2",  # the paper profile's worker processes, on CPU
         "train.vgg_weights=random", "train.val_images=0", "tracking.uri=none",
