@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     s = degrade(sources, args.out, scale=args.scale, kernel=args.kernel)
     print(
         f"degrade: x{args.scale} {args.kernel} bicubic -> {s.out_dir}/  written {s.written}, "
-        f"up to date {s.up_to_date}, removed {s.removed}  ({time.perf_counter() - start:.1f} s)"
+        f"up to date {s.up_to_date}, removed {s.removed}"
+        f"{f', {s.paired} paired (their folder own LR/X{args.scale})' if s.paired else ''}"
+        f"  ({time.perf_counter() - start:.1f} s)"
     )
     return 0
 

@@ -1,4 +1,7 @@
-"""LR generation stage: modcrop each HR image to a multiple of the scale and downsample it with bicubic.
+"""LR generation stage: modcrop each HR image to a multiple of the scale and downsample it with bicubic, or, for a
+training folder that brings its own LR (``<folder>/HR/x.png`` beside ``<folder>/LR/X<scale>/x.png``: camera pairs
+such as RealSR or DRealSR), take that LR as it is (checked to be the modcropped HR's size / scale) and mark the pair
+``paired`` in the manifest, so real-world recipes can train on it.
 
 Outputs mirror the inputs' relative paths as PNG under ``out_dir``. A ``manifest.json`` records, per output, the source
 file's size and SHA-256 and the settings, so a re-run recomputes only new or changed images (incremental) and removes
@@ -13,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from srgan_lib.data.lists import hr_folder, read_list
@@ -29,6 +33,7 @@ class DegradeSummary:
 
     written: int = 0
     up_to_date: int = 0
+    paired: int = 0  # of which the folder's own LR
     removed: int = 0
     out_dir: str = ""
 
@@ -55,6 +60,26 @@ def _stamp(path: Path) -> dict[str, int | str]:
     return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
+def own_lr(src: Path, scale: int) -> Path | None:
+    """The LR a training image brings along: ``<root>/LR/X<scale>/<stem>.<ext>`` for ``<root>/HR/<stem>.<ext>``
+    (PNG looked for first, then the HR's own extension); None when there is none."""
+    if src.parent.name != "HR":
+        return None
+    folder = src.parent.parent / "LR" / f"X{scale}"
+    return next((p for p in (folder / f"{src.stem}.png", folder / src.name) if p.is_file()), None)
+
+
+def _paired_lr(src: Path, lr_path: Path, scale: int) -> np.ndarray:
+    hr = read_image(src)
+    lr = read_image(lr_path)
+    want = (hr.shape[0] // scale, hr.shape[1] // scale)
+    if lr.shape[:2] != want:
+        raise ValueError(f"LR '{lr_path}' is {lr.shape[1]}x{lr.shape[0]}, but its HR '{src}' ({hr.shape[1]}x"
+                         f"{hr.shape[0]}) needs {want[1]}x{want[0]} at x{scale} (HR modcropped / scale); fix or remove "
+                         "the pair")
+    return lr
+
+
 def degrade(
     sources: list[tuple[Path, str]], out_dir: str | Path, *, scale: int = 4, kernel: Kernel = "matlab"
 ) -> DegradeSummary:
@@ -79,12 +104,17 @@ def degrade(
     if len(set(rels)) != len(rels):
         raise ValueError("two source images map to the same output name; give them distinct relative paths")
     for src, rel in tqdm(sources, desc="degrade", unit="img", leave=False, disable=None):
-        stamp = {"source": src.as_posix(), **_stamp(src)}
+        stamp: dict = {"source": src.as_posix(), **_stamp(src)}
+        lr_path = own_lr(src, scale)
+        if lr_path is not None:
+            stamp["paired"] = {"lr": lr_path.as_posix(), **_stamp(lr_path)}
+            summary.paired += 1
         target = out / rel
         if old_items.get(rel) == stamp and target.exists():
             summary.up_to_date += 1
         else:
-            write_png(target, downsample(read_image(src), scale, kernel))
+            write_png(target, downsample(read_image(src), scale, kernel) if lr_path is None
+                      else _paired_lr(src, lr_path, scale))
             summary.written += 1
         items[rel] = stamp
     for rel in set(old.get("items", {})) - set(items):

@@ -72,6 +72,8 @@ def build_store(train_list: str | Path, lr_dir: str | Path, out: str | Path, *, 
     start = time.perf_counter()
     out, lr_dir = Path(out), Path(lr_dir)
     pairs = [(src, lr_dir / rel) for src, rel in sources_from_list(train_list)]
+    manifest = lr_dir / MANIFEST
+    stamps = json.loads(manifest.read_text(encoding="utf-8")).get("items", {}) if manifest.is_file() else {}
     if not pairs:
         raise StoreError(f"training list '{train_list}' holds no images")
     missing = [lr for _, lr in pairs if not lr.is_file()]
@@ -94,7 +96,8 @@ def build_store(train_list: str | Path, lr_dir: str | Path, out: str | Path, *, 
                         f"LR '{lr_path}' is {lr.shape[1]}x{lr.shape[0]}, HR '{hr_path}' modcropped is "
                         f"{hr.shape[1]}x{hr.shape[0]}: not x{scale}; re-run the degrade stage with scale {scale}"
                     )
-                entry = {"hr_path": str(hr_path), "lr_path": str(lr_path)}
+                rel = lr_path.relative_to(lr_dir).as_posix()
+                entry = {"hr_path": str(hr_path), "lr_path": str(lr_path), "paired": "paired" in stamps.get(rel, {})}
                 for key, arr, fh in (("hr", hr, fh_hr), ("lr", lr, fh_lr)):
                     fh.write(np.ascontiguousarray(arr).tobytes())
                     entry[f"{key}_offset"], entry[f"{key}_shape"] = offsets[key], list(arr.shape)
@@ -174,6 +177,10 @@ class TrainingStore:
 
     def lr(self, i: int) -> np.ndarray:
         return self._view("lr", i)
+
+    def paired(self, i: int) -> bool:
+        """Whether image ``i``'s LR is its folder's own (a camera pair), not the degrade stage's bicubic."""
+        return bool(self.images[i].get("paired", False))
 
     def min_hr_side(self) -> tuple[int, str]:
         """The shortest HR side in the store and the file it belongs to."""

@@ -53,6 +53,18 @@ class PairedPatches:
         return torch.from_numpy(lrs).permute(0, 3, 1, 2), torch.from_numpy(hrs).permute(0, 3, 1, 2)
 
 
+    def own_lr(self, iteration: int, batch_size: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        """Which samples of this rank's slice of ``iteration``'s batch come from images with their own LR (paired
+        data): the same draw of image indices as :meth:`batch`, without the pixels."""
+        idx = np.random.default_rng([self.seed, iteration]).integers(len(self.store), size=batch_size)
+        per = batch_size // world_size
+        return torch.tensor([self.store.paired(int(i)) for i in idx[rank * per:(rank + 1) * per]])
+
+    @property
+    def any_paired(self) -> bool:
+        return any(self.store.paired(i) for i in range(len(self.store)))
+
+
 def augment(img: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """Horizontal flip, vertical flip, transpose (with the flips: all 8 dihedral transforms, as in ESRGAN)."""
     if flags[0]:

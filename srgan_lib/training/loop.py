@@ -77,6 +77,7 @@ class Run:
     mlflow_run_id: str | None = None
     last_terms: dict[str, float] = field(default_factory=dict)
     callbacks: list[Callback] = field(default_factory=list)
+    own_lr: Any = None  # iteration -> which samples of this rank's batch have their own LR (paired data), or None
 
     @property
     def total(self) -> int:
@@ -286,7 +287,7 @@ def _iterations(run: Run) -> None:
     for it, (lr_u8, hr_u8) in zip(range(run.start_iter + 1, run.end_iter + 1), run.loader, strict=True):
         lr_now = trainer.set_lr(it)
         try:
-            terms = trainer.step(lr_u8, hr_u8, it)
+            terms = trainer.step(lr_u8, hr_u8, it, run.own_lr(it) if run.own_lr else None)
             if it % trainer.sync_every == 0 or it % cfg.log_every == 0 or it % cfg.ckpt_every == 0 \
                     or it == run.end_iter:
                 trainer.sync()

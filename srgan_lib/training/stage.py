@@ -157,8 +157,8 @@ def train_stage(
               history=history, val_history=val_history, mlflow_run_id=run_id)
     tracker = _tracker(run, params, data, finished)
     validation, checkpoints, mlflow = Validation(validator), Checkpointing(), MLflowTracking(tracker)
-    draws = [DegradationDraws(tracker, common.log_degradations)] if cfg.degradation == "realworld" else []
-    run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow, *draws]
+    run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow,
+                     *_realworld_hooks(run, tracker, data)]
     status, t_loop = "FAILED", time.perf_counter()
     try:
         run.emit("on_start")
@@ -186,6 +186,15 @@ def train_stage(
         run.emit("on_end", status)
         if ddp.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _realworld_hooks(run: Run, tracker: Any, data: PairedPatches) -> list[DegradationDraws]:
+    """A realworld recipe's draws logger, and which samples have their own LR (paired data) for the loop."""
+    if run.cfg.degradation != "realworld":
+        return []
+    if data.any_paired:
+        run.own_lr = lambda it: data.own_lr(it, run.cfg.batch_size, run.ddp.rank, run.ddp.world_size)
+    return [DegradationDraws(tracker, run.common.log_degradations)]
 
 
 def _devices(common: Train) -> tuple[Dist, torch.device]:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from srgan_lib import losses
-from srgan_lib.data.degradations import degrade_batch, usm_sharp
+from srgan_lib.data.degradations import usm_sharp
 from srgan_lib.hardware import resolve_compute_format
 from srgan_lib.models import build_model, count_parameters, from_unit, load_generator_state, output_range, to_unit
 from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
@@ -34,6 +34,7 @@ from srgan_lib.training import NonFiniteLoss, TrainingError
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
 from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
+from srgan_lib.training.realworld import realworld_lr
 
 if TYPE_CHECKING:
     from srgan_lib.config.params import Params
@@ -96,6 +97,7 @@ class Trainer:
         # real-world inputs: Real-ESRGAN's chain on the HR of each batch, from (seed, iteration, global sample)
         self.degradation = params.degradation.settings(self.scale) if cfg.degradation == "realworld" else None
         self.seed, self.last_draws = common.seed, None  # (the last batch's draws: training/degradation_log.py)
+        self.paired_prob = params.degradation.paired_prob
         self.usm = any(t.usm and t.type != "none" for t in (cfg.pixel, cfg.perceptual, cfg.gan))
 
         betas = tuple(cfg.betas)
@@ -165,28 +167,26 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def inputs(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None,
+               own: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch on the device: (LR, HR) in [0, 1]; with ``degradation: realworld`` the LR is made here from the
-        HR by the degradation chain, sample i drawn from (seed, ``iteration``, its index in the global batch), so
-        a resumed run and every DDP layout see the same inputs."""
-        nb = self.cuda
-        hr01 = (hr_u8.to(self.device, non_blocking=nb).float() / 255).contiguous(memory_format=self.memory_format)
-        if self.degradation is None:
-            lr = lr_u8.to(self.device, non_blocking=nb).float() / 255
-        else:
+        HR (:func:`~srgan_lib.training.realworld.realworld_lr`; ``own``: the samples whose stored LR is their
+        image's own), keyed by (seed, ``iteration``, global sample)."""
+        hr01, lr = (t.to(self.device, non_blocking=self.cuda).float() / 255 for t in (hr_u8, lr_u8))
+        hr01 = hr01.contiguous(memory_format=self.memory_format)
+        if self.degradation is not None:
             if iteration is None:
                 raise TrainingError(f"{self.stage}: realworld inputs need the iteration (their random draws' key)")
-            per = hr01.shape[0]
-            samples = list(range(self.ddp.rank * per, (self.ddp.rank + 1) * per))
-            lr, self.last_draws = degrade_batch(hr01.contiguous(), self.degradation, self.seed, iteration, samples)
+            samples = list(range(self.ddp.rank * len(hr01), (self.ddp.rank + 1) * len(hr01)))
+            lr, self.last_draws = realworld_lr(hr01, lr, self.degradation, self.seed, iteration, samples, own,
+                                               self.paired_prob)
         return lr.contiguous(memory_format=self.memory_format), hr01
 
-    def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None
-             ) -> dict[str, torch.Tensor]:
+    def step(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor, iteration: int | None = None,
+             own: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One generator update and ``d_steps`` discriminator updates of ``iteration``'s batch; the loss terms."""
         cfg = self.cfg
-        lr, hr01 = self.inputs(lr_u8, hr_u8, iteration)
+        lr, hr01 = self.inputs(lr_u8, hr_u8, iteration, own)
         hr = from_unit(hr01, self.out_range)  # the generator's native range
         sharp01 = usm_sharp(hr01) if self.usm else hr01  # Real-ESRGAN's targets, per loss term (``usm``)
         sharp = from_unit(sharp01, self.out_range) if self.usm else hr
@@ -345,8 +345,8 @@ class Trainer:
                         m.momentum = None  # a cumulative average over the batches
                 net.train()
                 for k in range(batches):  # batches beyond the run's own: a pure function of (seed, index)
-                    index = self.cfg.iterations + 1 + k
-                    lr, _ = self.inputs(*patches.batch(index, self.cfg.batch_size), iteration=index)
+                    index, size = self.cfg.iterations + 1 + k, self.cfg.batch_size
+                    lr, _ = self.inputs(*patches.batch(index, size), index, patches.own_lr(index, size))
                     with self._autocast():
                         net(lr)
                 for m in net.modules():

@@ -32,8 +32,8 @@ BIN = Path(sys.executable).parent
 MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
 TRAINING = {"srresnet": "train_psnr@srresnet", "srgan": "train_gan@srgan", "rrdbnet": "train_psnr@rrdbnet",
             "esrgan": "train_gan@esrgan"}  # dvc.yaml's foreach groups
-ALL_STAGES = ["embedded", "lists", "degrade", "store", "evaluate_baselines@bicubic", "evaluate_baselines@nearest",
-              "interpolate", *TRAINING.values(), *(f"evaluate_models@{m}" for m in MODELS),
+ALL_STAGES = ["embedded", "lists", "degrade", "store", "realworld", "evaluate_baselines@bicubic",
+              "evaluate_baselines@nearest", "interpolate", *TRAINING.values(), *(f"evaluate_models@{m}" for m in MODELS),
               "evaluate_interp", "report", *(f"register@{m}" for m in MODELS)]
 
 
@@ -144,6 +144,11 @@ def test_interrupted_repro_resumes_from_completed_stages(repo, tmp_path):
     report = (repo / "reports/report/report.md").read_text()
     assert "| Bicubic (paper)" in report and "| ESRGAN (ours)" in report and "Interp. α=0.50" in report
     assert len(list((repo / "reports/report/figures").glob("Set14_*.png"))) == 14
+    # the real-world sets: every method on them, in a section and figures of their own (degraded LR, models, HR)
+    assert len(list((repo / "data/realworld/Set14-RW/LR/X4").glob("*.png"))) == 14
+    assert metrics["bicubic"]["Set14-RW"]["psnr_y"] < metrics["bicubic"]["Set14"]["psnr_y"] - 2
+    assert "## Real-world sets" in report and "| ESRGAN " in report.split("## Real-world sets")[1]
+    assert len(list((repo / "reports/report/figures").glob("Set14-RW_*.png"))) == 14
     interp = json.loads((repo / "metrics/interp.json").read_text())
     for end, model in (("interp_0.00", "rrdbnet"), ("interp_1.00", "esrgan")):  # the sweep's ends are the models
         assert interp[end]["Set5"] == json.loads((repo / f"metrics/{model}.json").read_text())[model]["Set5"]
@@ -177,7 +182,7 @@ def test_a_change_outside_a_stages_code_leaves_it_up_to_date(repo):
     tiff, plot = "TIFF_STRUCTURE_TAGS = frozenset({", "def save_figure(fig, path: Path) -> Path:"
     edits = {"srgan_lib/cli.py": ("Train, evaluate and serve", "Train, evaluate and deploy"),
              "srgan_lib/inference/files.py": (tiff, tiff + "253, "),
-             "srgan_lib/report/markdown.py": (plot, plot + "  # edited")}
+             "srgan_lib/report/figures.py": (plot, plot + "  # edited")}
     originals = {f: (repo / f).read_text() for f in edits}
     try:
         for f, (old, new) in edits.items():
@@ -221,7 +226,7 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
               for d in esrgan.inputs.dataset_inputs}
     assert inputs == {("train", "training"), ("Set5", "validation")}
     evaluation = client.get_run(children["evaluate/esrgan"].info.run_id)
-    assert {d.dataset.name for d in evaluation.inputs.dataset_inputs} == {"Set5", "Set14"}
+    assert {d.dataset.name for d in evaluation.inputs.dataset_inputs} == {"Set5", "Set14", "Set5-RW", "Set14-RW"}
     assert "per_image.json" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
     assert any(a.path == "images" for a in client.list_artifacts(esrgan.info.run_id))  # log_image's folder
     # the register stages: four registered models, each version a logged MLflow Model of its training run
