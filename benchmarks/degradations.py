@@ -39,11 +39,18 @@ from srgan_lib.training.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _median(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeats):
+        _sync()
         start = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -71,7 +78,7 @@ def _numpy_kernel(k: dg.KernelDraws, i: int) -> np.ndarray:
 
 
 def _filter_one(x: torch.Tensor, kern: np.ndarray) -> torch.Tensor:
-    k = torch.from_numpy(np.asarray(kern, np.float64)).float()
+    k = torch.from_numpy(np.asarray(kern, np.float64)).float().to(x.device)
     pad = k.shape[-1] // 2
     mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
     return F.conv2d(F.pad(x, (pad,) * 4, mode=mode), k.expand(3, 1, *k.shape), groups=3)
@@ -109,11 +116,14 @@ def _pair(hr: torch.Tensor, settings: DegradationSettings, repeats: int, counter
     for _ in range(repeats):
         counter[0] += 1
         it = counter[0]
+        _sync()
         start = time.perf_counter()
         a, _ = degrade_batch(hr, settings, seed=0, iteration=it)
+        _sync()
         ours_t.append(time.perf_counter() - start)
         start = time.perf_counter()
         b = reference(hr, settings, seed=0, iteration=it)
+        _sync()
         ref_t.append(time.perf_counter() - start)
         diff = max(diff, float((a - b).abs().max()) * 255)
     ours, ref = statistics.median(ours_t), statistics.median(ref_t)
@@ -125,20 +135,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5, help="timed calls of each, interleaved (median)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu.sh)")
     args = p.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
     settings = DegradationSettings()
     params = override(load_params(REPO / "params.yaml", folders=False), ["tracking.uri=none"])
     rows: dict[str, dict] = {}
     counter = [0]
-    x4plus = torch.rand(12, 3, 256, 256)
+    x4plus = torch.rand(12, 3, 256, 256, device=device)
     _pair(x4plus, settings, 1, counter)  # warm-up (imports, first JPEG)
     rows["x4plus batch 12 GT 256"] = _pair(x4plus, settings, args.repeats, counter)
     for recipe in ("srresnet", "rrdbnet"):
         cfg = params.stage(recipe)
         b, hr_size = cfg.batch_size, cfg.hr_size
-        trainer = Trainer(recipe, params, torch.device("cpu"), Dist())
-        hr = torch.rand(b, 3, hr_size, hr_size)
+        trainer = Trainer(recipe, params, device, Dist())
+        hr = torch.rand(b, 3, hr_size, hr_size, device=device)
         lr_u8 = torch.randint(0, 256, (b, 3, hr_size // 4, hr_size // 4), dtype=torch.uint8)
         hr_u8 = (hr * 255).round().to(torch.uint8)
         trainer.step(lr_u8, hr_u8)
@@ -160,7 +172,8 @@ def main() -> None:
             print(f"    training step {row['train_step_s'] * 1e3:.1f} ms ({row['precision']}): degradation = "
                   f"{row['degradation_share_of_step']:.2f} x the step (target <= 0.15)")
     if args.json:
-        out = {"cpu": cpu_name(), "machine": platform.machine(), "threads": torch.get_num_threads(),
+        out = {"cpu": cpu_name(), "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+               "machine": platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__, "repeats": args.repeats, "rows": rows,
                "command": "python benchmarks/degradations.py " + " ".join(sys.argv[1:])}
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

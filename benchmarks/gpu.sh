@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU figures in one run (at most ~8 minutes on one recent GPU): the four recipes' step time at the papers'
+# The GPU figures in one run (at most ~12 minutes on one recent GPU): the four recipes' step time at the papers'
 # batch/crop with the levers off and on, RRDBNet-23 inference MP/s at tile 256/512/whole in fp32/bf16/fp16 with the
-# reduced precisions' PSNR against fp32, peak memory. Writes benchmarks/results/gpu-<device>.json (commit it).
+# reduced precisions' PSNR against fp32, peak memory; then the real-world degradation chain's batches/s beside its
+# per-sample reference. Writes benchmarks/results/gpu-<device>.json and degradations-<device>.json (commit them).
 #   benchmarks/gpu.sh              # on a machine with a CUDA GPU, from the repository root's .venv
 #   benchmarks/gpu.sh --tiny       # a CPU smoke run (tiny networks; tests/test_benchmarks.py)
 set -euo pipefail
@@ -15,4 +16,7 @@ if [ "${1:-}" = "--tiny" ]; then
 fi
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible: run with --tiny for the CPU smoke run')"
 NAME="$("$PY" -c "import torch, re; print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-'))")"
-exec timeout 480 "$PY" benchmarks/gpu.py --device cuda --compile default --json "benchmarks/results/gpu-${NAME}.json" "$@"
+timeout 480 "$PY" benchmarks/gpu.py --device cuda --compile default --json "benchmarks/results/gpu-${NAME}.json" "$@"
+# the real-world degradation chain on CUDA beside its per-sample reference and the embedded training steps (~1 min)
+exec timeout 240 "$PY" benchmarks/degradations.py --device cuda --repeats 10 \
+  --json "benchmarks/results/degradations-${NAME}.json"
