@@ -41,8 +41,10 @@ def crops_from_folder(folder: str | Path, n: int, size: int, seed: int) -> torch
         except ImageReadError as exc:
             skipped.append(f"{path}: {exc}")
             continue
-        (images if min(img.shape[:2]) >= size else skipped).append(img if min(img.shape[:2]) >= size else
-                                                                   f"{path}: smaller than the {size}-pixel crop")
+        if min(img.shape[:2]) >= size:
+            images.append(img)
+        else:
+            skipped.append(f"{path}: smaller than the {size}-pixel crop")
     for line in skipped:
         log.warning("preview: skipped %s", line)
     if not images:

@@ -91,12 +91,19 @@ def test_gaussian_noise_has_its_sigma_and_gray_noise_is_per_sample():
 
 
 def test_poisson_noise_variance_grows_with_intensity():
+    """Var = scale^2 I / L, L = 2^ceil(log2(distinct 8-bit values)) as BasicSR's generate_poisson_noise_pt: a ramp with
+    all 256 levels gets L = 256; a flat image (one value) L = 1, the published chain's strong noise on flat crops."""
+    ramp = (torch.arange(256, dtype=torch.float32) / 255).view(1, 1, 1, 256).expand(2, 3, 256, 256).contiguous()
     gens = [dg.sample_generator(2, 1, i) for i in range(2)]
-    levels = torch.tensor([0.1, 0.8]).view(2, 1, 1, 1).expand(2, 3, 128, 128).contiguous()
-    out = dg.poisson_noise(levels, torch.tensor([1.0, 1.0]), torch.tensor([False, False]), gens)
-    var = ((out - levels) ** 2).mean(dim=(1, 2, 3))
-    expected = levels[:, 0, 0, 0] / dg.POISSON_LEVELS  # scale^2 * I / 256
-    np.testing.assert_allclose(var.numpy(), expected.numpy(), rtol=0.05)
+    assert dg.poisson_levels(ramp[0]) == 256 and dg.poisson_levels(torch.full((3, 8, 8), 0.5)) == 1
+    out = dg.poisson_noise(ramp, torch.tensor([1.0, 2.0]), torch.tensor([False, False]), gens)
+    noise = out - ramp
+    for j in (26, 204):  # I = 0.1 and 0.8
+        var = noise[:, :, :, j - 2:j + 3].pow(2).mean(dim=(1, 2, 3))
+        intensity = float(ramp[0, 0, 0, j - 2:j + 3].mean())
+        np.testing.assert_allclose(var.numpy(), np.array([1.0, 4.0]) * intensity / 256, rtol=0.06)
+    gray = dg.poisson_noise(ramp[:1], torch.tensor([1.0]), torch.tensor([True]), gens[:1]) - ramp[:1]
+    assert torch.equal(gray[0, 0], gray[0, 1]) and torch.equal(gray[0, 1], gray[0, 2])
 
 
 def test_jpeg_is_libjpeg_as_pillow_writes_it():

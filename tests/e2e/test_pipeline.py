@@ -33,8 +33,9 @@ MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
 TRAINING = {"srresnet": "train_psnr@srresnet", "srgan": "train_gan@srgan", "rrdbnet": "train_psnr@rrdbnet",
             "esrgan": "train_gan@esrgan"}  # dvc.yaml's foreach groups
 ALL_STAGES = ["embedded", "lists", "degrade", "store", "realworld", "evaluate_baselines@bicubic",
-              "evaluate_baselines@nearest", "interpolate", *TRAINING.values(), *(f"evaluate_models@{m}" for m in MODELS),
-              "evaluate_interp", "report", *(f"register@{m}" for m in MODELS)]
+              "evaluate_baselines@nearest", "interpolate", *TRAINING.values(),
+              *(f"evaluate_models@{m}" for m in MODELS), "evaluate_interp", "report",
+              *(f"register@{m}" for m in MODELS)]
 
 
 def _env(**extra: str) -> dict[str, str]:

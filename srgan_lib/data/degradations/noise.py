@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 
 from srgan_lib.data.degradations.draws import NoiseDraws
 
-POISSON_LEVELS = 256.0  # intensity quantisation of Poisson noise: Var = scale^2 * I / 256 (I in [0, 1])
+GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale, which the published chain uses
+
+
+def _to8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255.0).round() / 255.0
+
+
+def poisson_levels(img: torch.Tensor) -> float:
+    """The photon-count scale of Poisson noise on ``img`` (8-bit values in [0, 1]), as the published chain sets it:
+    2^ceil(log2(number of distinct values)): 256 for most photographs, fewer for flat crops (stronger noise)."""
+    return float(2 ** math.ceil(math.log2(max(int(torch.unique(img).numel()), 1))))
 
 
 def noise_fields(x: torch.Tensor, n: NoiseDraws, gens: list[torch.Generator]) -> torch.Tensor:
-    """Each sample's noise, from its own generator: Gaussian N(0, (value/255)^2) or Poisson (Poisson(I * 256) / 256
-    - I) * value, so Var = value^2 I / 256; a gray sample has one field for all its channels (Poisson: on its BT.601
-    luma), a colour sample one per channel."""
+    """Each sample's noise, from its own generator: Gaussian N(0, (value/255)^2), or Poisson on the image rounded to
+    8 bits, (Poisson(I L) / L - I) * value with L = :func:`poisson_levels` (Var = value^2 I / L), as BasicSR's
+    ``generate_poisson_noise_pt``; a gray sample has one field for all its channels (Poisson: on its luma), a colour
+    sample one per channel."""
     b, c, h, w = x.shape
     out = []
     for i in range(b):
         if n.gaussian[i]:
             field = torch.randn((1 if n.gray[i] else c, h, w), generator=gens[i]) * (float(n.value[i]) / 255.0)
         else:
-            img = x[i].detach().clamp(0, 1).cpu().float()
-            base = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]).unsqueeze(0) if n.gray[i] else img
-            field = (torch.poisson(base * POISSON_LEVELS, generator=gens[i]) / POISSON_LEVELS - base) * float(
-                n.value[i])
+            img = x[i].detach().cpu().float()
+            base = _to8(sum(w * img[k] for k, w in enumerate(GRAY)).unsqueeze(0) if n.gray[i] else img)
+            levels = poisson_levels(base)
+            field = (torch.poisson(base * levels, generator=gens[i]) / levels - base) * float(n.value[i])
         out.append(field.expand(c, h, w))
     return torch.stack(out).to(x)
 
