@@ -31,7 +31,7 @@ def _sh(cmd: list[str], cwd: Path) -> str:
 def test_a_fifth_recipe_is_trained_evaluated_registered_and_reported(tmp_path):
     repo = micro_repo(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params[NEW] = {**params["rrdbnet"], "pixel": {"type": "mse", "weight": 1.0}}
+    params[NEW] = {**params["rrdbnet"], "pixel": {"type": "mse", "weight": 1.0, "usm": False}}
     params["recipes"]["scratch"].append(NEW)
     params["evaluate"]["models"].append(NEW)
     params["register"]["models"].append(NEW)
@@ -42,8 +42,8 @@ def test_a_fifth_recipe_is_trained_evaluated_registered_and_reported(tmp_path):
     out = _sh([str(BIN / "dvc"), "repro", f"register@{NEW}"], repo)
     assert f"python -m srgan_lib.commands.train {NEW}" in out  # `srgan train NAME`, as dvc.yaml runs it
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"embedded", "lists", "degrade", "store", f"train_psnr@{NEW}", "evaluate_baselines@bicubic",
-                   f"evaluate_models@{NEW}", f"register@{NEW}"}, ran  # nothing of the other four recipes
+    assert ran == {"embedded", "lists", "degrade", "store", "realworld", f"train_psnr@{NEW}",
+                   "evaluate_baselines@bicubic", f"evaluate_models@{NEW}", f"register@{NEW}"}, ran  # not the other four
 
     summary = json.loads((repo / "runs" / NEW / "summary.json").read_text())
     assert summary  # its training wrote its summary under its own name
