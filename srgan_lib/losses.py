@@ -11,7 +11,7 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -49,20 +49,42 @@ class PerceptualLoss(nn.Module):
     The HR features carry no graph (they are a target), so only the SR branch is differentiated.
     """
 
-    def __init__(self, extractor: nn.Module, kind: str = "mse", feature_scale: float = 1.0) -> None:
+    def __init__(self, extractor: nn.Module, kind: str = "mse", feature_scale: float = 1.0,
+                 layer_weights: Mapping[str, float] | None = None) -> None:
+        """``layer_weights``: with an extractor of several layers (a dict out), the weighted sum over them
+        (Real-ESRGAN: conv1_2 0.1, conv2_2 0.1, conv3_4 1, conv4_4 1, conv5_4 1), as BasicSR's PerceptualLoss."""
         super().__init__()
         self.extractor = extractor
         self.kind = kind
         self.fn = criterion(kind)
         self.feature_scale = float(feature_scale)
+        self.layer_weights = dict(layer_weights or {})
+
+    def _term(self, feats: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.feature_scale != 1.0:
+            feats, target = feats * self.feature_scale, target * self.feature_scale
+        return self.fn(feats, target)
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = self.extractor(hr)
         feats = self.extractor(sr)
-        if self.feature_scale != 1.0:
-            feats, target = feats * self.feature_scale, target * self.feature_scale
-        return self.fn(feats, target)
+        if not self.layer_weights:
+            return self._term(feats, target)
+        return sum(w * self._term(feats[k], target[k]) for k, w in self.layer_weights.items())
+
+
+def perceptual_loss(kind: str, layer: str | Mapping[str, float], feature_scale: float, vgg_weights: str
+                    ) -> PerceptualLoss:
+    """The perceptual loss of a recipe: one VGG19 layer, or several with their weights from one pass; a missing
+    VGG weights file is an error naming ``train.vgg_weights``."""
+    from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
+
+    try:
+        extractor = VGGFeatureExtractor(layer if isinstance(layer, str) else list(layer), vgg_weights)
+    except VGGWeightsMissing as exc:
+        raise VGGWeightsMissing(f"{exc} (params: train.vgg_weights)") from None
+    return PerceptualLoss(extractor, kind, feature_scale, None if isinstance(layer, str) else layer)
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:

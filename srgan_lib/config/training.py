@@ -3,8 +3,9 @@ recipe (the same keys for every recipe: one trainer, configured). Networks, crit
 registries' names."""
 
 import re
+from typing import Annotated, Any
 
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 
 from srgan_lib.config.fields import Bool, Choice, Int, ListOf, Number, Options, Section, Text, fail
 from srgan_lib.losses import CRITERIA, GAN_TYPES
@@ -28,11 +29,26 @@ class LossTerm(Section):
     usm: Bool  # compare with the unsharp-masked HR (Real-ESRGAN's targets) instead of the HR
 
 
+def _vgg_layers(value: Any) -> str | dict[str, float]:
+    ok = lambda name: isinstance(name, str) and re.fullmatch(VGG_LAYER_PATTERN, name)  # noqa: E731
+    if ok(value):
+        return value
+    if isinstance(value, dict) and value and all(ok(k) and isinstance(w, int | float) and not isinstance(w, bool)
+                                                 and w >= 0 for k, w in value.items()):
+        return {k: float(w) for k, w in value.items()}
+    raise fail(f"must be a VGG19 layer such as relu5_4 or conv5_4, or a mapping of layers to weights >= 0 such as "
+               f"{{conv1_2: 0.1, conv5_4: 1}}, got {value!r}")
+
+
+VGGLayers = Annotated[str | dict[str, float], BeforeValidator(_vgg_layers)]
+
+
 class Perceptual(Section):
-    """The VGG19 feature loss: criterion, layer, weight, and the features' rescaling (SRGAN's 1/12.75)."""
+    """The VGG19 feature loss: criterion, layer (or layers with weights: Real-ESRGAN's five), weight, and the features'
+    rescaling (SRGAN's 1/12.75)."""
 
     type: Choice(LOSS_TYPES)
-    layer: Text
+    layer: VGGLayers
     weight: Number(0)
     feature_scale: Number(0, exclusive_min=True)
     usm: Bool
@@ -99,9 +115,6 @@ class Recipe(Section):
             raise bad("pixel", "every loss is 'none': set at least one of pixel/perceptual/gan.type")
         if self.gan.type != "none" and self.discriminator == "none":
             raise bad("discriminator", f"gan.type is {self.gan.type!r}, so a discriminator is needed")
-        if self.perceptual.type != "none" and not re.fullmatch(VGG_LAYER_PATTERN, self.perceptual.layer):
-            raise bad("perceptual.layer", "must be a VGG19 layer such as relu5_4 or conv5_4, got "
-                      f"{self.perceptual.layer!r}")
         if self.discriminator == "esrgan_discriminator":
             size = self.discriminator_options.get("input_size", 128)
             if size != self.hr_size:

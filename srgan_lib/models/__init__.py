@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from srgan_lib.io.weights import load_weights
-from srgan_lib.models import rrdbnet, srresnet
+from srgan_lib.models import rrdbnet, srresnet, unet_discriminator
 from srgan_lib.models.rrdbnet import convert_legacy_state_dict
 from srgan_lib.models.spec import NetworkSpec
 
 # The registry: every network the settings can name, each declared once in its own module (srgan_lib.models.spec).
 SPECS: dict[str, NetworkSpec] = {s.name: s for s in (srresnet.SPEC, srresnet.DISCRIMINATOR_SPEC, rrdbnet.SPEC,
-                                                      rrdbnet.DISCRIMINATOR_SPEC)}
+                                                      rrdbnet.DISCRIMINATOR_SPEC, unet_discriminator.SPEC)}
 GENERATORS: tuple[str, ...] = tuple(n for n, s in SPECS.items() if s.role == "generator")
 DISCRIMINATORS: tuple[str, ...] = tuple(n for n, s in SPECS.items() if s.role == "discriminator")
 

@@ -7,6 +7,7 @@ Input is RGB in [0, 1]; ImageNet mean/std normalisation happens inside.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,12 +72,16 @@ class VGGFeatureExtractor(nn.Module):
     ``"random"`` (only for tests and smoke runs; logged loudly, and ``self.weights_source`` says so).
     """
 
-    def __init__(self, layer: str = "relu5_4", weights: str = "imagenet") -> None:
+    def __init__(self, layer: str | Sequence[str] = "relu5_4", weights: str = "imagenet") -> None:
         super().__init__()
         names = vgg19_layer_names()
-        if layer not in names:
-            raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(names)}")
-        # only the feature layers up to the cut are materialised; the 120 M-parameter classifier never is
+        taps = [layer] if isinstance(layer, str) else list(layer)
+        for name in taps:
+            if name not in names:
+                raise ValueError(f"unknown VGG19 layer {name!r}; choose one of {', '.join(names)}")
+        self.taps = None if isinstance(layer, str) else {names.index(t): t for t in taps}  # several: a dict out
+        layer = max(taps, key=names.index)
+        # only the feature layers up to the (deepest) cut are materialised; the 120 M-parameter classifier never is
         features = _meta_vgg19().features[: names.index(layer) + 1].to_empty(device="cpu")
         if weights == "imagenet":
             state = _imagenet_state()
@@ -108,5 +113,15 @@ class VGGFeatureExtractor(nn.Module):
         """Always stays in eval mode: the extractor is frozen."""
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features((x - self.mean) / self.std)
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The features at the cut, or (several layers asked for) a dict layer -> features from one pass."""
+        x = (x - self.mean) / self.std
+        if self.taps is None:
+            return self.features(x)
+        out, modules = {}, list(self.features)
+        for i, module in enumerate(modules):
+            x = module(x)
+            if i in self.taps:  # a conv tap before an in-place ReLU (torchvision's) must be kept as it was
+                nxt = modules[i + 1] if i + 1 < len(modules) else None
+                out[self.taps[i]] = x.clone() if getattr(nxt, "inplace", False) else x
+        return out

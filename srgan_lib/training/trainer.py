@@ -29,7 +29,6 @@ from srgan_lib import losses
 from srgan_lib.data.degradations import usm_sharp
 from srgan_lib.hardware import resolve_compute_format
 from srgan_lib.models import build_model, count_parameters, from_unit, load_generator_state, output_range, to_unit
-from srgan_lib.models.vgg import VGGFeatureExtractor, VGGWeightsMissing
 from srgan_lib.training import NonFiniteLoss, TrainingError
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
@@ -86,13 +85,9 @@ class Trainer:
         self.vgg_weights = "unused"
         if cfg.perceptual.type != "none":
             self.vgg_weights = common.vgg_weights
-            try:
-                extractor = VGGFeatureExtractor(cfg.perceptual.layer, weights=common.vgg_weights)
-            except VGGWeightsMissing as exc:
-                raise VGGWeightsMissing(f"{exc} (params: train.vgg_weights)") from None
-            self.perceptual = losses.PerceptualLoss(
-                extractor, cfg.perceptual.type, cfg.perceptual.feature_scale
-            ).to(device, memory_format=self.memory_format)
+            self.perceptual = losses.perceptual_loss(cfg.perceptual.type, cfg.perceptual.layer,
+                                                     cfg.perceptual.feature_scale, common.vgg_weights
+                                                     ).to(device, memory_format=self.memory_format)
         self.gan_type = cfg.gan.type
         # real-world inputs: Real-ESRGAN's chain on the HR of each batch, from (seed, iteration, global sample)
         self.degradation = params.degradation.settings(self.scale) if cfg.degradation == "realworld" else None
@@ -374,7 +369,9 @@ class Trainer:
             term = getattr(cfg, kind)
             if term.type == "none":
                 return "none"
-            where = f" on {cfg.perceptual.layer}" if kind == "perceptual" else ""
+            layers = cfg.perceptual.layer
+            shown = layers if isinstance(layers, str) else "+".join(f"{k} x{w:g}" for k, w in layers.items())
+            where = f" on {shown}" if kind == "perceptual" else ""
             return f"{term.type}{where} x {term.weight:g}{' (USM targets)' if term.usm else ''}"
 
         return {

@@ -20,7 +20,8 @@ from srgan_lib.training.checkpoint import load_checkpoint
 from tests.conftest import run_cli
 
 # the papers' configurations as counted by BasicSR (SRResNet 1.55 M, SRGAN's D 23.6 M, RRDBNet 16.7 M)
-PAPER_COUNTS = {"srresnet": 1_549_462, "srgan_discriminator": 23_565_505, "rrdbnet": 16_697_987}
+PAPER_COUNTS = {"srresnet": 1_549_462, "srgan_discriminator": 23_565_505, "rrdbnet": 16_697_987,
+                "unet_discriminator_sn": 4_376_897}  # Real-ESRGAN sec. 3.4 / DESIGN.md section 10
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_COUNTS))

@@ -85,6 +85,33 @@ def test_perceptual_loss_on_vgg_equals_feature_mse_and_only_differentiates_sr():
     assert sr.grad is not None and hr.grad is None
 
 
+def test_real_esrgans_five_layer_perceptual_loss_is_the_weighted_sum_over_torchvision_slices():
+    """Real-ESRGAN x4plus: L1 on pre-activation conv1_2 0.1, conv2_2 0.1, conv3_4 1, conv4_4 1, conv5_4 1, from one
+    VGG pass; each layer's features computed here by torchvision's vgg19().features cut at that layer (a conv layer
+    output, before its in-place ReLU), with the same weights."""
+    from torchvision.models import vgg19
+
+    from srgan_lib.models.vgg import vgg19_layer_names
+
+    torch.manual_seed(0)
+    weights = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    loss_fn = losses.perceptual_loss("l1", weights, 1.0, "random")
+    reference = vgg19().features.eval()
+    reference.load_state_dict(loss_fn.extractor.features.state_dict(), strict=True)  # (relu5_4, pool5: no weights)
+    sr, hr = torch.rand(1, 3, 32, 32, requires_grad=True), torch.rand(1, 3, 32, 32)
+    loss = loss_fn(sr, hr)
+    names = vgg19_layer_names()
+    mean, std = loss_fn.extractor.mean, loss_fn.extractor.std
+    with torch.no_grad():
+        expected = 0.0
+        for layer, w in weights.items():
+            cut = reference[: names.index(layer) + 1]
+            expected += w * (cut((sr - mean) / std) - cut((hr - mean) / std)).abs().mean()
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.backward()
+    assert sr.grad is not None and float(sr.grad.abs().sum()) > 0
+
+
 def test_multistep_schedules_of_the_papers():
     # SRGAN: 1e-4 for 1e5 updates then 1e-5
     assert multistep_lr(1e-4, [100_000], 0.1, 100_000) == 1e-4
