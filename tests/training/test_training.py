@@ -113,10 +113,14 @@ def test_auto_resume_starts_over_when_the_psnr_parent_changed(micro_data, tmp_pa
 def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
     """A run killed with SIGKILL mid-way and resumed ends with exactly the weights of an uninterrupted run: the
     discriminator, the EMA, the optimisers and the real-world degradation's draws (keyed by iteration and sample, so
-    nothing to save) included. (SIGTERM's test below covers the bicubic inputs.)"""
+    nothing to save) included. The recipe is Real-ESRGAN's form (configs/realesrgan.yaml at micro size): real-world
+    inputs, USM targets, five-layer perceptual, vanilla GAN on the U-Net SN discriminator (its power-iteration
+    vectors are buffers: checkpointed). SIGTERM's test below covers ESRGAN's form on bicubic inputs."""
     common = {"esrgan.iterations": 16, "esrgan.ckpt_every": 4, "esrgan.val_every": 0, "esrgan.log_every": 2,
               "esrgan.milestones": "[6, 12]", "esrgan.degradation": "realworld", "esrgan.pixel.usm": "true",
-              "esrgan.perceptual.usm": "true"}
+              "esrgan.perceptual.usm": "true", "esrgan.discriminator": "unet_discriminator_sn",
+              "esrgan.discriminator_options": "{num_feat: 8}", "esrgan.gan.type": "vanilla", "esrgan.gan.weight": 0.1,
+              "esrgan.perceptual.layer": "{conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1}"}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ref = tmp_path / "ref"
     run_cli("train", "esrgan", "--no-progress", "--set", *micro_overrides(micro_data, ref, "esrgan", **common))
@@ -147,6 +151,7 @@ def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
     ca = torch.load(ref / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
     cb = torch.load(killed / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
     assert all(torch.equal(ca["discriminator"][k], cb["discriminator"][k]) for k in ca["discriminator"])
+    assert "conv8.weight_u" in ca["discriminator"]  # the U-Net SN discriminator, power-iteration state included
     assert [h["total_g"] for h in ca["history"]] == [h["total_g"] for h in cb["history"]]
 
 
