@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from srgan_lib import UserError, telemetry_off
+from srgan_lib import DEFAULT_PARAMS, UserError, telemetry_off
 from srgan_lib.config.fields import default
 from srgan_lib.config.sections import Tracking
 from srgan_lib.io.images import write_json
@@ -40,6 +40,13 @@ def emit_json(obj: object, dest: str) -> None:
         sys.stdout.write("\n")
     else:
         write_json(dest, obj)
+
+
+def add_param_file(parser: argparse.ArgumentParser, example: str) -> None:
+    """--params FILE / --set KEY=VALUE: a command that reads the whole parameter file, with overrides for this run."""
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default params.yaml)")
+    parser.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                        help=f"override parameters for this run, e.g. {example}")
 
 
 def add_tracking(parser: argparse.ArgumentParser, what: str) -> None:

@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from srgan_lib import DEFAULT_PARAMS
 from srgan_lib.commands import _entry
 
 DESCRIPTION = ("Write a picture of N training crops beside the LR that params.yaml's `degradation` chain makes of "
@@ -19,9 +18,7 @@ DESCRIPTION = ("Write a picture of N training crops beside the LR that params.ya
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments (on the dispatcher's sub-parser, or alone under ``python -m``)."""
-    p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default params.yaml)")
-    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="override parameters, e.g. degradation.noise1.sigma=[1,10] to see a change before training")
+    _entry.add_param_file(p, "degradation.noise1.sigma=[1,10] (see a change before training)")
     p.add_argument("--recipe", help="whose crop size to show (default: the first recipe with degradation: "
                    "realworld, else the first recipe)")
     p.add_argument("-n", "--samples", type=int, default=8, help="crops to show (default %(default)s)")
@@ -33,9 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from srgan_lib import tracking
     from srgan_lib.config.params import load_params
-    from srgan_lib.data.preview import as_image, crops_from_folder, preview, write_preview
+    from srgan_lib.data.preview import crops_from_folder, preview, write_preview
     from srgan_lib.data.store import StoreError, open_training_store
     from srgan_lib.training.data import PairedPatches
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                tags={"srgan.kind": "preview", "srgan.recipe": recipe})
     tracker.log_params(tracking.flatten({"degradation": params.degradation.model_dump(), "scale": params.scale,
                                          "iteration": args.iteration, "hr_size": cfg.hr_size, "source": source}))
-    tracker.log_image(as_image(shown), "degradations", args.iteration)
+    tracker.log_image(Image.fromarray(shown.picture), "degradations", args.iteration)
     tracker.log_artifacts([picture, draws])
     tracker.end()
     where = f", MLflow run {tracker.run_id}" if tracker.run_id else ""

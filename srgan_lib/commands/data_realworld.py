@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 
-from srgan_lib import DEFAULT_PARAMS
 from srgan_lib.commands import _entry
 
 DESCRIPTION = ("Write a real-world version of each test set params.yaml's `realworld.sets` names: every HR image "
@@ -17,9 +16,7 @@ DESCRIPTION = ("Write a real-world version of each test set params.yaml's `realw
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments (on the dispatcher's sub-parser, or alone under ``python -m``)."""
-    p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default params.yaml)")
-    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="override parameters, e.g. realworld.sets=[Set5]")
+    _entry.add_param_file(p, "realworld.sets=[Set5]")
 
 
 def run(args: argparse.Namespace) -> int:

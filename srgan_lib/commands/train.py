@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-from srgan_lib import DEFAULT_PARAMS
 from srgan_lib.commands import _entry
 
 DESCRIPTION = ("Train one stage as params.yaml says (its own section plus `train`). Checkpoints go to "
@@ -20,9 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments (on the dispatcher's sub-parser, or alone under ``python -m``)."""
     p.add_argument("stage", metavar="RECIPE", help="a training recipe: one that params.yaml's `recipes` names (each "
                    "has its own section; `srgan params show` lists them)")
-    p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default params.yaml)")
-    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="override parameters for this run, e.g. esrgan.lr=5e-5 train.device=cpu")
+    _entry.add_param_file(p, "esrgan.lr=5e-5 train.device=cpu")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint of this stage (a fresh start if there is none)")

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from srgan_lib.data.degradations import DegradationSettings, degrade_batch
+from srgan_lib.data.degradations import DegradationSettings, degrade_batch, to_uint8
 from srgan_lib.io.images import ImageReadError, iter_image_files, read_image, write_json, write_png
 
 log = logging.getLogger(__name__)
 
-CAPTION_WIDTH = 420
+CAPTION_WIDTH = 480
 MIN_SIDE = 128  # crops smaller than this are shown enlarged (nearest neighbour), so the artifacts stay visible
 
 
@@ -31,35 +31,35 @@ class Preview:
 
 
 def crops_from_folder(folder: str | Path, n: int, size: int, seed: int) -> torch.Tensor:
-    """``n`` random ``size`` x ``size`` crops (uint8, N x 3 x H x W) from the images of ``folder`` (a user's photos
-    when no training store is built yet); images smaller than the crop are skipped, and none left is an error."""
+    """``n`` random ``size`` x ``size`` crops (uint8, N x 3 x H x W) from the photographs of ``folder`` (a user's,
+    when no training store is built yet): files taken in a seeded random order and decoded only until ``n`` usable
+    ones are found (fewer: they are cropped again); unreadable or too small ones are skipped and named."""
     files = list(iter_image_files(Path(folder)))
-    images, skipped = [], []
-    for path in files:
+    rng = np.random.default_rng(seed)
+    images = []
+    for path in (files[int(i)] for i in rng.permutation(len(files))):
         try:
             img = read_image(path)
         except ImageReadError as exc:
-            skipped.append(f"{path}: {exc}")
+            log.warning("preview: skipped %s: %s", path, exc)
             continue
-        if min(img.shape[:2]) >= size:
-            images.append(img)
-        else:
-            skipped.append(f"{path}: smaller than the {size}-pixel crop")
-    for line in skipped:
-        log.warning("preview: skipped %s", line)
+        if min(img.shape[:2]) < size:
+            log.warning("preview: skipped %s: smaller than the %d-pixel crop", path, size)
+            continue
+        images.append(img)
+        if len(images) == n:
+            break
     if not images:
         raise FileNotFoundError(f"no image of at least {size} x {size} pixels in '{folder}' (of {len(files)} files)")
-    rng = np.random.default_rng(seed)
     out = []
-    for _ in range(n):
-        img = images[int(rng.integers(len(images)))]
+    for k in range(n):
+        img = images[k % len(images)]
         y, x = (int(rng.integers(img.shape[i] - size + 1)) for i in (0, 1))
         out.append(torch.from_numpy(np.ascontiguousarray(img[y:y + size, x:x + size])).permute(2, 0, 1))
     return torch.stack(out)
 
 
-def preview(hr_u8: torch.Tensor, settings: DegradationSettings, seed: int, iteration: int,
-            title: str = "") -> Preview:
+def preview(hr_u8: torch.Tensor, settings: DegradationSettings, seed: int, iteration: int) -> Preview:
     """HR crops (uint8, N x 3 x H x W) through the chain as training draws them at ``iteration``; one row per sample:
     HR | LR (enlarged by the scale, nearest) | the draws."""
     hr = hr_u8.float() / 255
@@ -69,8 +69,8 @@ def preview(hr_u8: torch.Tensor, settings: DegradationSettings, seed: int, itera
     rows = []
     font = ImageFont.load_default(size=13)
     for i in range(hr.shape[0]):
-        a = _u8(hr[i]).repeat(zoom, 0).repeat(zoom, 1)
-        b = _u8(lr[i]).repeat(settings.scale * zoom, 0).repeat(settings.scale * zoom, 1)[:a.shape[0], :a.shape[1]]
+        a = _enlarged(hr[i], zoom)
+        b = _enlarged(lr[i], settings.scale * zoom)[:a.shape[0], :a.shape[1]]
         caption = Image.new("RGB", (CAPTION_WIDTH, a.shape[0]), "white")
         ImageDraw.Draw(caption).multiline_text((6, 6), f"sample {i}\n{d.caption(i)}", fill="black", font=font,
                                                spacing=4)
@@ -79,13 +79,14 @@ def preview(hr_u8: torch.Tensor, settings: DegradationSettings, seed: int, itera
         rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
     body = np.concatenate(rows[:-1])
     head = Image.new("RGB", (body.shape[1], 26), "white")
-    ImageDraw.Draw(head).text((6, 6), title or f"HR | degraded LR (x{settings.scale}, nearest) | draws  -  seed "
+    ImageDraw.Draw(head).text((6, 6), f"HR | degraded LR (x{settings.scale}, nearest) | draws  -  seed "
                               f"{seed}, iteration {iteration}", fill="black", font=font)
     return Preview(np.concatenate([np.asarray(head), body]), [d.describe(i) for i in range(hr.shape[0])])
 
 
-def _u8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def _enlarged(x: torch.Tensor, factor: int) -> np.ndarray:
+    """A CxHxW image in [0, 1] as HxWx3 uint8, each pixel a ``factor`` x ``factor`` block (nearest neighbour)."""
+    return to_uint8(x).permute(1, 2, 0).numpy().repeat(factor, 0).repeat(factor, 1)
 
 
 def write_preview(p: Preview, out: str | Path) -> tuple[Path, Path]:
@@ -95,7 +96,3 @@ def write_preview(p: Preview, out: str | Path) -> tuple[Path, Path]:
     draws = out.with_suffix(".json")
     write_json(draws, {"samples": p.draws})
     return out, draws
-
-
-def as_image(p: Preview) -> Image.Image:
-    return Image.fromarray(p.picture)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from srgan_lib.data.degradations import DegradationSettings, degrade_batch
+from srgan_lib.data.degradations import DegradationSettings, degrade_batch, to_uint8
 from srgan_lib.data.lists import INDEX, LIST_VERSION, OWN_LR, read_list
 from srgan_lib.data.resize import modcrop
 from srgan_lib.io.images import read_image, write_json, write_png
@@ -37,7 +37,7 @@ def degrade_image(hr_u8: torch.Tensor, settings: DegradationSettings, seed: int,
     """One HR image (3 x H x W uint8, H and W multiples of the scale) through the chain, its draw keyed by ``key``
     alone: the LR, uint8."""
     lr, _ = degrade_batch(hr_u8[None].float() / 255, settings, seed, key)
-    return (lr[0] * 255).round().to(torch.uint8)
+    return to_uint8(lr[0])
 
 
 def write_realworld_sets(lists_dir: str | Path, names: list[str], out: str | Path, settings: DegradationSettings,

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan_lib.io.images import atomic_path
+from srgan_lib.data.resize import modcrop
+from srgan_lib.io.images import atomic_path, read_image
 from srgan_lib.report.references import display_name
 
 
@@ -177,3 +178,36 @@ def perception_distortion_figure(path: Path, means: pd.DataFrame) -> tuple[Path,
     for ax, labels in pending:  # after the layout: the labels are measured where they will be drawn
         _place_labels(ax, labels)
     return save_figure(fig, path), axis
+
+
+def _sr_image(sr_dir: Path, method: str, set_name: str, image: str) -> np.ndarray | None:
+    path = sr_dir / method / set_name / f"{image}.png"
+    return read_image(path) if path.is_file() else None
+
+
+def comparison_figures(evals: Mapping[str, Mapping[str, dict]], sr_dir: Path, figs: Path, methods: Sequence[str],
+                       crop: int) -> list[tuple[Path, str]]:
+    """One comparison figure per test image that has SR images: the full HR with the zoomed region, each method's
+    crop, and for a set with its own LR (a real-world set: ``lr_files`` in its results) the degraded LR's crop
+    (enlarged, nearest) first and the HR's last. Returns (its path, its Markdown section) per figure."""
+    out = []
+    for set_name, result in next(iter(evals.values())).items():
+        scale, own = result["scale"], result.get("lr_files")
+        for image, hr_path in result.get("files", {}).items():
+            srs = {m: sr for m in methods if m in evals
+                   and (sr := _sr_image(sr_dir, m, set_name, image)) is not None}
+            if not srs:
+                continue
+            hr = modcrop(read_image(hr_path), scale)
+            region = pick_region(hr, min(crop, *hr.shape[:2]))
+            panels = comparison_panels(hr, srs, region, {m: evals[m][set_name]["images"][image] for m in srs})
+            title = f"{set_name}/{image} (x{scale})"
+            if own:
+                y, x, size = region
+                lr = read_image(own[image]).repeat(scale, 0).repeat(scale, 1)
+                panels = [Panel("degraded LR", lr[y:y + size, x:x + size], f"x{scale}, nearest"), *panels[1:],
+                          panels[0]]
+                title = f"{set_name}/{image} (x{scale}, real-world LR)"
+            path = comparison_figure(figs / f"{set_name}_{image}.png", title, hr, region, panels)
+            out.append((path, f"### {set_name}/{image}\n\n![{set_name}/{image}](figures/{path.name})\n"))
+    return out

@@ -15,19 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from srgan_lib.config.fields import default
 from srgan_lib.config.sections import BASELINE_NAMES, Report
-from srgan_lib.data.resize import modcrop
-from srgan_lib.io.images import atomic_path, read_image, write_text
+from srgan_lib.io.images import atomic_path, write_text
 from srgan_lib.metrics import CONVENTIONS, METRICS, SWEEP, TABLE, format_value
-from srgan_lib.report.figures import comparison_figure, comparison_panels, perception_distortion_figure, pick_region
+from srgan_lib.report.figures import comparison_figures, perception_distortion_figure
 from srgan_lib.report.realworld import realworld_lines, split_realworld
 from srgan_lib.report.references import PAPER_NAMES, PAPER_ROWS, display_name
-
-Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
+from srgan_lib.report.tables import Evaluations
 
 
 def load_evaluations(*folders: str | Path) -> Evaluations:
@@ -112,32 +109,6 @@ class ReportSummary:
     perceptual_axis: str = "niqe"
 
 
-def _sr_image(sr_dir: Path, method: str, set_name: str, image: str) -> np.ndarray | None:
-    path = sr_dir / method / set_name / f"{image}.png"
-    return read_image(path) if path.is_file() else None
-
-
-def _comparison_figures(evals: dict[str, dict], sr_dir: Path, figs: Path, figure_methods: Sequence[str],
-                        crop: int) -> list[tuple[Path, str]]:
-    """One comparison figure per test image that has SR images (HR with the zoomed region, each method's crop):
-    (its path, its Markdown section)."""
-    out = []
-    for set_name, result in next(iter(evals.values())).items():
-        for image, hr_path in result.get("files", {}).items():
-            scale = result["scale"]
-            hr = modcrop(read_image(hr_path), scale)
-            srs = {m: sr for m in figure_methods if m in evals
-                   and (sr := _sr_image(sr_dir, m, set_name, image)) is not None}
-            if not srs:
-                continue
-            region = pick_region(hr, min(crop, *hr.shape[:2]))
-            panels = comparison_panels(hr, srs, region, {m: evals[m][set_name]["images"][image] for m in srs})
-            path = comparison_figure(figs / f"{set_name}_{image}.png", f"{set_name}/{image} (x{scale})", hr,
-                                     region, panels)
-            out.append((path, f"### {set_name}/{image}\n\n![{set_name}/{image}](figures/{path.name})\n"))
-    return out
-
-
 def _interpolation_lines(means: pd.DataFrame, interp: list[str]) -> list[str]:
     """The network interpolation sweep's table and, per set, whether NIQE falls monotonically along it."""
     sweep = means.loc[interp]
@@ -180,7 +151,7 @@ def write_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, *, sr_dir
     any_set = next(iter(evals.values()))
     figure_md: list[str] = []
     if sr_dir is not None:
-        drawn = _comparison_figures(evals, Path(sr_dir), figs, figure_methods, crop)
+        drawn = comparison_figures(evals, Path(sr_dir), figs, figure_methods, crop)
         figures += [path for path, _ in drawn]
         figure_md = [md for _, md in drawn]
     reasons = {k: v for r in any_set.values() for k, v in r.get("unavailable", {}).items()}

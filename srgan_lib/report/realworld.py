@@ -7,16 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from srgan_lib.data.resize import modcrop
-from srgan_lib.io.images import read_image
 from srgan_lib.metrics import METRICS, format_value
-from srgan_lib.report.figures import Panel, comparison_figure, comparison_panels, pick_region
+from srgan_lib.report.figures import comparison_figures
 from srgan_lib.report.references import display_name
+from srgan_lib.report.tables import Evaluations
 
-Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result
 COLUMNS = ("psnr_y", "ssim_y", "niqe")
 
 
@@ -38,39 +35,12 @@ def realworld_table(rw: Evaluations) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=header)
 
 
-def realworld_figures(rw: Evaluations, sr_dir: Path, figs: Path, methods: Sequence[str], crop: int
-                      ) -> list[tuple[Path, str]]:
-    """Per real-world image with SR images: the full HR with the region, and the crops of the degraded LR (enlarged,
-    nearest), each method and the HR: (its path, its Markdown section)."""
-    out: list[tuple[Path, str]] = []
-    first = next(iter(rw.values()), {})
-    for set_name, result in first.items():
-        scale = result["scale"]
-        for image, hr_path in result.get("files", {}).items():
-            srs = {m: read_image(p) for m in methods if m in rw
-                   and (p := sr_dir / m / set_name / f"{image}.png").is_file()}
-            lr_path = result.get("lr_files", {}).get(image)
-            if not srs or lr_path is None:
-                continue
-            hr = modcrop(read_image(hr_path), scale)
-            region = pick_region(hr, min(crop, *hr.shape[:2]))
-            panels = comparison_panels(hr, srs, region, {m: rw[m][set_name]["images"][image] for m in srs})
-            y, x, size = region
-            lr = np.asarray(read_image(lr_path)).repeat(scale, 0).repeat(scale, 1)
-            panels = [Panel("degraded LR", lr[y:y + size, x:x + size], f"x{scale}, nearest"), *panels[1:],
-                      panels[0]]
-            path = comparison_figure(figs / f"{set_name}_{image}.png", f"{set_name}/{image} (x{scale}, real-world "
-                                     "LR)", hr, region, panels)
-            out.append((path, f"### {set_name}/{image}\n\n![{set_name}/{image}](figures/{path.name})\n"))
-    return out
-
-
 def realworld_lines(rw: Evaluations, sr_dir: Path | None, figs: Path, methods: Sequence[str], crop: int
                     ) -> tuple[list[str], list[Path]]:
     """The report's real-world section (nothing without real-world sets) and its figures."""
     if not rw:
         return [], []
-    drawn = realworld_figures(rw, sr_dir, figs, methods, crop) if sr_dir is not None else []
+    drawn = comparison_figures(rw, sr_dir, figs, methods, crop) if sr_dir is not None else []
     lines = ["", "## Real-world sets", "",
              "The test sets through params.yaml's `degradation` chain (Real-ESRGAN's second-order blur, resize, "
              "noise and JPEG; one fixed draw per image): what a photograph looks like, not a bicubic reduction. "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from srgan_lib.metrics import CLI_TABLE, LEGEND, METRICS, format_value
 from srgan_lib.report.references import PAPER_ROWS
 
+Evaluations = dict[str, dict[str, dict]]  # method -> set -> evaluation result (what `srgan evaluate --json` writes)
 _WIDTH = {"psnr_y": 7, "ssim_y": 7, "psnr_rgb": 8, "ssim_rgb": 8, "niqe": 6, "ma": 6, "pi": 6, "lpips": 6}
 _GAP_BEFORE = {"psnr_rgb", "niqe"}  # two spaces before a new group of columns
 

@@ -37,8 +37,8 @@ class PairedPatches:
         """(LR, HR) uint8 tensors N x 3 x h x w: this rank's slice of the global batch of ``iteration``."""
         if batch_size % world_size:
             raise ValueError(f"global batch {batch_size} does not split evenly over {world_size} processes")
-        rng = np.random.default_rng([self.seed, iteration])
-        idx = rng.integers(len(self.store), size=batch_size)
+        rng = self._generator(iteration)
+        idx = self._images(rng, batch_size)
         pos = rng.random((batch_size, 2))
         flips = rng.random((batch_size, 3)) < 0.5 if self.augment else np.zeros((batch_size, 3), bool)
         per, s, n = batch_size // world_size, self.scale, self.lr_size
@@ -52,11 +52,17 @@ class PairedPatches:
             hrs[j] = augment(hr_img[y * s:(y + n) * s, x * s:(x + n) * s], flips[k])
         return torch.from_numpy(lrs).permute(0, 3, 1, 2), torch.from_numpy(hrs).permute(0, 3, 1, 2)
 
+    def _generator(self, iteration: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, iteration])
+
+    def _images(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """The store indices of a batch: the first draw of the iteration's generator (:meth:`batch`, :meth:`own_lr`)."""
+        return rng.integers(len(self.store), size=batch_size)
 
     def own_lr(self, iteration: int, batch_size: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
         """Which samples of this rank's slice of ``iteration``'s batch come from images with their own LR (paired
         data): the same draw of image indices as :meth:`batch`, without the pixels."""
-        idx = np.random.default_rng([self.seed, iteration]).integers(len(self.store), size=batch_size)
+        idx = self._images(self._generator(iteration), batch_size)
         per = batch_size // world_size
         return torch.tensor([self.store.paired(int(i)) for i in idx[rank * per:(rank + 1) * per]])
 

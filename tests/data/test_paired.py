@@ -85,8 +85,16 @@ def test_realworld_inputs_keep_a_paired_samples_own_lr_with_paired_prob(paired, 
 
 
 def test_a_realworld_recipe_trains_on_paired_and_synthetic_samples(paired, tmp_path):
+    """With paired_prob 1 each sample of a paired image trains on its own LR, every other one on the chain's: the
+    run's debug log of draws says so sample by sample, as the batches' image indices (drawn here again) dictate."""
     root, _ = paired
     params = micro_params(root, tmp_path, "rrdbnet", **{"rrdbnet.degradation": "realworld",
-                                                       "degradation.paired_prob": 0.5})
+                                                       "degradation.paired_prob": 1.0,
+                                                       "train.log_degradations": "true"})
     res = train_stage(params, "rrdbnet", progress=False)
     assert res.iterations == 6 and 0 < res.validation["psnr_y"] < 60
+    logged = [json.loads(line) for line in (res.run_dir / "degradations.jsonl").read_text().splitlines()]
+    store = open_training_store(root / "store", root / "lists" / "train.json", root / "lr" / "X4", 4)
+    patches = PairedPatches(store, hr_size=32, augment=True, seed=params.train.seed)
+    expected = [bool(own) for it in range(1, 7) for own in patches.own_lr(it, 4)]
+    assert [d["own_lr"] for d in logged] == expected and 0 < sum(expected) < len(expected)

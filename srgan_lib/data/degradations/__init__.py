@@ -14,7 +14,15 @@ choice is per sample, and gray noise is one field per sample (the published code
 from srgan_lib.data.degradations.chain import apply, degrade_batch
 from srgan_lib.data.degradations.draws import FAMILIES, Draws, KernelDraws, NoiseDraws, draw, sample_generator
 from srgan_lib.data.degradations.kernels import covariance, filter_batch, gaussian_family_kernel, kernels, sinc_kernel
-from srgan_lib.data.degradations.noise import gaussian_noise, jpeg, noise_fields, poisson_levels, poisson_noise
+from srgan_lib.data.degradations.noise import (
+    gaussian_noise,
+    jpeg,
+    noise_fields,
+    poisson_levels,
+    poisson_noise,
+    quantize,
+    to_uint8,
+)
 from srgan_lib.data.degradations.settings import (
     KERNEL_TYPES,
     MAX_KERNEL,
@@ -31,4 +39,5 @@ from srgan_lib.data.degradations.usm import usm_sharp
 __all__ = ["FAMILIES", "KERNEL_TYPES", "MAX_KERNEL", "RESIZE_MODES", "Blur", "DegradationError",
            "DegradationSettings", "Draws", "KernelDraws", "Noise", "NoiseDraws", "Resize", "apply", "check",
            "covariance", "degrade_batch", "draw", "filter_batch", "gaussian_family_kernel", "gaussian_noise", "jpeg",
-           "kernels", "noise_fields", "poisson_levels", "poisson_noise", "sample_generator", "sinc_kernel", "usm_sharp"]
+           "kernels", "noise_fields", "poisson_levels", "poisson_noise", "quantize", "sample_generator", "sinc_kernel",
+           "to_uint8", "usm_sharp"]

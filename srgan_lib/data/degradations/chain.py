@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from srgan_lib.data.degradations.draws import Draws, draw
 from srgan_lib.data.degradations.kernels import filter_batch, kernels
-from srgan_lib.data.degradations.noise import jpeg, noise_fields
+from srgan_lib.data.degradations.noise import jpeg, noise_fields, quantize
 from srgan_lib.data.degradations.settings import DegradationError, DegradationSettings
 
 
@@ -35,7 +35,7 @@ def apply(hr: torch.Tensor, s: DegradationSettings, d: Draws, gens: list[torch.G
         return y if sinc is None else filter_batch(y, sinc)
 
     x = jpeg(resize_sinc(x), d.jpeg2) if d.sinc_first else resize_sinc(jpeg(x, d.jpeg2))
-    return (x.clamp(0, 1) * 255.0).round() / 255.0
+    return quantize(x)
 
 
 def degrade_batch(hr: torch.Tensor, s: DegradationSettings, seed: int, iteration: int | str,

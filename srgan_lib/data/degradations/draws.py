@@ -20,14 +20,13 @@ def sample_generator(seed: int, iteration: int | str, sample: int) -> torch.Gene
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
-# where each per-sample draw sits in a sample's vector of uniforms (one generator call per sample)
+# where each per-sample draw sits in a sample's vector of uniforms (one generator call per sample), in this order
 _BLUR_KEYS = ("size", "sinc", "cutoff", "kind", "sigma_x", "sigma_y", "theta", "beta")
-_SLOT = {**{f"blur1.{k}": i for i, k in enumerate(_BLUR_KEYS)},
-         **{f"blur2.{k}": 8 + i for i, k in enumerate(_BLUR_KEYS)},
-         "blur2.on": 16, "noise1.gaussian": 17, "noise1.value": 18, "noise1.gray": 19, "noise2.gaussian": 20,
-         "noise2.value": 21, "noise2.gray": 22, "jpeg1": 23, "jpeg2": 24, "final.on": 25, "final.size": 26,
-         "final.cutoff": 27}
-N_SLOTS = 28
+_SLOT = {key: i for i, key in enumerate((
+    *(f"blur1.{k}" for k in _BLUR_KEYS), *(f"blur2.{k}" for k in _BLUR_KEYS), "blur2.on",
+    *(f"{n}.{k}" for n in ("noise1", "noise2") for k in ("gaussian", "value", "gray")),
+    "jpeg1", "jpeg2", "final.on", "final.size", "final.cutoff"))}
+N_SLOTS = len(_SLOT)
 FAMILIES = ("gaussian", "generalized", "plateau", "sinc", "identity")  # kernel family codes 0..4
 
 
@@ -125,6 +124,7 @@ class Draws:
     resize2: tuple[float, str]
     final_mode: str
     sinc_first: bool
+    own_lr: torch.Tensor | None = None  # samples that kept their image's own LR (paired data) instead of the chain's
 
     def describe(self, i: int) -> dict[str, Any]:
         """Sample ``i``'s draws, rounded, for logs and preview captions."""
@@ -151,28 +151,31 @@ class Draws:
                 "noise1": noise(self.noise1), "jpeg1": int(self.jpeg1[i]), "blur2": kernel(self.blur2),
                 "resize2": {"scale": round(self.resize2[0], 3), "mode": self.resize2[1]}, "noise2": noise(self.noise2),
                 "final_sinc": kernel(self.final_sinc), "final_mode": self.final_mode, "jpeg2": int(self.jpeg2[i]),
-                "order": "resize+sinc, jpeg" if self.sinc_first else "jpeg, resize+sinc"}
+                "order": "resize+sinc, jpeg" if self.sinc_first else "jpeg, resize+sinc",
+                **({} if self.own_lr is None else {"own_lr": bool(self.own_lr[i])})}
 
     def caption(self, i: int) -> str:
-        """Sample ``i``'s draws in one short line per order (preview pictures)."""
+        """Sample ``i``'s draws (:meth:`describe`) in three short lines (preview pictures)."""
+        d = self.describe(i)
 
-        def k(kd: KernelDraws) -> str:
-            f = int(kd.family[i])
-            if f == 4:
-                return "no blur"
-            if f == 3:
-                return f"sinc {int(kd.size[i])}px cut {float(kd.cutoff[i]):.2f}"
-            return f"{kd.kind[i]} {int(kd.size[i])}px s {float(kd.sigma_x[i]):.1f}/{float(kd.sigma_y[i]):.1f}"
+        def k(kd: dict[str, Any] | None, none: str) -> str:
+            if kd is None:
+                return none
+            if kd["type"] == "sinc":
+                return f"sinc {kd['size']}px cut {kd['cutoff']:.2f}"
+            return f"{kd['type']} {kd['size']}px s {kd['sigma'][0]:.1f}/{kd['sigma'][1]:.1f}"
 
-        def n(nd: NoiseDraws) -> str:
-            kind = "gauss" if nd.gaussian[i] else "poisson"
-            return f"{kind}{' gray' if nd.gray[i] else ''} {float(nd.value[i]):.1f}"
+        def n(nd: dict[str, Any]) -> str:
+            return f"{'gauss' if nd['noise'] == 'gaussian' else 'poisson'}{' gray' if nd['gray'] else ''} " \
+                   f"{nd['value']:.1f}"
 
-        final = "no sinc" if int(self.final_sinc.family[i]) == 4 else k(self.final_sinc)
+        def r(rd: dict[str, Any]) -> str:
+            return f"x{rd['scale']:.2f} {rd['mode']}"
+
         order = "sinc>jpeg" if self.sinc_first else "jpeg>sinc"
-        return (f"1: {k(self.blur1)}, x{self.resize1[0]:.2f} {self.resize1[1]}, {n(self.noise1)}, "
-                f"q{int(self.jpeg1[i])}\n2: {k(self.blur2)}, x{self.resize2[0]:.2f} {self.resize2[1]}, "
-                f"{n(self.noise2)}\n   {final}, q{int(self.jpeg2[i])}, {order}")
+        return (f"1: {k(d['blur1'], 'no blur')}, {r(d['resize1'])}, {n(d['noise1'])}, q{d['jpeg1']}\n"
+                f"2: {k(d['blur2'], 'no blur')}, {r(d['resize2'])}, {n(d['noise2'])}\n"
+                f"   {k(d['final_sinc'], 'no sinc')}, q{d['jpeg2']}, {order}")
 
     def summary(self) -> dict[str, float]:
         """Counts and means over the batch, for MLflow (how often each kernel type, noise and order was drawn)."""
@@ -188,6 +191,8 @@ class Draws:
         out.update({"jpeg1.mean": float(self.jpeg1.double().mean()), "jpeg2.mean": float(self.jpeg2.double().mean()),
                     "resize1.scale": self.resize1[0], "resize2.scale": self.resize2[0],
                     "sinc_first": float(self.sinc_first)})
+        if self.own_lr is not None:
+            out["own_lr"] = float(self.own_lr.double().mean())
         return out
 
 

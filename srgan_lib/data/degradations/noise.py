@@ -12,7 +12,13 @@ from srgan_lib.data.degradations.draws import NoiseDraws
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale, which the published chain uses
 
 
-def _to8(x: torch.Tensor) -> torch.Tensor:
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """An image in [0, 1] (any shape) as 8-bit integers: clamped, rounded to nearest."""
+    return (x.detach().clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in [0, 1] with 8-bit values (clamped and rounded), kept in its dtype: what a saved image would hold."""
     return (x.clamp(0, 1) * 255.0).round() / 255.0
 
 
@@ -34,7 +40,7 @@ def noise_fields(x: torch.Tensor, n: NoiseDraws, gens: list[torch.Generator]) ->
             field = torch.randn((1 if n.gray[i] else c, h, w), generator=gens[i]) * (float(n.value[i]) / 255.0)
         else:
             img = x[i].detach().cpu().float()
-            base = _to8(sum(w * img[k] for k, w in enumerate(GRAY)).unsqueeze(0) if n.gray[i] else img)
+            base = quantize(sum(w * img[k] for k, w in enumerate(GRAY)).unsqueeze(0) if n.gray[i] else img)
             levels = poisson_levels(base)
             field = (torch.poisson(base * levels, generator=gens[i]) / levels - base) * float(n.value[i])
         out.append(field.expand(c, h, w))
@@ -61,6 +67,6 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor | list[int]) -> torch.Tensor:
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision.io's codecs point to TorchCodec
         from torchvision.io import decode_jpeg, encode_jpeg
 
-        u8 = (x.detach().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+        u8 = to_uint8(x).cpu()
         out = [decode_jpeg(encode_jpeg(u8[i], quality=int(quality[i]))) for i in range(u8.shape[0])]
     return torch.stack(out).to(x.device, x.dtype) / 255.0
