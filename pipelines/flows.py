@@ -204,6 +204,14 @@ def train_esrgan(overrides: dict[str, Any] | None = None, placement: Placement =
     return _train("esrgan", overrides, placement)
 
 
+@flow(name="train-realesrgan", log_prints=True)
+def train_realesrgan(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
+    """Data stages (the real-world test sets included), RRDBNet pretraining, Real-ESRNet (L1 on real-world
+    degradations), Real-ESRGAN (L1 + five-layer perceptual + U-Net SN discriminator), evaluation and registration of
+    the three (the gate judges the real-world ones on ``register.realworld_set``): the recipe ``realesrgan``."""
+    return _train("realesrgan", overrides, placement)
+
+
 @flow(name="sweep", log_prints=True)
 def sweep(grid: list[str], stages: list[str] | None = None, jobs: int = 1, metric: str = "niqe",
           gate: bool = True) -> str:

@@ -18,9 +18,11 @@ import yaml
 
 from srgan_lib.config.paramfile import apply_overrides, read_params
 from srgan_lib.config.params import validate
+from srgan_lib.data.degradations import DegradationSettings
 from srgan_lib.data.degrade import degrade, sources_from_list
 from srgan_lib.data.embedded import write_embedded
 from srgan_lib.data.lists import build_lists
+from srgan_lib.data.realworld import write_realworld_sets
 from srgan_lib.data.store import build_store
 from srgan_lib.io.images import read_image
 
@@ -238,6 +240,7 @@ def micro_data(tmp_path_factory) -> Path:
     build_lists([root / "raw"], {"Set5": BENCHMARKS / "Set5"}, root / "lists", min_size=64, test_min_size=16)
     degrade(sources_from_list(root / "lists" / "train.json"), root / "lr" / "X4", scale=4)
     build_store(root / "lists" / "train.json", root / "lr" / "X4", root / "store", scale=4)
+    write_realworld_sets(root / "lists", ["Set5"], root / "realworld", DegradationSettings(), seed=0)  # Set5-RW
     return root
 
 
@@ -248,13 +251,14 @@ def micro_overrides(data: Path, out: Path, stage: str, **extra: object) -> list[
         f"train.train_list={data / 'lists' / 'train.json'}", f"train.lr_dir={data / 'lr'}",
         f"train.store={data / 'store'}",
         f"train.val_list={data / 'lists' / 'Set5.json'}", "train.val_images=2", "train.val_crop=48",
+        f"train.val_list_realworld={data / 'realworld' / 'lists' / 'Set5-RW.json'}",
         f"train.out={out / 'runs'}", f"train.models={out / 'models'}", "tracking.uri=none",
         f"{stage}.batch_size=4", f"{stage}.hr_size=32", f"{stage}.iterations=6", f"{stage}.val_every=3",
         f"{stage}.ckpt_every=3", f"{stage}.log_every=1", f"{stage}.schedule=multistep", f"{stage}.warmup=0",
         f"{stage}.milestones=[4]",
     ]
     sets += [f"{stage}.{k}={json.dumps(MICRO[stage][k])}" for k in ("generator_options", "discriminator_options")]
-    if stage in ("srgan", "esrgan"):
+    if stage in MICRO["recipes"]["finetuned"]:
         sets.append(f"{stage}.init_from=none")
     sets += [f"{k}={v}" for k, v in extra.items()]
     return sets

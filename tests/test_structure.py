@@ -114,7 +114,7 @@ def test_one_definition_of_the_same_training_run() -> None:
     assert cfg.schedule == "cosine"
     blob = trajectory.trajectory(cfg, common, 4)
     assert blob == {"stage": {k: v for k, v in raw["srresnet"].items() if k not in ("val_every", "ckpt_every",
-                                                                                      "log_every")},
+                                                                                      "log_every", "deliver")},
                     "train": {k: raw["train"][k] for k in trajectory.TRAIN_KEYS}, "scale": 4}  # iterations kept:
     # they shape a cosine schedule, not a multistep one
     multistep = override(params, ["srresnet.schedule=multistep"]).srresnet
@@ -131,7 +131,8 @@ def test_training_stage_names_are_the_ones_dvc_expands() -> None:
 
     names = stage_names(ROOT)
     expected = {"srresnet": "train_psnr@srresnet", "rrdbnet": "train_psnr@rrdbnet", "srgan": "train_gan@srgan",
-                "esrgan": "train_gan@esrgan"}
+                "esrgan": "train_gan@esrgan", "realesrnet": "train_gan@realesrnet",
+                "realesrgan": "train_gan@realesrgan"}
     for section, stage in expected.items():
         assert stage in names and trained_section(stage) == section
     assert sorted(n for n in names if n.startswith("train")) == sorted(expected.values())

@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the gate judges it (auto: gan if the checkpoint was trained with a GAN loss)")
     p.add_argument("--set", dest="test_set", default=default(Register, "set"),
                    help="test set the gate compares on (%(default)s)")
+    p.add_argument("--realworld-set", default=default(Register, "realworld_set"),
+                   help="test set the gate compares generators trained on real-world degradations on (%(default)s)")
     p.add_argument("--psnr-floor", type=float, default=default(Register, "psnr_floor"),
                    help="GAN models: PSNR-Y >= baseline - this (%(default)s)")
     p.add_argument("--min-gain", type=float, default=default(Register, "min_gain"),
@@ -53,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _from_params(params: Params) -> dict[str, object]:
     """The gate's rule and the store from params.yaml's `register` and `tracking`."""
     r = params.register
-    return {"test_set": r.set, "psnr_floor": r.psnr_floor, "min_gain": r.min_gain,
+    return {"test_set": r.set, "realworld_set": r.realworld_set, "psnr_floor": r.psnr_floor, "min_gain": r.min_gain,
             "tracking_uri": params.tracking.uri, "experiment": params.tracking.experiment}
 
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_register(RegisterSettings(
         model=args.model, name=args.name, metrics=args.metrics, baseline=args.baseline, kind=args.kind,
-        rule=GateRule(args.test_set, args.psnr_floor, args.min_gain), train_run=args.train_run,
+        rule=GateRule(args.test_set, args.psnr_floor, args.min_gain, args.realworld_set), train_run=args.train_run,
         stage=None if args.stage == "none" else args.stage, out=args.out, tracking_uri=args.tracking_uri,
         experiment=args.experiment))
     if res.new and res.decision is not None:

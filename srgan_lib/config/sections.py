@@ -105,6 +105,7 @@ class Register(Section):
     models: ListOf(Text, non_empty=False)  # recipes (checked against `recipes`)
     prefix: Text = "srgan-"
     set: Text = "Set14"  # the test set the gate compares on
+    realworld_set: Text = "Set14-RW"  # ... for generators trained on real-world degradations (degradation: realworld)
     baseline: Choice(BASELINE_NAMES) = "bicubic"
     psnr_floor: Number(0) = 1.5  # GAN versions: PSNR-Y >= the baseline's - psnr_floor
     min_gain: Number(0) = 0.0  # a new version must beat the champion by more than this

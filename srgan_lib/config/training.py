@@ -18,6 +18,7 @@ LOSS_TYPES = ("none", *CRITERIA)
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile (reduce-overhead: CUDA graphs)
 AMP_MODES = ("none", "auto", "bf16", "fp16")
 VGG_LAYER_PATTERN = r"(conv|relu)[1-5]_[1-4]|pool[1-5]"
+DELIVERIES = ("last", "psnr_y", "niqe")  # last | the validation with the highest PSNR-Y | the lowest NIQE
 DEGRADATIONS = ("bicubic", "realworld")  # the degrade stage's LR (bicubic, or a folder's own) | params' degradation
 
 
@@ -71,6 +72,8 @@ class Recipe(Section):
     discriminator: Choice(DISCRIMINATORS)
     discriminator_options: Options
     init_from: Text  # a generator checkpoint to start from, or 'none'
+    init_d_from: Text = "none"  # a GAN recipe's discriminator file to start from (Real-ESRGAN's netD layout), or 'none'
+    deliver: Choice(DELIVERIES) = "last"  # the delivered generator: the last, or the best validated by this metric
     degradation: Choice(DEGRADATIONS)  # how the training LR is made
     batch_size: Int(minimum=1)
     hr_size: Int(minimum=8)
@@ -120,6 +123,10 @@ class Recipe(Section):
             if size != self.hr_size:
                 raise bad("discriminator_options", f"input_size {size} must equal hr_size {self.hr_size} (the "
                           "VGG-style discriminator has a fixed input size)")
+        if self.init_d_from != "none" and self.discriminator == "none":
+            raise bad("init_d_from", "there is no discriminator to initialise (discriminator: none)")
+        if self.deliver != "last" and not self.val_every:
+            raise bad("deliver", f"{self.deliver!r} picks among validations during the run: set val_every > 0")
         if self.val_every and self.val_every > self.iterations:
             raise bad("val_every", f"{self.val_every} is beyond iterations ({self.iterations}); use 0 to validate "
                       "only at the end")
@@ -150,6 +157,7 @@ class Train(Section):
     lr_dir: Text = "data/lr/train"
     store: Text = "data/store/train"
     val_list: Text = "data/lists/Set5.json"
+    val_list_realworld: Text = "data/realworld/lists/Set5-RW.json"  # the validation of `degradation: realworld` recipes
     val_images: Int(minimum=0) = 5
     val_crop: Int(minimum=0) = 128
     out: Text = "runs"

@@ -188,6 +188,18 @@ def read_list(path: str | Path) -> dict:
     return data
 
 
+def own_lr_file(data: dict, name: str, list_path: str | Path) -> Path | None:
+    """Where a test list that carries its own LR (:data:`OWN_LR`: a real-world set) keeps image ``name``'s LR; None
+    for a list without. A missing file is an error naming the stage that writes it."""
+    if OWN_LR not in data:
+        return None
+    lr = Path(data["roots"][0]) / data[OWN_LR] / f"{name}.png"
+    if not lr.is_file():
+        raise FileNotFoundError(f"'{list_path}' says its LR is in '{lr.parent}', but '{lr}' is missing; re-run the "
+                                "stage that wrote it (`dvc repro realworld`)")
+    return lr
+
+
 def test_lists(lists_dir: str | Path) -> list[Path]:
     """The test-split list files of a lists folder, in the order they were configured."""
     index = Path(lists_dir) / INDEX

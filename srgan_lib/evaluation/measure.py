@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from srgan_lib.data.lists import OWN_LR, hr_folder, read_list
+from srgan_lib.data.lists import OWN_LR, hr_folder, own_lr_file, read_list
 from srgan_lib.data.resize import Kernel, downsample, modcrop, upsample
 from srgan_lib.io.images import iter_image_files, read_image, write_png
 from srgan_lib.metrics import NAMES
@@ -87,13 +87,9 @@ def test_set_from_list(list_path: str | Path, scale: int) -> tuple[str, list[Tes
     data = read_list(list_path)
     root = Path(data["roots"][0])
     own = OWN_LR in data
-    lr_dir = root / data[OWN_LR] if own else lr_folder(root, scale)
     images = []
     for entry in data["images"]:
-        lr = lr_dir / f"{entry['name']}.png"
-        if own and not lr.is_file():
-            raise FileNotFoundError(f"'{list_path}' says its LR is in '{lr_dir}', but '{lr}' is missing; re-run the "
-                                    "stage that wrote it (`dvc repro realworld`)")
+        lr = own_lr_file(data, entry["name"], list_path) or lr_folder(root, scale) / f"{entry['name']}.png"
         images.append(TestImage(entry["name"], Path(entry["path"]), lr if lr.exists() else None, own))
     return data["split"], images
 

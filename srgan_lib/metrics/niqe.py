@@ -114,6 +114,12 @@ def niqe_luma(y: np.ndarray) -> float:
     return float(np.sqrt(d @ np.linalg.pinv((model["cov"] + cov) / 2.0) @ d))
 
 
+def niqe_fits(img: np.ndarray, *, shave: int = 0) -> bool:
+    """Whether an image holds the two BLOCK x BLOCK blocks NIQE needs, after ``shave``."""
+    h, w = (n - 2 * shave for n in img.shape[:2])
+    return (h // BLOCK) * (w // BLOCK) >= 2
+
+
 def niqe(img: np.ndarray, *, shave: int = 0) -> float:
     """NIQE of an RGB (HxWx3) or greyscale (HxW) image on the 0-255 scale.
 

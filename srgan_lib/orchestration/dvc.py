@@ -49,17 +49,20 @@ def training_stage(params: Params, recipe: str) -> str:
 
 
 def recipe_stages(params: Params, recipe: str) -> list[str]:
-    """The stages of a fine-tuned recipe's pipeline (a Prefect flow): the data, its parent's and its own training
-    (ESRGAN's network interpolation where ``interpolate`` uses it), then the evaluation and registration of both."""
-    parent = params.recipes.finetuned.get(recipe)
-    if parent is None:
+    """The stages of a fine-tuned recipe's pipeline (a Prefect flow): the data, the training of its ancestry from the
+    recipe trained from scratch down to it (rrdbnet -> realesrnet -> realesrgan; ESRGAN's network interpolation where
+    ``interpolate`` uses it), then the evaluation and registration of each."""
+    finetuned = params.recipes.finetuned
+    if recipe not in finetuned:
         raise ParamsError(f"{recipe!r} is not a fine-tuned recipe (recipes.finetuned: "
-                          f"{', '.join(params.recipes.finetuned) or 'none'})")
-    pair = (parent, recipe)
+                          f"{', '.join(finetuned) or 'none'})")
+    chain = [recipe]
+    while chain[0] in finetuned and finetuned[chain[0]] not in chain:
+        chain.insert(0, finetuned[chain[0]])
     interp = ["interpolate"] if params.interpolate.gan == f"{params.train.models}/{recipe}.pth" else []
-    return [*DATA_STAGES, *(training_stage(params, r) for r in pair), *interp,
-            *(f"evaluate_models@{r}" for r in pair if r in params.evaluate.models),
-            *(f"register@{r}" for r in pair if r in params.register.models)]
+    return [*DATA_STAGES, *(training_stage(params, r) for r in chain), *interp,
+            *(f"evaluate_models@{r}" for r in chain if r in params.evaluate.models),
+            *(f"register@{r}" for r in chain if r in params.register.models)]
 
 
 class PipelineError(UserError, RuntimeError):

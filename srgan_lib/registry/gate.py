@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from srgan_lib import UserError
@@ -28,11 +28,20 @@ class GateError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class GateRule:
-    """``params.yaml`` ``register``: the test set the versions are compared on and the GAN floor."""
+    """``params.yaml`` ``register``: the test set the versions are compared on (the real-world one for generators
+    trained on real-world degradations) and the GAN floor."""
 
     test_set: str = default(Register, "set")
     psnr_floor: float = default(Register, "psnr_floor")  # GAN versions: PSNR-Y >= baseline's - psnr_floor
     min_gain: float = default(Register, "min_gain")  # the margin over the champion (dB or points)
+    realworld_set: str = default(Register, "realworld_set")  # the test set of generators trained on real-world LR
+
+    def for_model(self, meta: Mapping[str, object]) -> GateRule:
+        """The rule for a generator with checkpoint ``meta``: one trained on real-world degradations is compared on
+        the real-world set (its bicubic-world numbers are not what it was made for), the rest on ``test_set``."""
+        if meta.get("degradation") == "realworld":
+            return replace(self, test_set=self.realworld_set)
+        return self
 
 
 @dataclass(frozen=True)

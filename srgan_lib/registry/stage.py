@@ -153,11 +153,13 @@ def run_register(s: RegisterSettings) -> Registration:
     if not Path(s.model).is_file():
         raise RegisterError(f"generator '{s.model}' not found: train it first (srgan train / dvc repro)")
     results = _read_results(s.metrics, "evaluation")
-    if s.rule.test_set not in results:
-        raise RegisterError(f"evaluation '{s.metrics}' has no test set {s.rule.test_set!r} (it has "
-                            f"{', '.join(results)}): set register.set in params.yaml to one of them")
-    baseline = _read_results(s.baseline, "baseline evaluation") if s.baseline else None
     meta = checkpoint_meta(s.model)
+    rule = s.rule.for_model(meta)
+    if rule.test_set not in results:
+        key = "realworld_set" if rule is not s.rule else "set"
+        raise RegisterError(f"evaluation '{s.metrics}' has no test set {rule.test_set!r} (it has "
+                            f"{', '.join(results)}): set register.{key} in params.yaml to one of them")
+    baseline = _read_results(s.baseline, "baseline evaluation") if s.baseline else None
     kind: Kind = model_kind(meta) if s.kind == "auto" else s.kind
     digest = file_sha256(s.model)
     stage = _training_stage(s)
@@ -194,14 +196,14 @@ def run_register(s: RegisterSettings) -> Registration:
             champion = None
             with contextlib.suppress(MlflowException):
                 champion = client.get_model_version_by_alias(s.name, CHAMPION)
-            decision = decide(kind, results[s.rule.test_set],
-                              None if champion is None else metrics_from_tags(champion.tags, s.rule.test_set),
-                              None if baseline is None else baseline.get(s.rule.test_set), s.rule)
+            decision = decide(kind, results[rule.test_set],
+                              None if champion is None else metrics_from_tags(champion.tags, rule.test_set),
+                              None if baseline is None else baseline.get(rule.test_set), rule)
             version_tags = {
                 WEIGHTS_TAG: digest, "srgan.kind": kind, "git_commit": tracking.git_commit(),
                 "dvc_lock": tracking.dvc_lock_hash(stage) if stage else "none",
                 "srgan.params": json.dumps(meta, sort_keys=True)[:5000], "srgan.description": describe_meta(meta),
-                "gate.test_set": s.rule.test_set, **metric_tags(results), **decision.tags(),
+                "gate.test_set": rule.test_set, **metric_tags(results), **decision.tags(),
                 "gate.champion_version": champion.version if champion is not None else "none",
             }
             mv = client.create_model_version(s.name, info.model_uri, run_id=run_id, tags=version_tags,

@@ -27,6 +27,7 @@ from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
 from srgan_lib.training.degradation_log import DegradationDraws
+from srgan_lib.training.delivery import KeepBest, delivered_checkpoint
 from srgan_lib.training.distributed import Dist, init_distributed
 from srgan_lib.training.loop import (
     STOP,
@@ -46,6 +47,7 @@ from srgan_lib.training.validation import Validator
 
 if TYPE_CHECKING:
     from srgan_lib.config.params import Params, Train
+    from srgan_lib.config.training import Recipe
 
 log = logging.getLogger("srgan.train")
 
@@ -141,7 +143,7 @@ def train_stage(
                     "paper's loss; tagged vgg_weights=random in MLflow", stage)
     store = open_training_store(common.store, common.train_list, Path(common.lr_dir) / f"X{scale}", scale)
     data = PairedPatches(store, hr_size=cfg.hr_size, augment=cfg.augment, seed=common.seed)
-    validator = (Validator(common.val_list, common.val_images, common.val_crop, scale,
+    validator = (Validator(_val_list(cfg, common), common.val_images, common.val_crop, scale,
                            params.degrade.kernel) if ddp.main else None)
 
     start_iter, history, val_history, run_id = _restore(trainer, ckpt, stage, ddp)
@@ -158,7 +160,7 @@ def train_stage(
     tracker = _tracker(run, params, data, finished)
     validation, checkpoints, mlflow = Validation(validator), Checkpointing(), MLflowTracking(tracker)
     run.callbacks = [Progress(run, progress), HistoryCSV(), validation, checkpoints, mlflow,
-                     *_realworld_hooks(run, tracker, data)]
+                     *_realworld_hooks(run, tracker, data), *([KeepBest()] if cfg.deliver != "last" else [])]
     status, t_loop = "FAILED", time.perf_counter()
     try:
         run.emit("on_start")
@@ -186,6 +188,11 @@ def train_stage(
         run.emit("on_end", status)
         if ddp.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _val_list(cfg: Recipe, common: Train) -> str:
+    """The validation list of a recipe: the real-world one (own LR, e.g. Set5-RW) for ``degradation: realworld``."""
+    return common.val_list_realworld if cfg.degradation == "realworld" else common.val_list
 
 
 def _realworld_hooks(run: Run, tracker: Any, data: PairedPatches) -> list[DegradationDraws]:
@@ -232,7 +239,11 @@ def _deliver(run: Run, data: PairedPatches, model_path: Path, validation: Valida
         checkpoints.save(run, run.total)
     write_history(run)
     meta = {"train_images": len(data), "config_hash": run.cfg_hash, "precise_bn": common.precise_bn}
-    save_torch(trainer.generator_checkpoint(meta, final), model_path)
+    checkpoint, picked = delivered_checkpoint(run, trainer.generator_checkpoint(meta, final))
+    save_torch(checkpoint, model_path)
+    if picked is not None:  # the validation row of what is delivered (deliver: psnr_y | niqe)
+        val_row = picked
+        mlflow.tracker.set_tags({"delivered_iteration": str(picked["iteration"])})
     write_summary(run, model_path, val_row, seconds_per_it, count_parameters(trainer.net_g))
     mlflow.log_final(run, model_path, seconds_per_it)
     return val_row
@@ -269,8 +280,8 @@ def _open_tracker(run: Run, params: Params, data: PairedPatches) -> Any:
                                              stage: cfg.model_dump(), **realworld}))
         tracker.log_dataset(Path(common.train_list).stem, common.train_list, "training", len(data))
         if common.val_images:
-            tracker.log_dataset(Path(common.val_list).stem, common.val_list, "validation",
-                                common.val_images)
+            val_list = _val_list(cfg, common)
+            tracker.log_dataset(Path(val_list).stem, val_list, "validation", common.val_images)
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu {cpu_name()} ({torch.get_num_threads()} threads)")
     tracker.set_tags({

@@ -28,10 +28,11 @@ from torch import nn
 from srgan_lib import losses
 from srgan_lib.data.degradations import usm_sharp
 from srgan_lib.hardware import resolve_compute_format
-from srgan_lib.models import build_model, count_parameters, from_unit, load_generator_state, output_range, to_unit
+from srgan_lib.models import build_model, count_parameters, from_unit, output_range, to_unit
 from srgan_lib.training import NonFiniteLoss, TrainingError
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
+from srgan_lib.training.initial import init_discriminator, init_generator
 from srgan_lib.training.optim import EMA, adam, learning_rate, set_lr
 from srgan_lib.training.realworld import realworld_lr
 
@@ -68,11 +69,15 @@ class Trainer:
 
         _seed_everything(common.seed)
         self.net_g = build_model(cfg.generator, scale=self.scale, **cfg.generator_options)
-        self.init_from = None
+        self.init_from = self.init_d_from = None
         if cfg.init_from != "none":
-            self._init_generator(Path(cfg.init_from))
+            init_generator(self.net_g, Path(cfg.init_from), stage, cfg.generator, cfg.generator_options)
+            self.init_from = cfg.init_from
         self.net_d = (None if cfg.discriminator == "none"
                       else build_model(cfg.discriminator, **cfg.discriminator_options))
+        if self.net_d is not None and cfg.init_d_from != "none":
+            init_discriminator(self.net_d, Path(cfg.init_d_from), stage, cfg.discriminator, cfg.discriminator_options)
+            self.init_d_from = cfg.init_d_from
         if ddp.world_size > 1:
             self._sync_batchnorm()
         self.ema = EMA(self.net_g, cfg.ema_decay, foreach=common.ema_foreach) if cfg.ema_decay > 0 else None
@@ -139,23 +144,6 @@ class Trainer:
         self.net_g = nn.SyncBatchNorm.convert_sync_batchnorm(self.net_g)
         if self.net_d is not None:
             self.net_d = nn.SyncBatchNorm.convert_sync_batchnorm(self.net_d)
-
-    def _init_generator(self, path: Path) -> None:
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"'{self.stage}.init_from': generator checkpoint '{path}' not found; train the PSNR stage first "
-                f"(`srgan train {'srresnet' if self.cfg.generator == 'srresnet' else 'rrdbnet'}`) or point "
-                "init_from at a checkpoint"
-            )
-        state = load_generator_state(path, prefer_ema=True)
-        try:
-            self.net_g.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"'{path}' does not fit {self.cfg.generator} with options {self.cfg.generator_options}: "
-                f"{str(exc).splitlines()[0]} (generator_options must match the PSNR stage's)"
-            ) from None
-        self.init_from = str(path)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -381,6 +369,7 @@ class Trainer:
             "schedule": cfg.schedule, "warmup": cfg.warmup, "ema_decay": cfg.ema_decay,
             "losses": {k: loss(k) for k in ("pixel", "perceptual", "gan")},
             "vgg_weights": self.vgg_weights, "init_from": self.init_from or "none",
+            "init_d_from": self.init_d_from or "none",
             "precision": self.compute.precision, "memory_format": self.compute.layout, **extra,
         }
 

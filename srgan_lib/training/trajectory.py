@@ -25,13 +25,14 @@ if TYPE_CHECKING:
     from srgan_lib.config.training import Recipe, Train
 
 # Keys whose change does not alter the optimisation trajectory: a run may be resumed with different values
+# (``deliver`` only picks which validated generator is written)
 # (``iterations`` only under the multistep schedule: the cosine schedule is drawn over the whole run).
-RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every")
+RESUMABLE_KEYS = ("iterations", "val_every", "ckpt_every", "log_every", "deliver")
 # ``train`` keys that shape the trajectory (the rest are speed compute, places, or output-only settings)
 TRAIN_KEYS = ("seed", "amp", "channels_last", "vgg_weights", "train_list", "lr_dir")
 # params that change a training stage's outputs but not its trajectory (DVC re-runs the stage; it resumes)
 OUTPUT_KEYS = ("train.fused_adam", "train.ema_foreach", "train.compile", "train.store", "train.val_list",
-               "train.val_images", "train.val_crop", "train.precise_bn", "degrade.kernel")
+               "train.val_list_realworld", "train.val_images", "train.val_crop", "train.precise_bn", "degrade.kernel")
 
 
 def trajectory(stage_cfg: Recipe, common: Train, scale: int, degradation: Degradation | None = None
@@ -65,8 +66,9 @@ def config_hash(stage_cfg: Recipe, common: Train, scale: int,
 
 
 def input_digests(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, str]:
-    """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest) and the
-    ``init_from`` generator file. A missing input digests as 'missing' (opening it later gives the actionable error)."""
+    """Content digests of a stage's inputs: the training data (the store's fingerprint: list + LR manifest), the
+    ``init_from`` generator file and the ``init_d_from`` discriminator file. A missing input digests as 'missing'
+    (opening it later gives the actionable error)."""
     from srgan_lib.data.store import fingerprint
     from srgan_lib.io.images import file_sha256
 
@@ -74,14 +76,10 @@ def input_digests(stage_cfg: Recipe, common: Train, scale: int) -> dict[str, str
         data = fingerprint(common.train_list, Path(common.lr_dir) / f"X{scale}", scale)
     except OSError:
         data = "missing"
-    init = stage_cfg.init_from
-    if init == "none":
-        parent = "none"
-    elif Path(init).is_file():
-        parent = file_sha256(init)
-    else:
-        parent = "missing"
-    return {"data": data, "init_from": parent}
+    def digest(path: str) -> str:
+        return "none" if path == "none" else file_sha256(path) if Path(path).is_file() else "missing"
+
+    return {"data": data, "init_from": digest(stage_cfg.init_from), "init_d_from": digest(stage_cfg.init_d_from)}
 
 
 def dvc_params(section: str = "${key}") -> list[str]:

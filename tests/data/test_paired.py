@@ -90,7 +90,8 @@ def test_a_realworld_recipe_trains_on_paired_and_synthetic_samples(paired, tmp_p
     root, _ = paired
     params = micro_params(root, tmp_path, "rrdbnet", **{"rrdbnet.degradation": "realworld",
                                                        "degradation.paired_prob": 1.0,
-                                                       "train.log_degradations": "true"})
+                                                       "train.log_degradations": "true",
+                                                       "train.val_list_realworld": root / "lists" / "Set5.json"})
     res = train_stage(params, "rrdbnet", progress=False)
     assert res.iterations == 6 and 0 < res.validation["psnr_y"] < 60
     logged = [json.loads(line) for line in (res.run_dir / "degradations.jsonl").read_text().splitlines()]

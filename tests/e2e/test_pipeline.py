@@ -437,7 +437,7 @@ def prefect(repo):
 def test_prefect_deployment_runs_train_esrgan_with_an_override(repo, prefect):
     params_before = (repo / "params.yaml").read_bytes()
     listed = _sh([str(BIN / "prefect"), "deployment", "ls"], repo, **prefect).stdout
-    for name in ("train-srgan/local", "train-esrgan/local", "train/local", "evaluate/local"):
+    for name in ("train-srgan/local", "train-esrgan/local", "train-realesrgan/local", "train/local", "evaluate/local"):
         assert name in listed
     run = _sh([str(BIN / "prefect"), "deployment", "run", "train-esrgan/local", "--param",
                'overrides={"esrgan.gan.weight": 0.02}', "--watch", "--watch-timeout", "600"], repo, **prefect)

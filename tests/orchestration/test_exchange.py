@@ -75,7 +75,8 @@ def test_the_remote_keys_checkpoints_by_the_training_trajectory():
 
 
 def test_the_recipe_flows_run_their_papers_stages():
-    """train-srgan / train-esrgan's stages, derived from params.yaml's recipes, are the papers' pipelines."""
+    """train-srgan / train-esrgan / train-realesrgan's stages, derived from params.yaml's recipes, are the papers'
+    pipelines."""
     params = load_params(folders=False)
     data = ["embedded", "lists", "degrade", "store", "realworld"]
     assert recipe_stages(params, "srgan") == [*data, "train_psnr@srresnet", "train_gan@srgan",
@@ -84,11 +85,16 @@ def test_the_recipe_flows_run_their_papers_stages():
     assert recipe_stages(params, "esrgan") == [*data, "train_psnr@rrdbnet", "train_gan@esrgan", "interpolate",
                                                "evaluate_models@rrdbnet", "evaluate_models@esrgan",
                                                "register@rrdbnet", "register@esrgan"]
+    # Real-ESRGAN's chain: rrdbnet -> realesrnet -> realesrgan, each trained, evaluated and registered
+    assert recipe_stages(params, "realesrgan") == [*data, "train_psnr@rrdbnet", "train_gan@realesrnet",
+                                                   "train_gan@realesrgan", "evaluate_models@rrdbnet",
+                                                   "evaluate_models@realesrnet", "evaluate_models@realesrgan",
+                                                   "register@rrdbnet", "register@realesrnet", "register@realesrgan"]
     with pytest.raises(ValueError, match="not a fine-tuned recipe"):
         recipe_stages(params, "rrdbnet")
 
 
-@pytest.mark.parametrize("recipe", ["srgan", "esrgan"])
+@pytest.mark.parametrize("recipe", ["srgan", "esrgan", "realesrgan"])
 def test_hosts_placement_sends_data_stages_to_cpu_and_everything_using_generators_to_gpu(recipe):
     stages = recipe_stages(load_params(folders=False), recipe)
     pools = {s: pool_of(s) for s in stages}

@@ -88,8 +88,8 @@ def test_plan_reruns_only_what_the_keys_affect():
     assert "train_psnr@rrdbnet" in p.upstream and "train_gan@esrgan" not in p.upstream
     assert p.upstream.index("store") < p.upstream.index("train_psnr@rrdbnet")  # in the order they run
     assert "evaluate_baselines@bicubic" in p.upstream and "train_psnr@srresnet" not in p.upstream
-    shared = plan(["train.seed"], cwd=REPO)  # a key every training reads: four trained models compared
-    assert set(shared.models) == {"srresnet", "srgan", "rrdbnet", "esrgan"}
+    shared = plan(["train.seed"], cwd=REPO)  # a key every training reads: every trained model compared
+    assert set(shared.models) == {"srresnet", "srgan", "rrdbnet", "esrgan", "realesrnet", "realesrgan"}
     with pytest.raises(GridError, match=r"does not depend on esrgan\.lr"):
         plan(["esrgan.lr"], ["evaluate_models@srresnet"], cwd=REPO)
     with pytest.raises(GridError, match="unknown stage train_esrgan"):

@@ -60,6 +60,16 @@ def test_gan_gate_prefers_pi_then_niqe_lower_wins_and_keeps_a_psnr_floor():
         decide("gan", {"psnr_y": 26.0, "niqe": 6.0}, None, None, RULE)
 
 
+def test_real_world_generators_are_gated_on_the_real_world_set():
+    rule = GateRule("Set14", 1.5, realworld_set="Set14-RW")
+    assert rule.for_model({"degradation": "realworld"}).test_set == "Set14-RW"
+    assert rule.for_model({"degradation": "bicubic"}) is rule and rule.for_model({}) is rule  # older checkpoints
+    # the floor is the baseline's PSNR-Y on that same set: 22.76 - 1.5 on Set14-RW, not 26.09 - 1.5 on Set14
+    ok = decide("gan", {"psnr_y": 22.5, "niqe": 9.2}, None, {"psnr_y": 22.76}, rule.for_model({"degradation":
+                                                                                             "realworld"}))
+    assert ok.alias == "champion" and ok.metric == "niqe"
+
+
 def test_metric_tags_round_trip():
     results = {"Set5": {"psnr_y": 29.01234567, "niqe": float("nan")}, "Set14": {"psnr_y": 26.5, "n_images": 14}}
     tags = metric_tags(results)
@@ -69,19 +79,20 @@ def test_metric_tags_round_trip():
 
 # ------------------------------------------------------------------------------------------------- real components
 
-def _checkpoint(path: Path, seed: int, gan: bool = False) -> Path:
+def _checkpoint(path: Path, seed: int, gan: bool = False, degradation: str = "bicubic") -> Path:
     torch.manual_seed(seed)
     net = build_model("rrdbnet", num_block=1, num_feat=8, num_grow_ch=4)
     meta = {"stage": "tiny", "generator": "rrdbnet", "generator_options": {"num_block": 1, "num_feat": 8,
             "num_grow_ch": 4}, "parameters": 0, "iterations": 1, "batch_size": 1, "hr_size": 32, "lr": 1e-4,
-            "schedule": "cosine", "losses": {"pixel": "l1 x 1", "perceptual": "none",
-                                             "gan": "ragan x 0.005" if gan else "none"}}
+            "schedule": "cosine", "degradation": degradation, "losses": {
+                "pixel": "l1 x 1", "perceptual": "none", "gan": "ragan x 0.005" if gan else "none"}}
     torch.save({"params": net.state_dict(), "meta": meta}, path)
     return path
 
 
-def _metrics(path: Path, label: str, **set14: float) -> Path:
-    path.write_text(json.dumps({label: {"Set5": {"psnr_y": 28.0, "n_images": 5}, "Set14": {**set14, "n_images": 14}}}))
+def _metrics(path: Path, label: str, rw: dict | None = None, **set14: float) -> Path:
+    sets = {"Set5": {"psnr_y": 28.0, "n_images": 5}, "Set14": {**set14, "n_images": 14}}
+    path.write_text(json.dumps({label: {**sets, **({"Set14-RW": {**rw, "n_images": 14}} if rw else {})}}))
     return path
 
 
@@ -90,7 +101,7 @@ def _register(tmp: Path, uri: str, ckpt: Path, metrics: Path, name: str = "srgan
     from srgan_lib.registry.stage import RegisterSettings, run_register
 
     out = tmp / f"{ckpt.stem}.json"
-    baseline = _metrics(tmp / "bicubic.json", "bicubic", psnr_y=26.09, niqe=7.62)
+    baseline = _metrics(tmp / "bicubic.json", "bicubic", {"psnr_y": 22.76, "niqe": 9.9}, psnr_y=26.09, niqe=7.62)
     if cli:
         proc = run_cli("register", "--model", str(ckpt), "--name", name, "--metrics", str(metrics), "--baseline",
                        str(baseline), "--set", "Set14", "--out", str(out), "--tracking-uri", uri, cwd=tmp)
@@ -146,6 +157,13 @@ def test_register_moves_champion_by_the_gate_both_ways_and_is_idempotent(tmp_pat
                     _metrics(tmp_path / "g.m", "g", psnr_y=24.0, niqe=5.0), name="srgan-tiny-gan")
     assert low["alias"] == "challenger" and "floor" in low["gate"]["gate.reason"]
     assert client.get_model_version("srgan-tiny-gan", "1").tags["srgan.kind"] == "gan"
+    # a generator trained on real-world degradations is judged on the real-world set (register.realworld_set):
+    # its Set14 PSNR-Y is below the floor, its Set14-RW numbers pass it, so it becomes the champion on NIQE there
+    rw = _register(tmp_path, mlflow_server, _checkpoint(tmp_path / "rw.pth", 5, gan=True, degradation="realworld"),
+                   _metrics(tmp_path / "rw.m", "rw", {"psnr_y": 22.5, "niqe": 9.2}, psnr_y=20.0, niqe=5.0),
+                   name="srgan-tiny-rw")
+    assert rw["alias"] == "champion" and rw["gate"]["gate.metric"] == "niqe" and rw["gate"]["gate.score"] == "9.2"
+    assert client.get_model_version("srgan-tiny-rw", "1").tags["gate.test_set"] == "Set14-RW"
     # a logged MLflow Model (pyfunc), linked to the run it was logged in
     mv = client.get_model_version("srgan-tiny", "2")
     assert mv.source.startswith("models:/m-")

@@ -25,7 +25,7 @@ from srgan_lib.training.checkpoint import list_checkpoints
 from srgan_lib.training.stage import ResumeError, train_stage
 from tests.conftest import BENCHMARKS, MICRO, REPO, SRGAN, micro_overrides, micro_params, run_cli
 
-STAGES = ("srresnet", "srgan", "rrdbnet", "esrgan")
+STAGES = ("srresnet", "srgan", "rrdbnet", "esrgan", "realesrnet", "realesrgan")
 
 
 def generator(path: Path, key: str = "params") -> dict[str, torch.Tensor]:
@@ -43,12 +43,14 @@ def test_each_recipe_trains_on_cpu_micro_profile(stage, micro_data, tmp_path):
     assert meta["parameters"] == sum(v.numel() for k, v in ckpt["params"].items()
                                      if "running" not in k and "num_batches" not in k)
     assert meta["precision"] in ("fp32", "bf16") and meta["memory_format"] == "channels_last"
-    assert meta["vgg_weights"] == ("random" if stage in ("srgan", "esrgan") else "unused")
-    net = build_model("rrdbnet" if stage in ("rrdbnet", "esrgan") else "srresnet",
+    assert meta["vgg_weights"] == ("random" if stage in ("srgan", "esrgan", "realesrgan") else "unused")
+    assert meta["degradation"] == ("realworld" if stage.startswith("real") else "bicubic")
+    net = build_model("srresnet" if stage in ("srresnet", "srgan") else "rrdbnet",
                       **MICRO[stage]["generator_options"])
     net.load_state_dict(ckpt["params_ema"], strict=True)
     expected = {"srresnet": {"pixel"}, "srgan": {"perceptual", "gan_g", "gan_d"}, "rrdbnet": {"pixel"},
-                "esrgan": {"pixel", "perceptual", "gan_g", "gan_d"}}[stage]
+                "esrgan": {"pixel", "perceptual", "gan_g", "gan_d"}, "realesrnet": {"pixel"},
+                "realesrgan": {"pixel", "perceptual", "gan_g", "gan_d"}}[stage]
     assert expected <= set(res.final_losses) and all(v == v for v in res.final_losses.values())
     assert 0 < res.validation["psnr_y"] < 60 and 0 < res.validation["ssim_y"] <= 1
     assert (res.run_dir / "val" / "iter_00000003.png").is_file() and (res.run_dir / "history.csv").is_file()
@@ -352,7 +354,7 @@ def test_bad_training_params_name_the_key(override, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", STAGES[:4])  # Real-ESRGAN (48 x 256 px): tests/config/test_realesrgan_config.py
 def test_paper_configuration_smoke(stage, micro_data, tmp_path):
     """Two iterations of each recipe exactly as configs/paper.yaml sets it (batch 16, HR 96/128, full networks)."""
     params = load_params(REPO / "configs" / "paper.yaml", [

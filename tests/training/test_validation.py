@@ -50,3 +50,33 @@ def test_validation_pairs_are_the_centre_crop_and_its_matlab_bicubic(tmp_path):
     y = x = (512 - 64) // 2 // 4 * 4
     assert np.array_equal(val.pairs[0][2], hr[y:y + 64, x:x + 64])
     assert np.array_equal(val.pairs[0][1], downsample(hr[y:y + 64, x:x + 64], 4, "matlab"))
+
+
+def test_realworld_validation_uses_the_sets_own_lr_and_reports_niqe(tmp_path):
+    """A real-world list (Set5-RW): the LR crop is the matching window of the set's own degraded LR file (not a
+    bicubic of the HR), and with crops of two NIQE blocks the scores carry the evaluation's NIQE of the SR."""
+    from srgan_lib.data.degradations import DegradationSettings
+    from srgan_lib.data.realworld import write_realworld_sets
+    from srgan_lib.evaluation.measure import measure, test_set_from_list
+    from srgan_lib.io.images import read_image
+
+    _lists(tmp_path)
+    write_realworld_sets(tmp_path / "lists", ["Set5"], tmp_path / "rw", DegradationSettings(), seed=0)
+    rw = tmp_path / "rw" / "lists" / "Set5-RW.json"
+    val = Validator(str(rw), 2, 200, 4)
+    _, images = test_set_from_list(rw, 4)
+    for (name, lr, hr), img in zip(val.pairs, images, strict=False):
+        full_hr, full_lr = modcrop(read_image(img.hr), 4), read_image(img.lr)
+        y, x = (full_hr.shape[0] - 200) // 2 // 4 * 4, (full_hr.shape[1] - 200) // 2 // 4 * 4
+        assert name == img.name and hr.shape == (200, 200, 3) and lr.shape == (50, 50, 3)
+        assert np.array_equal(hr, full_hr[y : y + 200, x : x + 200])
+        assert np.array_equal(lr, full_lr[y // 4 : y // 4 + 50, x // 4 : x // 4 + 50])
+        assert not np.array_equal(lr, downsample(hr, 4, "matlab"))  # degraded, not bicubic
+    model = torch.nn.Upsample(scale_factor=4, mode="bicubic")  # textured output (NIQE is undefined on flat images)
+    levers = ComputeFormat("fp32", True)
+    scores, _ = val.run(model, (0.0, 1.0), torch.device("cpu"), levers)
+    sr = [super_resolve(model, lr, (0.0, 1.0), torch.device("cpu"), levers) for _, lr, _ in val.pairs]
+    expected = [measure(s, hr, 4) for s, (_, _, hr) in zip(sr, val.pairs, strict=True)]
+    assert scores["niqe"] == np.mean([e["niqe"] for e in expected])
+    assert scores["psnr_y"] == np.mean([e["psnr_y"] for e in expected])
+    assert "niqe" not in Validator(str(rw), 2, 128, 4).run(model, (0.0, 1.0), torch.device("cpu"), levers)[0]
