@@ -40,7 +40,8 @@ PAPER_ROWS: dict[str, Reference] = {
 # How the papers name the methods the project reproduces, in the papers' order (tables and figures list them so);
 # any other method (a recipe of your own) is shown under its own name, after them.
 PAPER_NAMES: dict[str, str] = {"nearest": "Nearest", "bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN",
-                               "rrdbnet": "RRDB", "esrgan": "ESRGAN"}
+                               "rrdbnet": "RRDB", "esrgan": "ESRGAN", "realesrnet": "Real-ESRNet",
+                               "realesrgan": "Real-ESRGAN"}
 
 # Tolerances within which the project's bicubic baseline must reproduce the paper row (foundation issue).
 BICUBIC_TOLERANCE: dict[str, tuple[float, float]] = {"Set5": (0.05, 0.002), "Set14": (0.15, 0.004)}

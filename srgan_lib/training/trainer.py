@@ -1,4 +1,5 @@
-"""The one training engine for the four recipes (SRResNet, SRGAN, RRDBNet, ESRGAN), configured by ``params.yaml``.
+"""The one training engine for every recipe (SRResNet, SRGAN, RRDBNet, ESRGAN, Real-ESRNet, Real-ESRGAN), as
+``params.yaml`` configures it.
 
 A recipe is a stage section: which generator (and discriminator), which losses with which weights, the optimiser
 schedule and the batch. Each iteration is: a generator update on

@@ -29,9 +29,10 @@ from tests.conftest import mlflow_server as start_mlflow_server
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan")
+MODELS = ("srresnet", "srgan", "rrdbnet", "esrgan", "realesrnet", "realesrgan")
 TRAINING = {"srresnet": "train_psnr@srresnet", "srgan": "train_gan@srgan", "rrdbnet": "train_psnr@rrdbnet",
-            "esrgan": "train_gan@esrgan"}  # dvc.yaml's foreach groups
+            "esrgan": "train_gan@esrgan", "realesrnet": "train_gan@realesrnet",
+            "realesrgan": "train_gan@realesrgan"}  # dvc.yaml's foreach groups
 ALL_STAGES = ["embedded", "lists", "degrade", "store", "realworld", "evaluate_baselines@bicubic",
               "evaluate_baselines@nearest", "interpolate", *TRAINING.values(),
               *(f"evaluate_models@{m}" for m in MODELS), "evaluate_interp", "report",
@@ -230,7 +231,7 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
     assert {d.dataset.name for d in evaluation.inputs.dataset_inputs} == {"Set5", "Set14", "Set5-RW", "Set14-RW"}
     assert "per_image.json" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
     assert any(a.path == "images" for a in client.list_artifacts(esrgan.info.run_id))  # log_image's folder
-    # the register stages: four registered models, each version a logged MLflow Model of its training run
+    # the register stages: every registered model, each version a logged MLflow Model of its training run
     for model in MODELS:
         record = json.loads((repo / "reports" / "registry" / f"{model}.json").read_text())
         version = client.get_model_version(f"srgan-{model}", record["version"])
@@ -243,6 +244,13 @@ def test_stage_runs_nest_under_the_pipeline_run(repo):
         assert client.get_run(training.info.run_id).data.tags["dvc_lock_stage_hash"] == lock_hash
     for model in ("srresnet", "rrdbnet"):  # PSNR models: the first version is the champion
         assert str(client.get_model_version_by_alias(f"srgan-{model}", "champion").version) == "1"
+    # the real-world recipes validate on Set5-RW and are gated on Set14-RW (register.realworld_set)
+    realesrgan = client.get_run(children["realesrgan"].info.run_id)
+    assert {(d.dataset.name, next(t.value for t in d.tags if t.key == "mlflow.data.context"))
+            for d in realesrgan.inputs.dataset_inputs} == {("train", "training"), ("Set5-RW", "validation")}
+    for model in ("realesrnet", "realesrgan"):
+        record = json.loads((repo / "reports" / "registry" / f"{model}.json").read_text())
+        assert client.get_model_version(f"srgan-{model}", record["version"]).tags["gate.test_set"] == "Set14-RW"
 
 
 @pytest.fixture

@@ -114,47 +114,50 @@ def test_auto_resume_starts_over_when_the_psnr_parent_changed(micro_data, tmp_pa
 @pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
 def test_sigkill_and_resume_is_bit_identical(micro_data, tmp_path):
     """A run killed with SIGKILL mid-way and resumed ends with exactly the weights of an uninterrupted run: the
-    discriminator, the EMA, the optimisers and the real-world degradation's draws (keyed by iteration and sample, so
-    nothing to save) included. The recipe is Real-ESRGAN's form (configs/realesrgan.yaml at micro size): real-world
-    inputs, USM targets, five-layer perceptual, vanilla GAN on the U-Net SN discriminator (its power-iteration
-    vectors are buffers: checkpointed). SIGTERM's test below covers ESRGAN's form on bicubic inputs."""
-    common = {"esrgan.iterations": 16, "esrgan.ckpt_every": 4, "esrgan.val_every": 0, "esrgan.log_every": 2,
-              "esrgan.milestones": "[6, 12]", "esrgan.degradation": "realworld", "esrgan.pixel.usm": "true",
-              "esrgan.perceptual.usm": "true", "esrgan.discriminator": "unet_discriminator_sn",
-              "esrgan.discriminator_options": "{num_feat: 8}", "esrgan.gan.type": "vanilla", "esrgan.gan.weight": 0.1,
-              "esrgan.perceptual.layer": "{conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1}"}
+    discriminator, the EMA, the optimisers, the best validated generator it delivers and the real-world degradation's
+    draws (keyed by iteration and sample, so nothing to save) included. The recipe is `realesrgan` at micro size in
+    x4plus's form: real-world inputs, USM targets for L1 and the five-layer perceptual, vanilla GAN on the U-Net SN
+    discriminator (its power-iteration vectors are buffers: checkpointed), EMA, `deliver: psnr_y`. SIGTERM's test
+    below covers ESRGAN's form on bicubic inputs."""
+    common = {"realesrgan.iterations": 16, "realesrgan.ckpt_every": 4, "realesrgan.val_every": 4,
+              "realesrgan.log_every": 2, "realesrgan.milestones": "[6, 12]", "realesrgan.pixel.usm": "true",
+              "realesrgan.deliver": "psnr_y",
+              "realesrgan.perceptual.layer": "{conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1}"}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ref = tmp_path / "ref"
-    run_cli("train", "esrgan", "--no-progress", "--set", *micro_overrides(micro_data, ref, "esrgan", **common))
+    run_cli("train", "realesrgan", "--no-progress", "--set", *micro_overrides(micro_data, ref, "realesrgan", **common))
 
     killed = tmp_path / "killed"
-    args = [SRGAN, "train", "esrgan", "--no-progress", "--set",
-            *micro_overrides(micro_data, killed, "esrgan", **common)]
+    args = [SRGAN, "train", "realesrgan", "--no-progress", "--set",
+            *micro_overrides(micro_data, killed, "realesrgan", **common)]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not list_checkpoints(killed / "runs" / "esrgan") and time.monotonic() < deadline:
+    while not list_checkpoints(killed / "runs" / "realesrgan") and time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (killed / "models" / "esrgan.pth").exists()
-    done = [i for i, _ in list_checkpoints(killed / "runs" / "esrgan")]
+    assert not (killed / "models" / "realesrgan.pth").exists()
+    done = [i for i, _ in list_checkpoints(killed / "runs" / "realesrgan")]
     assert done and done[-1] < 16
 
-    out = run_cli("train", "esrgan", "--no-progress", "--resume", "--set",
-                  *micro_overrides(micro_data, killed, "esrgan", **common))
+    out = run_cli("train", "realesrgan", "--no-progress", "--resume", "--set",
+                  *micro_overrides(micro_data, killed, "realesrgan", **common))
     assert f"(resumed at {done[-1]})" in out.stdout
     for key in ("params", "params_ema"):
-        a, b = generator(ref / "models" / "esrgan.pth", key), generator(killed / "models" / "esrgan.pth", key)
+        a, b = generator(ref / "models" / "realesrgan.pth", key), generator(killed / "models" / "realesrgan.pth", key)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), f"{key} differ after resume"
     # the discriminator and the optimiser moments too: compare the last full checkpoints
-    ca = torch.load(ref / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
-    cb = torch.load(killed / "runs" / "esrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
+    ca = torch.load(ref / "runs" / "realesrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
+    cb = torch.load(killed / "runs" / "realesrgan" / "checkpoints" / "iter_00000016.pt", weights_only=True)
     assert all(torch.equal(ca["discriminator"][k], cb["discriminator"][k]) for k in ca["discriminator"])
     assert "conv8.weight_u" in ca["discriminator"]  # the U-Net SN discriminator, power-iteration state included
     assert [h["total_g"] for h in ca["history"]] == [h["total_g"] for h in cb["history"]]
+    assert ca["val_history"] == cb["val_history"]
+    meta = [torch.load(d / "models" / "realesrgan.pth", weights_only=True)["meta"] for d in (ref, killed)]
+    assert meta[0]["delivered"] == meta[1]["delivered"] and meta[0]["degradation"] == "realworld"
 
 
 @pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
