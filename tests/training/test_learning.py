@@ -5,15 +5,20 @@ are fixed, so the numbers are the same on every run of one machine; the margins 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from srgan_lib.data.degradations import DegradationSettings, degrade_batch, to_uint8
+from srgan_lib.data.resize import modcrop
 from srgan_lib.data.store import open_training_store
+from srgan_lib.io.images import read_image
+from srgan_lib.metrics.psnr_ssim import psnr
 from srgan_lib.training.data import PairedPatches
 from srgan_lib.training.distributed import Dist
 from srgan_lib.training.trainer import Trainer
-from srgan_lib.training.validation import Validator
-from tests.conftest import micro_params
+from srgan_lib.training.validation import Validator, super_resolve
+from tests.conftest import BENCHMARKS, micro_params
 
 ITERATIONS = 120
 
@@ -71,24 +76,53 @@ def test_gan_recipes_train_their_discriminator(stage, parent, micro_data, tmp_pa
     assert end > parent_psnr - 3.0  # the adversarial term did not wreck the parent's fidelity
 
 
+def _degraded_crops() -> list[tuple[np.ndarray, np.ndarray]]:
+    """A degraded validation crop set: 96-px centre crops of the 14 Set14 images, each through three fixed draws of
+    the x4plus chain (42 LR/HR pairs): what the real-world recipes are trained to undo, on held-out photographs."""
+    crops = []
+    for path in sorted((BENCHMARKS / "Set14" / "HR").glob("*.png")):
+        im = modcrop(read_image(path), 4)
+        y, x = (im.shape[0] - 96) // 8 * 4, (im.shape[1] - 96) // 8 * 4
+        crops.append(im[y : y + 96, x : x + 96])
+    hr = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    pairs = []
+    for draw in range(3):
+        lr, _ = degrade_batch(hr, DegradationSettings(), 1234, f"validation-{draw}")
+        pairs += [(to_uint8(lr[i]).permute(1, 2, 0).numpy(), crops[i]) for i in range(len(crops))]
+    return pairs
+
+
+def _crop_psnr(trainer: Trainer, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    cpu = torch.device("cpu")
+    return float(np.mean([psnr(super_resolve(trainer.net_g.eval(), lr, trainer.out_range, cpu, trainer.compute), hr,
+                               space="y", shave=4) for lr, hr in pairs]))
+
+
 def test_realesrnet_learns_to_undo_real_world_degradations(micro_data, tmp_path):
-    """Real-ESRNet from a bicubic-trained RRDBNet: on Set5-RW (the chain's fixed draws, whole images) its PSNR-Y
-    rises over its parent's, which never saw blur, noise or JPEG."""
+    """Real-ESRNet from a bicubic-trained RRDBNet: on the degraded crop set its PSNR-Y rises over its parent's and over
+    the same network trained as long on bicubic LR (the only difference: the chain made its inputs)."""
     rw = str(micro_data / "realworld" / "lists" / "Set5-RW.json")
-    parent, data, validator = _trainer("rrdbnet", micro_data, tmp_path / "parent", rw)
-    _train(parent, data, ITERATIONS)
+    parent, data, _ = _trainer("rrdbnet", micro_data, tmp_path / "parent", rw,
+                               **{"rrdbnet.iterations": 2 * ITERATIONS})
+    _train(parent, data, 2 * ITERATIONS)
     checkpoint = tmp_path / "rrdbnet.pth"
     torch.save(parent.generator_checkpoint(), checkpoint)
-    start = _psnr(parent, validator)
-    # HR 64 (the chain's kernels reach 21 px: a 32-px crop is mostly blur) and batch 16: at 8 x 32 px the micro
-    # network's Set5-RW PSNR swings +-0.8 dB from one 60-iteration window to the next
-    trainer, data, validator = _trainer("realesrnet", micro_data, tmp_path, rw, **{
-        "realesrnet.init_from": checkpoint, "realesrnet.lr": 1e-3, "realesrnet.warmup": 0, "realesrnet.hr_size": 64,
-        "realesrnet.batch_size": 16, "realesrnet.iterations": 2 * ITERATIONS})
-    _train(trainer, data, 2 * ITERATIONS)
-    end = _psnr(trainer, validator)
-    print(f"realesrnet: Set5-RW PSNR-Y {start:.2f} (bicubic-trained parent) -> {end:.2f} dB")
-    assert end > start + 0.5  # measured: 21.52 -> 22.46 dB on an AMX-BF16 Xeon
+    pairs = _degraded_crops()
+    start, end = _crop_psnr(parent, pairs), {}
+    for degradation in ("realworld", "bicubic"):
+        # HR 64 (the chain's kernels reach 21 px: a 32-px crop is mostly blur), batch 16
+        trainer, data, _ = _trainer("realesrnet", micro_data, tmp_path / degradation, rw, **{
+            "realesrnet.init_from": checkpoint, "realesrnet.lr": 2e-3, "realesrnet.warmup": 0,
+            "realesrnet.hr_size": 64, "realesrnet.batch_size": 16, "realesrnet.iterations": 2 * ITERATIONS,
+            "realesrnet.degradation": degradation})
+        _train(trainer, data, 2 * ITERATIONS)
+        end[degradation] = _crop_psnr(trainer, pairs)
+    print(f"realesrnet: degraded Set14 crops PSNR-Y {start:.2f} (parent) -> {end['realworld']:.2f} dB (trained on "
+          f"bicubic LR instead: {end['bicubic']:.2f})")
+    # measured with train.seed 0 / 1 / 2 on an AMX-BF16 Xeon: +0.39 / +0.10 / +0.22 dB over the parent, +0.40 / +0.36
+    # / +0.11 over bicubic training (the micro network, 1 RRDB x 16 features on three photographs, saturates ~21.8)
+    assert end["realworld"] > start + 0.05
+    assert end["realworld"] > end["bicubic"] + 0.05
 
 
 def test_realesrgan_opens_the_per_pixel_logit_gap(micro_data, tmp_path):
