@@ -207,8 +207,9 @@ def train_esrgan(overrides: dict[str, Any] | None = None, placement: Placement =
 @flow(name="train-realesrgan", log_prints=True)
 def train_realesrgan(overrides: dict[str, Any] | None = None, placement: Placement = "local") -> str:
     """Data stages (the real-world test sets included), RRDBNet pretraining, Real-ESRNet (L1 on real-world
-    degradations), Real-ESRGAN (L1 + five-layer perceptual + U-Net SN discriminator), evaluation and registration of
-    the three (the gate judges the real-world ones on ``register.realworld_set``): the recipe ``realesrgan``."""
+    degradations), Real-ESRGAN (L1 + perceptual + vanilla GAN on the U-Net SN discriminator), evaluation and
+    registration of the three (the gate judges the real-world ones on ``register.realworld_set``): the recipe
+    ``realesrgan``."""
     return _train("realesrgan", overrides, placement)
 
 

@@ -89,12 +89,18 @@ def _blocks(img: np.ndarray, size: int) -> np.ndarray:
     return img.reshape(h // size, size, w // size, size).transpose(0, 2, 1, 3).reshape(-1, size, size)
 
 
+def niqe_fits(img: np.ndarray, *, shave: int = 0) -> bool:
+    """Whether an image holds the two BLOCK x BLOCK blocks NIQE needs, after ``shave``."""
+    h, w = (n - 2 * shave for n in img.shape[:2])
+    return (h // BLOCK) * (w // BLOCK) >= 2
+
+
 def niqe_luma(y: np.ndarray) -> float:
     """NIQE of a 2-D luma array on the 0-255 scale (float)."""
     model = pristine_model()
     h, w = y.shape
     nbh, nbw = h // BLOCK, w // BLOCK
-    if nbh * nbw < 2:
+    if not niqe_fits(y):
         raise ValueError(f"NIQE needs at least two {BLOCK}x{BLOCK} blocks; the image is {w}x{h}")
     img = np.asarray(y, dtype=np.float64)[: nbh * BLOCK, : nbw * BLOCK]
     feats = []
@@ -112,12 +118,6 @@ def niqe_luma(y: np.ndarray) -> float:
     cov = np.cov(complete, rowvar=False)
     d = model["mu"] - mu
     return float(np.sqrt(d @ np.linalg.pinv((model["cov"] + cov) / 2.0) @ d))
-
-
-def niqe_fits(img: np.ndarray, *, shave: int = 0) -> bool:
-    """Whether an image holds the two BLOCK x BLOCK blocks NIQE needs, after ``shave``."""
-    h, w = (n - 2 * shave for n in img.shape[:2])
-    return (h // BLOCK) * (w // BLOCK) >= 2
 
 
 def niqe(img: np.ndarray, *, shave: int = 0) -> float:

@@ -22,6 +22,11 @@ BEST = "best.pth"
 HIGHER_IS_BETTER = {"psnr_y": True, "niqe": False}
 
 
+def run_meta(run: Run) -> dict[str, Any]:
+    """What a delivered generator's ``meta`` records about the run, beside the recipe (trainer.meta)."""
+    return {"train_images": run.train_images, "config_hash": run.cfg_hash, "precise_bn": run.common.precise_bn}
+
+
 def metric_key(run: Run) -> str:
     """The validation column ``deliver`` ranks by: the EMA's when the run keeps one."""
     return f"ema_{run.cfg.deliver}" if run.trainer.ema is not None else run.cfg.deliver
@@ -48,9 +53,9 @@ class KeepBest(Callback):
         if key not in row:
             raise TrainingError(f"{run.stage}: deliver: {run.cfg.deliver} needs {run.cfg.deliver} in the validation, "
                                 f"which it does not have (NIQE needs crops of two 96-px blocks: train.val_crop >= 200)")
-        if best_row(run) is row:
+        if best_row(run) is row and iteration != run.total:  # the final one is delivered from the final generators
             meta = {"iteration": iteration, "config_hash": run.cfg_hash, key: row[key]}
-            save_torch({**run.trainer.generator_checkpoint({"delivered": meta}), "best": meta}, run.run_dir / BEST)
+            save_torch(run.trainer.generator_checkpoint({**run_meta(run), "delivered": meta}), run.run_dir / BEST)
 
 
 def delivered_checkpoint(run: Run, final: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -65,10 +70,10 @@ def delivered_checkpoint(run: Run, final: dict[str, Any]) -> tuple[dict[str, Any
         return final, row
     path = run.run_dir / BEST
     best = load_weights(path, "best validated generator") if path.is_file() else {}
-    meta = best.get("best", {}) if isinstance(best, dict) else {}
+    meta = best.get("meta", {}).get("delivered", {}) if isinstance(best, dict) else {}
     if meta.get("config_hash") != run.cfg_hash or meta.get("iteration") != row["iteration"]:
         raise TrainingError(f"{run.stage}: the best validation was at iteration {row['iteration']}, but '{path}' "
                             f"holds {meta or 'nothing usable'}; re-run with --restart (or deliver: last)")
     log.info("%s: delivering the generator of iteration %d (best %s %.4g; the final one: %.4g)", run.stage,
              row["iteration"], key, row[key], run.val_history[-1].get(key, float("nan")))
-    return {k: v for k, v in best.items() if k != "best"}, row
+    return best, row

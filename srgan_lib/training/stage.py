@@ -27,7 +27,7 @@ from srgan_lib.training import TrainingError
 from srgan_lib.training import checkpoint as ckpt_io
 from srgan_lib.training.data import PairedPatches, batch_loader
 from srgan_lib.training.degradation_log import DegradationDraws
-from srgan_lib.training.delivery import KeepBest, delivered_checkpoint
+from srgan_lib.training.delivery import KeepBest, delivered_checkpoint, run_meta
 from srgan_lib.training.distributed import Dist, init_distributed
 from srgan_lib.training.loop import (
     STOP,
@@ -238,8 +238,7 @@ def _deliver(run: Run, data: PairedPatches, model_path: Path, validation: Valida
     if not finished:
         checkpoints.save(run, run.total)
     write_history(run)
-    meta = {"train_images": len(data), "config_hash": run.cfg_hash, "precise_bn": common.precise_bn}
-    checkpoint, picked = delivered_checkpoint(run, trainer.generator_checkpoint(meta, final))
+    checkpoint, picked = delivered_checkpoint(run, trainer.generator_checkpoint(run_meta(run), final))
     save_torch(checkpoint, model_path)
     if picked is not None:  # the validation row of what is delivered (deliver: psnr_y | niqe)
         val_row = picked

@@ -45,7 +45,7 @@ class Validator:
     ``Set5-RW``), else made with the kernel the training LR was made with (``degrade.kernel``)."""
 
     def __init__(self, val_list: str, n_images: int, crop: int, scale: int, kernel: str = "matlab") -> None:
-        self.scale, self.val_list = scale, val_list
+        self.scale = scale
         self.pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
         if n_images == 0:
             return
