@@ -26,10 +26,11 @@ class GeneratorMethod:
                  value_range: tuple[float, float] | None = None, *, tile: int | None = None, tile_pad: int = 32,
                  precision: str = "fp32", channels_last: bool = True, guard_db: float = DEFAULT_GUARD_DB) -> None:
         # autotune off: the papers' numbers must not depend on a timing (the tile, when one is needed, comes from the
-        # memory rule; Set5/Set14 images run whole)
+        # memory rule; Set5/Set14 images run whole); PyTorch always, so that they do not depend on which optional
+        # runtime is installed either
         self.upscaler = Upscaler(model, device=device, tile=tile, tile_pad=tile_pad, precision=precision,
                                  value_range=value_range, channels_last=channels_last, guard_db=guard_db,
-                                 autotune=False)
+                                 autotune=False, backend="torch")
         self.precision, self.layout = self.upscaler.compute.precision, self.upscaler.compute.layout
         self.scale = self.upscaler.scale
 

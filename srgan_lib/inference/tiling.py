@@ -12,23 +12,25 @@ that found the fastest side (larger sides ran slower) or tried every side is cac
 while larger sides were still getting faster is used for that run only. A cached side is checked in use: when an
 image's full tiles run :data:`STALE_FACTOR` times slower per pixel than the entry recorded, the entry is marked stale
 and the next image measures again (``srgan upscale --retune`` forces it).
+
+Each side is timed with its own pad (:mod:`srgan_lib.inference.context`: the smallest that keeps the tiled output
+within a stated bound of the whole-image output), every window of an image has one size (:func:`padded_window`),
+and an image runs whole when that is measured to be cheaper (never on an input size the probe did not time).
 """
 
 from __future__ import annotations
 
-import json
+import bisect
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from srgan_lib.hardware import cpu_name
-from srgan_lib.io.images import atomic_path
+from srgan_lib.inference.cache import cache_path, read_cache, write_entry
 from srgan_lib.models import SPECS, Generator
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ MAX_AUTO_TILE = {"cpu": 512, "cuda": 2048}
 # Sides the tuner tries (input pixels), smallest first, up to the memory bound and the device's largest.
 TUNE_SIDES = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 MAX_TUNE_TILE = {"cpu": 1024, "cuda": 2048}
+# Images no larger than this (both sides) run whole without any probe when they fit the memory rule: any grid of the
+# tuner's sides with their pads would run each pixel 1.5x or more in overlapping windows (192x192 in tiles of 96, pad
+# 24: four windows of 144x144, 2.25x the pixels), which no per-pixel speed-up of a smaller window has repaid
+SMALL_WHOLE = 192
 # The probe stops trying larger sides after this much time in timed forwards (a CPU and a 23-block RRDBNet); warm-ups
 # (kernel selection for each new shape) are not counted, but everything together stops at TUNE_WALL_S
 TUNE_BUDGET_S = 30.0
@@ -46,7 +52,6 @@ TUNE_WALL_S = 120.0
 TUNE_REPEATS = 2  # timed forwards per side after its warm-up; the fastest counts (load only adds time)
 MIN_SIDES = 3  # fewer measured sides are not cached (unless there were no more to try)
 STALE_FACTOR = 2.0  # full tiles this much slower per pixel than the cache recorded: the entry is re-measured
-CACHE_VERSION = 2  # 2: entries record why the probe stopped; version-1 entries (possibly one-side probes) are ignored
 
 
 def tile_grid(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
@@ -57,6 +62,19 @@ def tile_grid(height: int, width: int, tile: int) -> Iterator[tuple[int, int, in
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             yield y0, min(y0 + tile, height), x0, min(x0 + tile, width)
+
+
+def padded_window(lo: int, hi: int, length: int, side: int, pad: int) -> tuple[int, int]:
+    """The input span ``[w0, w1)`` that runs for the tile span ``[lo, hi)`` of an axis of ``length`` pixels: ``side``
+    + 2 ``pad`` pixels from ``lo - pad``, shifted inwards at the image's edges (more context on the inner side, never
+    less than ``pad``) so that every window of an image has one size (one compiled shape, one kernel choice); the
+    whole axis when it is shorter, or for ``side <= 0``."""
+    if side <= 0:
+        return 0, length
+    size = min(length, side + 2 * pad)
+    start = min(max(lo - pad, 0), length - size)
+    assert start <= lo and hi <= start + size, (lo, hi, length, side, pad)
+    return start, start + size
 
 
 def available_bytes(device: torch.device) -> int:
@@ -100,43 +118,45 @@ def auto_tile(generator: Generator, device: torch.device, height: int, width: in
     return min(cap, memory_side(generator, device, pad))
 
 
-def cache_path() -> Path:
-    """Where tuned tiles are kept: ``$SRGAN_CACHE_DIR/tiles.json``, else ``$XDG_CACHE_HOME/srgan/``, else
-    ``~/.cache/srgan/``."""
-    if os.environ.get("SRGAN_CACHE_DIR"):
-        return Path(os.environ["SRGAN_CACHE_DIR"]) / "tiles.json"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "srgan" / "tiles.json"
-
-
 def device_name(device: torch.device) -> str:
     """The GPU's or the CPU's model name."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
-def tune_key(generator: Generator, device: torch.device, precision: str, layout: str, pad: int) -> str:
+PadRule = int | Mapping[int, int]  # one pad for every side (``--tile-pad N``), or each side's own (measured)
+
+
+def pad_of(pad: PadRule, side: int) -> int:
+    """The pad a tile side carries under a pad rule."""
+    return pad if isinstance(pad, int) else pad[side]
+
+
+def describe_pads(pad: PadRule) -> str:
+    """``pad 16`` or ``pads 64:24,96:20,...`` (part of the tuner's cache key: the timings depend on it)."""
+    return f"pad {pad}" if isinstance(pad, int) else "pads " + ",".join(f"{s}:{p}" for s, p in sorted(pad.items()))
+
+
+def tune_key(generator: Generator, device: torch.device, precision: str, layout: str, pad: PadRule) -> str:
     """What the fastest tile depends on: network, device, precision, memory format, threads, context, torch."""
     options = ",".join(f"{k}={v}" for k, v in sorted(generator.options.items()))
     threads = torch.get_num_threads() if device.type == "cpu" else 0
     return (f"{generator.architecture}({options}) x{generator.scale} | {device_name(device)} | {precision} {layout} | "
-            f"threads {threads} | pad {pad} | torch {torch.__version__}")
+            f"threads {threads} | {describe_pads(pad)} | torch {torch.__version__}")
 
 
-def _read_cache(path: Path) -> dict[str, dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data.get("tiles", {}) if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+# ------------------------------------------------------------------------------------------------ the tile (speed)
 
 
 @dataclass(frozen=True)
 class Probe:
-    """Seconds per input pixel of each measured side, and why the probe stopped: ``slower`` (two sides in a row more
-    than 15 % slower than the best: the fastest was found), ``largest`` (every side up to the bound was tried) or
-    ``budget`` (time ran out: larger sides were never tried)."""
+    """Seconds per input pixel of each measured side (its pad's cost included), the forward's seconds per pixel of
+    each padded input it ran (``forward_s_per_px``, by padded side: what a whole image of that size costs), and why
+    the probe stopped: ``slower`` (two sides in a row more than 15 % slower than the best: the fastest was found),
+    ``largest`` (every side up to the bound was tried) or ``budget`` (time ran out: larger sides were never tried)."""
 
     seconds_per_px: dict[int, float]
     stopped: str
+    forward_s_per_px: dict[int, float] | None = None
 
     @property
     def turned(self) -> bool:
@@ -155,13 +175,6 @@ class Probe:
             return self.stopped == "largest"
         return self.stopped != "budget" or self.turned
 
-    @property
-    def still_faster(self) -> bool:
-        """Whether the time budget stopped the probe while its largest side was the fastest (larger sides untried:
-        an image that fits in memory then runs whole)."""
-        per_px = self.seconds_per_px
-        return self.stopped == "budget" and bool(per_px) and per_px[max(per_px)] == min(per_px.values())
-
     def describe(self) -> str:
         n = len(self.seconds_per_px)
         why = "its time budget" if self.stopped == "budget" else "two slower sides" if self.stopped == "slower" \
@@ -170,13 +183,14 @@ class Probe:
 
 
 def measure_sides(forward: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-                  memory_format: torch.memory_format, pad: int, largest: int,
+                  memory_format: torch.memory_format, pad: PadRule, largest: int,
                   budget_s: float = TUNE_BUDGET_S, repeats: int = TUNE_REPEATS, wall_s: float = TUNE_WALL_S) -> Probe:
-    """Seconds per input pixel of one padded tile of each side in :data:`TUNE_SIDES` up to ``largest``: one warm-up
-    (oneDNN / cuDNN choose kernels for a new shape: not counted against the budget) and the fastest of ``repeats``
-    timed forwards of random input each, stopping after ``budget_s`` of timed forwards (or ``wall_s`` in all), or two
-    sides in a row slower than the best one by 15 %."""
+    """Seconds per input pixel of one padded tile of each side in :data:`TUNE_SIDES` up to ``largest`` (each side
+    with its own pad under a per-side rule): one warm-up (oneDNN / cuDNN choose kernels for a new shape: not counted
+    against the budget) and the fastest of ``repeats`` timed forwards of random input each, stopping after
+    ``budget_s`` of timed forwards (or ``wall_s`` in all), or two sides in a row slower than the best one by 15 %."""
     results: dict[int, float] = {}
+    forwards: dict[int, float] = {}
     spent, worse, stopped, start = 0.0, 0, "largest", time.perf_counter()
 
     def timed(x: torch.Tensor) -> float:
@@ -186,101 +200,136 @@ def measure_sides(forward: Callable[[torch.Tensor], torch.Tensor], device: torch
             torch.cuda.synchronize(device)
         return time.perf_counter() - begin
 
-    for side in (s for s in TUNE_SIDES if s <= largest):
+    for side in (s for s in TUNE_SIDES if s <= largest and (isinstance(pad, int) or s in pad)):
         if results and (spent > budget_s or time.perf_counter() - start > wall_s):
             stopped = "budget"
             break
-        x = torch.rand(1, 3, side + 2 * pad, side + 2 * pad, device=device).contiguous(memory_format=memory_format)
+        padded = side + 2 * pad_of(pad, side)
+        x = torch.rand(1, 3, padded, padded, device=device).contiguous(memory_format=memory_format)
         timed(x)  # warm-up
         times = [timed(x) for _ in range(repeats)]
         results[side] = min(times) / side**2
+        forwards[padded] = min(times) / padded**2
         spent += sum(times)
         best = min(results.values())
         worse = worse + 1 if results[side] > 1.15 * best else 0
         if worse >= 2:
             stopped = "slower"
             break
-    return Probe(results, stopped)
+    return Probe(results, stopped, forwards)
 
 
 @dataclass(frozen=True)
 class TunedTile:
-    """The measured tile side; whether larger sides were still getting faster when the probe stopped (then an image
-    that fits in memory as a whole runs whole: the 23-block RRDBNet on 2 cores stopped at 192 while 256x256 ran 10 %
-    faster untiled); where it came from (``reason``, for the summary line); and what a full tile of that side
-    should cost per input pixel (the in-use check, :func:`check_tile_speed`)."""
+    """What the probe measured: the fastest side, every measured side's seconds per input pixel (``per_side``: the
+    in-use check, and the choice per image), the forward's seconds per pixel by padded input side (``forward``:
+    what a whole image costs, interpolated), the pad rule the sides were timed with, and where it came from
+    (``reason``, for the summary line)."""
 
     side: int
-    still_faster: bool
+    pad: PadRule
+    per_side: dict[int, float]
+    forward: dict[int, float]
     reason: str = ""
     key: str = ""
-    seconds_per_px: float = 0.0
     cached: bool = True
 
+    @property
+    def seconds_per_px(self) -> float:
+        return self.per_side.get(self.side, 0.0)
 
-def _write_entry(path: Path, key: str, entry: dict | None) -> None:
-    """Set (or with None remove) one entry of the cache file, atomically; a read-only cache is a warning."""
-    try:
-        cache = _read_cache(path)
-        if entry is None:
-            cache.pop(key, None)
+    def whole_seconds(self, height: int, width: int) -> float:
+        """A whole ``height`` x ``width`` image's estimated seconds (the forward's per-pixel cost interpolated at its
+        side); infinite when it is larger than any input the probe ran (never chosen unmeasured)."""
+        sides = sorted(self.forward)
+        side = math.sqrt(height * width)
+        if not sides or side > sides[-1]:
+            return math.inf
+        i = bisect.bisect_left(sides, side)
+        if i == 0:
+            rate = self.forward[sides[0]]
         else:
-            cache[key] = entry
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"version": CACHE_VERSION, "tiles": cache}, indent=1), encoding="utf-8")
-    except OSError as exc:  # a read-only home: tune again next time, say why once
-        log.warning("could not write the tuned tile to %s (%s); set SRGAN_CACHE_DIR", path, exc)
+            lo, hi = sides[i - 1], sides[i]
+            rate = self.forward[lo] + (self.forward[hi] - self.forward[lo]) * (side - lo) / (hi - lo)
+        return rate * height * width
+
+    def tiled_seconds(self, height: int, width: int, side: int) -> float:
+        """The estimated seconds of an image in tiles of ``side`` with that side's pad: every tile runs a window of
+        one size (:func:`padded_window`), costed at the forward's per-pixel rate for that size."""
+        pad = pad_of(self.pad, side)
+        h, w = min(height, side + 2 * pad), min(width, side + 2 * pad)
+        each = self.whole_seconds(h, w)
+        if not math.isfinite(each):
+            each = self.per_side[side] * side * side
+        return math.ceil(height / side) * math.ceil(width / side) * each
+
+    def choose(self, height: int, width: int, bound: int) -> int:
+        """The tile side (0: whole) for this image: among the measured sides within the memory ``bound`` and, when
+        the memory rule allows it (``bound`` covers the image), the whole image, those whose estimated time is
+        within 5 % of the smallest; of those the whole image, else the largest side (fewer seams, less padding, and
+        the same choice from run to run when two sides time alike)."""
+        options = {s: self.tiled_seconds(height, width, s) for s in self.per_side if s <= bound}
+        if max(height, width) <= bound or not options:
+            options[0] = self.whole_seconds(height, width)
+        fastest = min(options.values())
+        if not math.isfinite(fastest):
+            return self.side
+        near = [s for s, t in options.items() if t <= 1.05 * fastest]
+        return 0 if 0 in near else max(near)
 
 
 def tuned_tile(generator: Generator, device: torch.device, precision: str, memory_format: torch.memory_format,
-               pad: int, forward: Callable[[torch.Tensor], torch.Tensor], *, retune: bool = False) -> TunedTile:
-    """The fastest tile side for this network on this device: the cache entry (:func:`cache_path`, key
+               pad: PadRule, forward: Callable[[torch.Tensor], torch.Tensor], *, retune: bool = False,
+               backend: str = "torch") -> TunedTile:
+    """The fastest tile side for this network on this device and backend: the cache entry (:func:`cache_path`, key
     :func:`tune_key`) when there is a sound one, else measured (:func:`measure_sides`) and cached if the probe is
     :attr:`Probe.cacheable`; ``retune`` measures again whatever the cache holds. Never above the memory bound."""
-    layout = "channels_last" if memory_format == torch.channels_last else "contiguous"
+    layout = backend if backend != "torch" else "channels_last" if memory_format == torch.channels_last \
+        else "contiguous"
     key = tune_key(generator, device, precision, layout, pad)
-    bound = memory_side(generator, device, pad)
+    bound = memory_side(generator, device, pad if isinstance(pad, int) else max(pad.values(), default=0))
     path = cache_path()
-    entry = _read_cache(path).get(key)
+    entry = read_cache(path).get(key)
     why = "--retune" if retune else "stale: " + entry.get("stale", "") if entry and entry.get("stale") else ""
     if entry is not None and not why:
-        side = min(int(entry["tile"]), bound)
-        per_px = entry.get("seconds_per_mpx", {}).get(str(entry["tile"]), 0.0) / 1e6
-        return TunedTile(side, bool(entry.get("still_faster", False)), f"tuned {entry['tile']}", key, per_px)
+        per_side = {int(s): v / 1e6 for s, v in entry.get("seconds_per_mpx", {}).items()}
+        fwd = {int(s): v / 1e6 for s, v in entry.get("forward_s_per_mpx", {}).items()}
+        return TunedTile(min(int(entry["tile"]), bound), pad, per_side, fwd, f"tuned {entry['tile']}", key)
     largest = min(bound, MAX_TUNE_TILE.get(device.type, 2048))
     log.info("measuring the fastest tile for %s%s (cache: %s)", key, f" ({why})" if why else "", path)
     probe = measure_sides(forward, device, memory_format, pad, largest)
     per_px = probe.seconds_per_px
     fastest = min(per_px.values())  # the largest side within 5 % of the fastest: fewer tiles, less padding
     tile = max(side for side, t in per_px.items() if t <= 1.05 * fastest)
-    still = probe.still_faster
+    fwd = probe.forward_s_per_px or {}
     if probe.cacheable:
-        _write_entry(path, key, {"tile": tile, "still_faster": still, "stopped": probe.stopped,
-                                 "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                 "seconds_per_mpx": {str(s): round(v * 1e6, 4) for s, v in per_px.items()}})
+        write_entry(path, key, {"tile": tile, "stopped": probe.stopped, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "seconds_per_mpx": {str(s): round(v * 1e6, 4) for s, v in per_px.items()},
+                                 "forward_s_per_mpx": {str(s): round(v * 1e6, 4) for s, v in fwd.items()}})
         reason = f"tuned {tile}" + (f" (re-measured: {why})" if why else "")
     else:
         log.warning("the tile probe stopped at %d side(s) (%s): tile %d is used for this run only, not cached; "
                     "`srgan upscale --retune` measures again", len(per_px), probe.stopped, tile)
         reason = f"tuned this run only: {probe.describe()}"
-    return TunedTile(min(tile, bound), still, reason, key, per_px[tile], probe.cacheable)
+    return TunedTile(min(tile, bound), pad, dict(per_px), dict(fwd), reason, key, probe.cacheable)
 
 
-def check_tile_speed(tuned: TunedTile, seconds_per_px: float) -> bool:
-    """The in-use check of a cached side: ``seconds_per_px`` measured on an image's full tiles against what the entry
-    recorded. More than :data:`STALE_FACTOR` times slower marks the entry stale (the next image measures again) and
-    returns False; True when the entry holds (or there is nothing to check against)."""
-    if not tuned.cached or not tuned.key or tuned.seconds_per_px <= 0:
+def check_tile_speed(tuned: TunedTile, side: int, seconds_per_px: float) -> bool:
+    """The in-use check of a cached side: ``seconds_per_px`` measured on an image's full tiles of ``side`` against
+    what the entry recorded. More than :data:`STALE_FACTOR` times slower marks the entry stale (the next image
+    measures again) and returns False; True when the entry holds (or there is nothing to check against)."""
+    recorded = tuned.per_side.get(side, 0.0)
+    if not tuned.cached or not tuned.key or recorded <= 0:
         return True
-    ratio = seconds_per_px / tuned.seconds_per_px
+    ratio = seconds_per_px / recorded
     if ratio <= STALE_FACTOR:
         return True
     path = cache_path()
-    entry = _read_cache(path).get(tuned.key)
+    entry = read_cache(path).get(tuned.key)
     if entry is not None:
-        entry["stale"] = (f"tiles of {tuned.side} ran {seconds_per_px * 1e6:.3g} s/MP, {ratio:.1f}x the "
-                          f"{tuned.seconds_per_px * 1e6:.3g} s/MP recorded")
-        _write_entry(path, tuned.key, entry)
+        entry["stale"] = (f"tiles of {side} ran {seconds_per_px * 1e6:.3g} s/MP, {ratio:.1f}x the "
+                          f"{recorded * 1e6:.3g} s/MP recorded")
+        write_entry(path, tuned.key, entry)
     log.warning("tiles of %d ran %.1fx slower per pixel than the tile cache recorded: it is measured again for the "
-                "next image", tuned.side, ratio)
+                "next image", side, ratio)
     return False

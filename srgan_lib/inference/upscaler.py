@@ -1,8 +1,11 @@
 """Production inference: upscale any image of any size with a trained generator, tile by tile.
 
-Tiles are cut from the image held in CPU memory, padded by ``tile_pad`` LR pixels of real context, run on the device,
-and only their interior is written back into the output array (CPU), so device memory holds one tile whatever the
-image size. With a padding at least the network's receptive-field radius the tiled result equals the untiled one.
+Tiles are cut from the image held in CPU memory, padded by LR pixels of real context, run on the device, and only
+their interior is written back into the output array (CPU), so device memory holds one tile whatever the image size.
+A deep network's receptive field is far wider than any practical pad (the 23-block RRDBNet's reaches hundreds of
+pixels), so the pad is chosen per tile side from how the network's output actually changes with context
+(:func:`srgan_lib.inference.context.measure_context`): the tiled output stays within ``tile_db`` (default 50 dB) of the
+whole-image output on noise, the worst content measured; ``tile_pad=N`` fixes it instead.
 Precision ``auto`` runs the tiles under bf16 autocast where the device does bf16 natively (CUDA; CPUs with
 AVX512_BF16/AMX), else fp32. Autocast output is guarded: a tile whose output is not finite is redone in fp32, and per
 image one probe window (:data:`GUARD_PROBE` input pixels, centred) also runs in fp32; when the two disagree by more
@@ -32,7 +35,19 @@ from tqdm import tqdm
 
 from srgan_lib import UserError
 from srgan_lib.hardware import ComputeFormat, resolve_compute_format, resolve_device
-from srgan_lib.inference.tiling import TUNE_SIDES, auto_tile, check_tile_speed, tile_grid, tuned_tile
+from srgan_lib.inference.backends import OpenVINOForward, backend_label, resolve_backend, verify_openvino
+from srgan_lib.inference.context import DEFAULT_TILE_DB, MAX_PAD, ContextProfile, context_profile
+from srgan_lib.inference.tiling import (
+    SMALL_WHOLE,
+    TUNE_SIDES,
+    PadRule,
+    auto_tile,
+    check_tile_speed,
+    memory_side,
+    padded_window,
+    tile_grid,
+    tuned_tile,
+)
 from srgan_lib.models import Generator, as_generator, load_generator, to_unit
 
 log = logging.getLogger(__name__)
@@ -43,6 +58,7 @@ DEFAULT_MAX_PIXELS = 200_000_000  # input pixels; larger images are refused (dec
 # run in fp32; below DEFAULT_GUARD_DB (PSNR of the autocast output against fp32's, on [0, 1]; 40 dB is an RMS error of
 # 2.6 grey levels in 8 bits) the image is redone in fp32. The 23-block RRDBNet in bf16 on Set14 baboon: 46.5 dB.
 GUARD_PROBE = 64
+GUARD_CONTEXT = 16  # input pixels around the probe window (both precisions see the same context)
 DEFAULT_GUARD_DB = 40.0
 
 
@@ -56,23 +72,30 @@ class Upscaler:
     ``model`` is a :class:`srgan_lib.models.Generator` (what ``load_generator`` returns), a registered generator
     module, a checkpoint path, or an MLflow registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``);
     ``value_range`` overrides its output range (and is needed for a module that is not a registered generator).
-    The tile rule (the same for ``srgan upscale`` and this API): ``tile=N`` wins (``0``: whole images); else the
-    fastest side measured on this machine (once, cached: :func:`srgan_lib.inference.tiling.tuned_tile`; ``retune``
-    measures
-    again), never above the memory bound, an image within one tile running whole; ``autotune=False`` keeps the
-    memory rule alone (:func:`srgan_lib.inference.tiling.auto_tile`: what the evaluation uses, so that its numbers never
-    depend on a timing).
+    The tile rule (the same for ``srgan upscale`` and this API): ``tile=N`` wins (``0``: whole images); else, per
+    image, the measured side (or the whole image) with the smallest estimated time on this machine (measured once,
+    cached: :func:`srgan_lib.inference.tiling.tuned_tile`; ``retune`` measures again), never above the memory bound;
+    ``autotune=False`` keeps the memory rule alone (:func:`srgan_lib.inference.tiling.auto_tile`: what the evaluation
+    uses, so that its numbers never depend on a timing). The pad: ``tile_pad=N``, else each side's own, the smallest
+    that keeps the tiles within ``tile_db`` of the whole-image output (measured once per network and weights).
     ``guard_db`` is the autocast accuracy guard's bound (module docstring; 0 turns the probe off). :attr:`runs`
     counts the images by the precision they actually ran in (``bf16``, ``fp32``, ``fp32 (guard)``: redone after the
     probe failed, ``fp32 (small)``).
     """
 
     def __init__(self, model: Generator | nn.Module | str | Path, *, device: str | torch.device = "auto",
-                 tile: int | None = None, tile_pad: int = 16, precision: Precision = "auto",
+                 tile: int | None = None, tile_pad: int | None = None, precision: Precision = "auto",
                  alpha: AlphaMethod = "bicubic", prefer_ema: bool = True, tracking_uri: str | None = None,
                  value_range: tuple[float, float] | None = None, channels_last: bool = True,
-                 guard_db: float = DEFAULT_GUARD_DB, autotune: bool = True, retune: bool = False) -> None:
+                 guard_db: float = DEFAULT_GUARD_DB, autotune: bool = True, retune: bool = False,
+                 tile_db: float = DEFAULT_TILE_DB, backend: str = "auto") -> None:
         self.device = resolve_device(device)
+        try:
+            self.backend = resolve_backend(backend, self.device)
+        except ValueError as exc:
+            raise UpscaleError(str(exc)) from None
+        self._openvino: OpenVINOForward | None = None
+        self._backend_asked = backend
         if isinstance(model, (str, Path)):
             from srgan_lib.registry.resolve import resolve_model_path
 
@@ -82,9 +105,13 @@ class Upscaler:
         self.scale: int = self.generator.scale
         if tile is not None and tile < 0:
             raise UpscaleError(f"tile must be >= 0 (0: whole image), got {tile}")
-        if tile_pad < 0:
-            raise UpscaleError(f"tile_pad must be >= 0, got {tile_pad}")
-        self.tile, self.tile_pad, self.alpha = tile, tile_pad, alpha
+        if tile_pad is not None and tile_pad < 0:
+            raise UpscaleError(f"tile_pad must be >= 0 (or None: measured), got {tile_pad}")
+        if tile_db <= 0:
+            raise UpscaleError(f"tile_db must be > 0 (PSNR of the tiled against the whole-image output), got {tile_db}")
+        self.tile, self.tile_pad, self.tile_db, self.alpha = tile, tile_pad, tile_db, alpha
+        self._context: ContextProfile | None = None
+        self.plans: Counter[str] = Counter()  # images by the tile and pad they ran with, for the summary
         self.autotune, self._tuned = autotune and tile is None, None
         self.retune, self.tile_notes = retune, []  # what the in-use check found (stale entries), for the summary
         if self.device.type != "cuda" and precision == "fp16":
@@ -112,12 +139,40 @@ class Upscaler:
 
     @torch.no_grad()
     def _run(self, x: torch.Tensor, autocast: bool) -> torch.Tensor:
-        """The network's raw output (float32, the generator's value range), under autocast or in fp32."""
+        """The network's raw output (float32, the generator's value range) on the backend, in the reduced precision
+        (``autocast``) or in fp32."""
         dtype = self.compute.amp_dtype if autocast else None
+        if self.backend == "openvino" and self._openvino_ready():
+            assert self._openvino is not None
+            return self._openvino(x, self.precision if dtype is not None else "fp32")
         if dtype is None:
             return self.model(x).float()
         with torch.autocast(self.device.type, dtype=dtype):
             return self.model(x).float()
+
+    def _openvino_ready(self) -> bool:
+        """Convert the network for OpenVINO (once) and check it against PyTorch (:func:`verify_openvino`); a
+        network that does not convert faithfully falls back to PyTorch under ``backend="auto"`` (a warning) and is
+        an error when OpenVINO was asked for."""
+        if self._openvino is None and self.backend == "openvino":
+            forward = OpenVINOForward(self.generator)
+            why = verify_openvino(forward, self.model, self.value_range)
+            if why:
+                if self._backend_asked == "openvino":
+                    raise UpscaleError(f"OpenVINO does not run {self.generator.architecture} faithfully ({why}); "
+                                       "use --backend torch")
+                log.warning("OpenVINO does not run %s faithfully (%s): PyTorch runs it", self.generator.architecture,
+                            why)
+                self.backend = "torch"
+                return False
+            self._openvino = forward
+        return self.backend == "openvino"
+
+    @torch.no_grad()
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        """PyTorch's fp32 output in [0, 1], whatever the backend: what the accuracy guard and the context probe
+        compare with."""
+        return to_unit(self.model(x).float(), self.value_range).clamp_(0, 1)
 
     def _forward(self, x: torch.Tensor, autocast: bool = True) -> torch.Tensor:
         y = self._run(x, autocast)
@@ -126,46 +181,88 @@ class Upscaler:
             y = self._run(x, autocast=False)
         return to_unit(y, self.value_range).clamp_(0, 1)
 
-    def _patch(self, image: np.ndarray, peak: float, y0: int, y1: int, x0: int, x1: int
+    def _patch(self, image: np.ndarray, peak: float, y0: int, y1: int, x0: int, x1: int, side: int, pad: int
                ) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-        """The input window ``[y0:y1, x0:x1]`` with ``tile_pad`` pixels of context, on the device, in [0, 1]; and the
-        window's place in the output of that patch."""
+        """The input tile ``[y0:y1, x0:x1]`` (of a grid of ``side``) in its window with at least ``pad`` pixels of
+        context (:func:`srgan_lib.inference.tiling.padded_window`), on the device, in [0, 1]; and the tile's place
+        in the output of that window."""
         h, w, _ = image.shape
-        s, pad = self.scale, self.tile_pad
-        py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
+        s = self.scale
+        (py0, py1), (px0, px1) = padded_window(y0, y1, h, side, pad), padded_window(x0, x1, w, side, pad)
         patch = torch.from_numpy(np.array(image[py0:py1, px0:px1], copy=True)).permute(2, 0, 1)[None]
         patch = patch.to(self.device, non_blocking=True).float().div_(peak)
         inner = ((y0 - py0) * s, (y1 - py0) * s, (x0 - px0) * s, (x1 - px0) * s)
         return patch.contiguous(memory_format=self.compute.memory_format), inner
 
+    def context(self) -> ContextProfile:
+        """How this network's tiles depend on their context (measured once per network and weights, cached)."""
+        if self._context is None:
+            self._context = context_profile(self.generator, self.device, self.compute.memory_format,
+                                            self._reference)
+        return self._context
+
+    def pad_for(self, tile: int) -> int:
+        """The context a tile of this side carries: ``tile_pad`` when given, else the smallest pad that keeps it
+        within ``tile_db`` of the whole-image output (0 for whole images)."""
+        if self.tile_pad is not None:
+            return self.tile_pad
+        if tile <= 0:
+            return 0
+        pad = self.context().pad_for(tile, self.tile_db)
+        if self.context().tile_psnr(tile, pad) < self.tile_db:
+            log.warning("tiles of %d stay %.1f dB from the whole-image output even with a pad of %d (bound %.1f dB): "
+                        "use a larger --tile or --tile 0", tile, self.context().tile_psnr(tile, pad), MAX_PAD,
+                        self.tile_db)
+        return pad
+
+    def pad_rule(self) -> PadRule:
+        """The pads the tuner times the sides with: ``tile_pad``, or each side's own."""
+        return self.tile_pad if self.tile_pad is not None else {s: self.pad_for(s) for s in TUNE_SIDES}
+
     def describe_tile(self) -> str:
-        """Which tile ran and why, for summary lines: ``tile 192`` (asked), ``tuned 192`` (the cache),
-        ``tuned this run only: probe stopped at 1 side (its time budget)``, ``whole images``, ``tile from memory``."""
-        if self.tile is not None:
-            return f"tile {self.tile}" if self.tile else "whole images"
+        """Which tiles ran and why, for summary lines: ``tile 192 pad 16`` (asked), ``tuned 192 (ran tile 192 pad 20
+        x 3, whole x 1)`` (the cache), ``tuned this run only: probe stopped at 1 side (its time budget)``, ``whole
+        images``, ``tile from memory``."""
         notes = "".join(f"; {n}" for n in self.tile_notes)
-        if self._tuned is None:
-            return ("whole images (none larger than the tuner's smallest tile)" if self.autotune
-                    else "tile from memory") + notes
-        return self._tuned.reason + (", whole images that fit" if self._tuned.still_faster else "") + notes
+        ran = ", ".join(f"{k} x {n}" for k, n in sorted(self.plans.items()))
+        if self.tile is not None:
+            head = f"tile {self.tile}" if self.tile else "whole images"
+        elif self._tuned is None:
+            head = (f"whole images (none larger than {SMALL_WHOLE} pixels: no tiles to tune)" if self.autotune
+                    else "tile from memory")
+        else:
+            head = self._tuned.reason
+        return head + (f" (ran {ran})" if ran and (self.tile is None or self.tile) else "") + notes
+
+    def plan(self, height: int, width: int) -> tuple[int, int]:
+        """``(tile, pad)`` for an image: ``tile`` when given, else the tuned choice (:meth:`TunedTile.choose`: the
+        measured side or the whole image with the smallest estimated time), else the memory rule; an image within
+        one tile runs whole."""
+        if self.tile is not None:
+            tile = self.tile
+        elif not self.autotune:
+            tile = auto_tile(self.generator, self.device, height, width, self.tile_pad or 0)
+        else:
+            whole_fits = auto_tile(self.generator, self.device, height, width, 0) == 0
+            if self._tuned is None:
+                if max(height, width) <= SMALL_WHOLE and whole_fits:
+                    return 0, 0  # tiles cannot pay on an image this small: nothing to tune (or to wait for)
+                self._openvino_ready()  # the backend the probe times is the one that runs
+                self._tuned = tuned_tile(self.generator, self.device, self.precision, self.compute.memory_format,
+                                         self.pad_rule(), self._forward, retune=self.retune,
+                                         backend=backend_label(self.backend))
+                self.retune = False
+            rule = self._tuned.pad
+            widest = rule if isinstance(rule, int) else max(rule.values(), default=0)
+            bound = max(height, width) if whole_fits else memory_side(self.generator, self.device, widest)
+            tile = self._tuned.choose(height, width, bound)
+        if tile >= max(height, width):
+            tile = 0
+        return tile, self.pad_for(tile)
 
     def tile_for(self, height: int, width: int) -> int:
-        """The tile side for an image: ``tile`` when given, else the tuned side (``autotune``; an image within one
-        tile runs whole), else the memory rule (:func:`srgan_lib.inference.tiling.auto_tile`)."""
-        if self.tile is not None:
-            return self.tile
-        if not self.autotune:
-            return auto_tile(self.generator, self.device, height, width, self.tile_pad)
-        if self._tuned is None:
-            if max(height, width) <= TUNE_SIDES[0] and auto_tile(self.generator, self.device, height, width,
-                                                                  self.tile_pad) == 0:
-                return 0  # no larger than the smallest side the tuner tries: nothing to tune (or to wait for)
-            self._tuned = tuned_tile(self.generator, self.device, self.precision, self.compute.memory_format,
-                                     self.tile_pad, self._forward, retune=self.retune)
-            self.retune = False
-        if self._tuned.still_faster and auto_tile(self.generator, self.device, height, width, self.tile_pad) == 0:
-            return 0  # larger tiles were still getting faster, and the whole image fits the memory rule
-        return self._tuned.side
+        """The tile side :meth:`plan` chooses for an image (0: whole)."""
+        return self.plan(height, width)[0]
 
     def _precision_for(self, image: np.ndarray, peak: float) -> str:
         """How this image runs: the autocast precision when its probe agrees with fp32 within ``guard_db``, else
@@ -175,12 +272,13 @@ class Upscaler:
         if self.guard_db == 0:
             return self.precision
         h, w, _ = image.shape
-        if self.auto and h <= GUARD_PROBE + 2 * self.tile_pad and w <= GUARD_PROBE + 2 * self.tile_pad:
+        if self.auto and h <= GUARD_PROBE + 2 * GUARD_CONTEXT and w <= GUARD_PROBE + 2 * GUARD_CONTEXT:
             return "fp32 (small)"
         cy, cx = max(0, (h - GUARD_PROBE) // 2), max(0, (w - GUARD_PROBE) // 2)
-        patch, (a, b, c, d) = self._patch(image, peak, cy, min(cy + GUARD_PROBE, h), cx, min(cx + GUARD_PROBE, w))
+        patch, (a, b, c, d) = self._patch(image, peak, cy, min(cy + GUARD_PROBE, h), cx, min(cx + GUARD_PROBE, w),
+                                          GUARD_PROBE, GUARD_CONTEXT)
         low = to_unit(self._run(patch, autocast=True), self.value_range).clamp_(0, 1)[..., a:b, c:d]
-        ref = self._forward(patch, autocast=False)[..., a:b, c:d]
+        ref = self._reference(patch)[..., a:b, c:d]
         mse = float((low - ref).square().mean())
         db = -math.inf if not math.isfinite(mse) else 10 * math.log10(1 / mse) if mse > 0 else math.inf  # NaN: fails
         self.guard_psnr.append(db)
@@ -203,7 +301,8 @@ class Upscaler:
         else:
             raise UpscaleError(f"unsupported array dtype {image.dtype} (uint8, uint16 or float32)")
         h, w, _ = image.shape
-        s, tile = self.scale, self.tile_for(h, w)
+        s, (tile, pad) = self.scale, self.plan(h, w)
+        self.plans[f"tile {tile} pad {pad}" if tile else "whole"] += 1
         ran = self._precision_for(image, peak)
         self.runs[ran] += 1
         autocast = not ran.startswith("fp32")
@@ -212,11 +311,12 @@ class Upscaler:
         bar = tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=(len(tiles) < 2) if progress is None
                    else not progress)
         # the in-use check of a cached side, in the precision it was measured in (not an fp32 fallback)
-        check = self._tuned if ran == self.precision and self._tuned is not None and tile == self._tuned.side else None
+        check = self._tuned if ran == self.precision and self._tuned is not None and tile in self._tuned.per_side \
+            else None
         timed: list[float] = []  # seconds per input pixel of interior full tiles after the first (a warm-up)
-        full = (tile + 2 * self.tile_pad) ** 2
+        full = (tile + 2 * pad) ** 2
         for y0, y1, x0, x1 in bar:
-            patch, (a, b, c, d) = self._patch(image, peak, y0, y1, x0, x1)
+            patch, (a, b, c, d) = self._patch(image, peak, y0, y1, x0, x1, tile, pad)
             start = time.perf_counter()
             y = self._forward(patch, autocast)
             if check is not None and patch.shape[-2] * patch.shape[-1] == full:
@@ -224,7 +324,7 @@ class Upscaler:
                     torch.cuda.synchronize(self.device)
                 timed.append((time.perf_counter() - start) / tile**2)
                 if len(timed) == 3:  # the first is a warm-up; the faster of the next two counts
-                    if not check_tile_speed(check, min(timed[1:])):
+                    if not check_tile_speed(check, tile, min(timed[1:])):
                         self.tile_notes.append(f"the cached tile {tile} ran slow: measured again for the next image")
                         self._tuned = None
                     check = None

@@ -29,7 +29,8 @@ ARTIFACT = "checkpoint"  # the key of the checkpoint in the model's artifacts
 MODEL_NAME = "generator"  # the name of the logged model inside its run
 # what a fresh environment needs to load and run the model (pinned to the versions that logged it)
 REQUIREMENTS = ("torch", "numpy", "pillow", "tqdm", "pyyaml")
-PARAMS = {"tile": -1, "tile_pad": 16, "precision": "auto"}  # tile -1: chosen from free memory, 0: whole image
+# tile -1: chosen by `srgan upscale`'s rule, 0: whole image; tile_pad -1: each tile side's measured pad
+PARAMS = {"tile": -1, "tile_pad": -1, "precision": "auto"}
 
 
 def requirements() -> list[str]:
@@ -75,7 +76,8 @@ class SuperResolution(mlflow.pyfunc.PythonModel):
         key = (tile, tile_pad, precision)
         if key not in self.upscalers:
             self.upscalers[key] = Upscaler(self.generator, device=os.environ.get("SRGAN_DEVICE", "auto"),
-                                           tile=None if tile < 0 else tile, tile_pad=tile_pad, precision=precision)
+                                           tile=None if tile < 0 else tile,
+                                           tile_pad=None if tile_pad < 0 else tile_pad, precision=precision)
         return self.upscalers[key]
 
     def predict(self, context, model_input, params=None):
