@@ -16,6 +16,14 @@ VGG weights are random (speed does not depend on them; nothing is downloaded).
 
     python benchmarks/train_step.py --json benchmarks/results/train-step-cpu.json     # CPU: ~15 min on 2 cores
     python benchmarks/train_step.py --device cuda --compile default --json benchmarks/results/train-step-h100.json
+
+``--profile embedded`` times the embedded default's recipes instead (``params.yaml``: the thin networks ``make run``
+trains; batch 16, HR 64), and every run measures the ``torch.mm`` 4096^2 peak (fp32 and bf16) first and reports each
+recipe's counted TFLOP/s as a share of it. ``--breakdown`` adds where our step's time goes (``torch.profiler``: self
+CPU time by operator, convolutions by input shape, the top rows):
+
+    python benchmarks/train_step.py --profile embedded --recipes srresnet rrdbnet --breakdown \
+        --json benchmarks/results/train-step-embedded-cpu-intel-amx.json
 """
 
 from __future__ import annotations
@@ -47,10 +55,11 @@ RECIPES = ("srresnet", "srgan", "rrdbnet", "esrgan")
 DESIGN_TFLOP = {"srresnet": 0.12, "srgan": 0.72, "rrdbnet": 3 * 35.9 * 16 * 32 * 32 / 1e6, "esrgan": 2.9}
 
 
-def paper_params(stage: str, device: str, compile_mode: str, extra: Sequence[str] = ()) -> Params:
-    """configs/paper.yaml for ``stage`` with random VGG weights, no init checkpoint and no tracking (``extra``: more
-    ``section.key=value`` overrides, applied last)."""
-    raw = read_params(REPO / "configs" / "paper.yaml")  # the overlay laid over params.yaml
+def paper_params(stage: str, device: str, compile_mode: str, extra: Sequence[str] = (),
+                 profile: str = "paper") -> Params:
+    """configs/paper.yaml (or, ``profile="embedded"``, params.yaml) for ``stage`` with random VGG weights, no init
+    checkpoint and no tracking (``extra``: more ``section.key=value`` overrides, applied last)."""
+    raw = read_params(REPO / ("params.yaml" if profile == "embedded" else "configs/paper.yaml"))
     set5 = REPO / "data" / "benchmarks" / "Set5"
     sets = [f"lists.train=[{set5}]", f"lists.test=[Set5={set5}]", "realworld.sets=[Set5]",
             "train.vgg_weights=random", f"train.device={device}", f"train.compile={compile_mode}", "tracking.uri=none",
@@ -134,8 +143,29 @@ def counted_tflop(trainer: Trainer, lr: torch.Tensor, hr: torch.Tensor) -> float
     return counter.get_total_flops() / 1e12
 
 
-def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mode: str) -> dict:
-    params = paper_params(stage, device.type, compile_mode)
+def breakdown(trainer: Trainer, lr: torch.Tensor, hr: torch.Tensor, steps: int = 3, top: int = 14) -> list[dict]:
+    """Where our step's time goes: self CPU time per operator over ``steps`` steps (convolutions apart by input
+    shape), the ``top`` rows, as shares of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            trainer.step(lr, hr)
+        trainer.sync()
+    rows = prof.key_averages(group_by_input_shape=True)
+    total = sum(r.self_cpu_time_total for r in rows) or 1
+    merged: dict[str, float] = {}
+    for r in rows:
+        shapes = r.input_shapes[0] if r.input_shapes and "conv" in r.key and r.input_shapes[0] else None
+        key = f"{r.key} {shapes}" if shapes else r.key
+        merged[key] = merged.get(key, 0.0) + r.self_cpu_time_total
+    ranked = sorted(merged.items(), key=lambda kv: -kv[1])[:top]
+    return [{"op": k, "share": v / total, "ms_per_step": v / 1e3 / steps} for k, v in ranked]
+
+
+def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mode: str,
+          profile: str = "paper", with_breakdown: bool = False) -> dict:
+    params = paper_params(stage, device.type, compile_mode, profile=profile)
     cfg = params.stage(stage)
     trainer = Trainer(stage, params, device, Dist())
     reference = ReferenceStep(trainer)
@@ -173,7 +203,8 @@ def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mod
     # each of our steps is paired with the reference step run right after it: the median of the pairs' ratios
     # cancels the machine's slow drifts (a shared 2-core CPU varies by +-20 % from step to step)
     ratio = statistics.median(r / o for o, r in zip(ours, ref, strict=True))
-    return {"ours_s": ours_s, "reference_s": ref_s, "ratio": ratio, "tflops": tflop / ours_s,
+    parts = breakdown(trainer, *batches[0]) if with_breakdown else []
+    return {"breakdown": parts,"ours_s": ours_s, "reference_s": ref_s, "ratio": ratio, "tflops": tflop / ours_s,
             "reference_tflops": tflop / ref_s, "counted_tflop": tflop, "design_tflop": DESIGN_TFLOP[stage],
             "batch": batch, "hr_size": hr_size, "steps": steps, "warmup": warmup,
             "ours_levers": trainer.compute.describe(), "ours_precision": trainer.compute.precision,
@@ -190,17 +221,26 @@ def main() -> None:
     p.add_argument("--compile", default="none", choices=COMPILE_MODES,
                    help="train.compile for ours (default none)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--profile", default="paper", choices=("paper", "embedded"),
+                   help="configs/paper.yaml (default) or the embedded default params.yaml")
+    p.add_argument("--breakdown", action="store_true", help="where our step's time goes (torch.profiler)")
     args = p.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peak import matmul_peak
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (50 if cuda else 5)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     name = torch.cuda.get_device_name(device) if cuda else (f"cpu ({torch.get_num_threads()} threads, "
                                                             f"{platform.processor() or platform.machine()})")
-    print(f"{name}, torch {torch.__version__}; median of {steps} steps after {warmup} warm-up, configs/paper.yaml")
+    source = "params.yaml (embedded)" if args.profile == "embedded" else "configs/paper.yaml"
+    peaks = {k: matmul_peak(dt, device=device.type) for k, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"{name}, torch {torch.__version__}; median of {steps} steps after {warmup} warm-up, {source}; torch.mm "
+          f"4096^2 peak: fp32 {peaks['fp32']:.3f}, bf16 {peaks['bf16']:.3f} TFLOP/s")
     results = {}
     for stage in args.recipes:
-        results[stage] = r = bench(stage, device, steps, warmup, args.compile)
+        results[stage] = r = bench(stage, device, steps, warmup, args.compile, args.profile, args.breakdown)
+        r["share_of_peak"] = r["tflops"] / peaks["bf16" if r["ours_precision"] == "bf16" else "fp32"]
         print(f"  {stage}: ours {r['ours_s']:.3f} s ({r['ours_levers']}), reference {r['reference_s']:.3f} s "
               "(fp32, contiguous)", flush=True)
     print(f"\n{'recipe':<9} {'batch':>5} {'HR':>4} {'ours s':>8} {'ref s':>8} {'ratio':>6} {'TFLOP/s':>8} "
@@ -211,8 +251,14 @@ def main() -> None:
               f"{r['first_loss_ours']:.6g} / {r['first_loss_reference']:.6g}")
     print("\nratio = reference seconds / ours, median over interleaved step pairs (higher is better); TFLOP/s = "
           "counted FLOPs / our median step time")
+    for stage, r in results.items():
+        print(f"{stage}: {r['tflops']:.3f} TFLOP/s = {r['share_of_peak']:.2f}x the {r['ours_precision']} torch.mm peak "
+              f"({1 / r['ours_s']:.1f} it/s)")
+        for part in r["breakdown"]:
+            print(f"    {part['share']:6.1%} {part['ms_per_step']:8.2f} ms/step  {part['op']}")
     if args.json:
-        meta = {"device": name, "torch": torch.__version__, "compile": args.compile,
+        meta = {"device": name, "torch": torch.__version__, "compile": args.compile, "profile": args.profile,
+                "peaks_tflops": peaks,
                 "command": "python benchmarks/train_step.py " + " ".join(sys.argv[1:])}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")

@@ -342,7 +342,8 @@ def published(size: int, photo: Path, repeats: int) -> dict:
         import openvino
 
         ov_forward = OpenVINOForward(gen)
-        add(f"OpenVINO {openvino.__version__} bf16 whole", lambda k: _to_u8(ov_forward(tensors[k], "bf16")), repeats)
+        add(f"OpenVINO {openvino.__version__.split('-')[0]} bf16 whole",
+            lambda k: _to_u8(ov_forward(tensors[k], "bf16")), repeats)
     try:
         import onnxruntime as ort
 

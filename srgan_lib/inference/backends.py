@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 Backend = Literal["auto", "torch", "openvino"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "openvino")
 STATIC_SHAPES = 8  # compiled fixed-shape models kept per precision (least recently used dropped)
+_SHARED: dict[tuple[str, int], OpenVINOForward] = {}
 
 
 def openvino_installed() -> bool:
@@ -68,14 +69,24 @@ class OpenVINOForward:
     """A generator compiled by OpenVINO for the CPU: ``forward(x, precision)`` maps an N x 3 x H x W float tensor
     to the network's raw output (float32), in ``bf16`` or ``fp32``."""
 
-    def __init__(self, generator: Generator, threads: int | None = None) -> None:
+    def __init__(self, generator: Generator, threads: int | None = None, ir: Path | None = None) -> None:
         import openvino as ov
 
         self.core = ov.Core()
         self.threads = threads or torch.get_num_threads()
-        self.model = self.core.read_model(str(self._ir(generator)))
+        self.model = self.core.read_model(str(ir or self._ir(generator)))
         self.dynamic: dict[str, Any] = {}
         self.static: OrderedDict[tuple[str, tuple[int, ...]], Any] = OrderedDict()
+
+    @classmethod
+    def shared(cls, generator: Generator) -> OpenVINOForward:
+        """One compiled model per weights and thread count in a process (several Upscalers of one network, e.g.
+        a served model's settings, share its compilations)."""
+        ir = cls._ir(generator)
+        key = (str(ir), torch.get_num_threads())
+        if key not in _SHARED:
+            _SHARED[key] = cls(generator, ir=ir)
+        return _SHARED[key]
 
     @staticmethod
     def _ir(generator: Generator) -> Path:

@@ -21,6 +21,7 @@ and an image runs whole when that is measured to be cheaper (never on an input s
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import math
 import time
@@ -263,6 +264,17 @@ class TunedTile:
             each = self.per_side[side] * side * side
         return math.ceil(height / side) * math.ceil(width / side) * each
 
+    def close_call(self, height: int, width: int, bound: int) -> bool:
+        """Whether the whole image is a candidate whose estimate (interpolated, no measurement at its own size)
+        is within 1.5x of the best tiles' either way: worth one forward at its size (:func:`measure_whole`). The
+        per-pixel cost is not smooth in the size (OpenVINO on 2 cores: 28.8 s/MP at 512x512, 39 at 536x536)."""
+        side = round(math.sqrt(height * width))
+        if max(height, width) > bound or side in self.forward or max(height, width) > MAX_TUNE_TILE["cpu"] * 2:
+            return False
+        whole = self.whole_seconds(height, width)
+        tiled = min((self.tiled_seconds(height, width, s) for s in self.per_side if s <= bound), default=math.inf)
+        return math.isfinite(whole) and math.isfinite(tiled) and 1 / 1.5 <= whole / tiled <= 1.5
+
     def choose(self, height: int, width: int, bound: int) -> int:
         """The tile side (0: whole) for this image: among the measured sides within the memory ``bound`` and, when
         the memory rule allows it (``bound`` covers the image), the whole image, those whose estimated time is
@@ -276,6 +288,32 @@ class TunedTile:
             return self.side
         near = [s for s, t in options.items() if t <= 1.05 * fastest]
         return 0 if 0 in near else max(near)
+
+
+def measure_whole(forward: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                  memory_format: torch.memory_format, height: int, width: int) -> float:
+    """Seconds per pixel of one forward of a ``height`` x ``width`` random input (after a warm-up)."""
+    x = torch.rand(1, 3, height, width, device=device).contiguous(memory_format=memory_format)
+    forward(x)
+    start = time.perf_counter()
+    forward(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / (height * width)
+
+
+def record_whole(tuned: TunedTile, height: int, width: int, seconds_per_px: float) -> TunedTile:
+    """``tuned`` with a forward measured at an image's own size (keyed by the side of the square of its area),
+    written to its cache entry when it has one."""
+    side = round(math.sqrt(height * width))
+    forward = {**tuned.forward, side: seconds_per_px}
+    if tuned.cached and tuned.key:
+        path = cache_path()
+        entry = read_cache(path).get(tuned.key)
+        if entry is not None:
+            entry.setdefault("forward_s_per_mpx", {})[str(side)] = round(seconds_per_px * 1e6, 4)
+            write_entry(path, tuned.key, entry)
+    return dataclasses.replace(tuned, forward=forward)
 
 
 def tuned_tile(generator: Generator, device: torch.device, precision: str, memory_format: torch.memory_format,

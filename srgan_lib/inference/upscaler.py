@@ -43,8 +43,10 @@ from srgan_lib.inference.tiling import (
     PadRule,
     auto_tile,
     check_tile_speed,
+    measure_whole,
     memory_side,
     padded_window,
+    record_whole,
     tile_grid,
     tuned_tile,
 )
@@ -155,7 +157,7 @@ class Upscaler:
         network that does not convert faithfully falls back to PyTorch under ``backend="auto"`` (a warning) and is
         an error when OpenVINO was asked for."""
         if self._openvino is None and self.backend == "openvino":
-            forward = OpenVINOForward(self.generator)
+            forward = OpenVINOForward.shared(self.generator)
             why = verify_openvino(forward, self.model, self.value_range)
             if why:
                 if self._backend_asked == "openvino":
@@ -255,6 +257,9 @@ class Upscaler:
             rule = self._tuned.pad
             widest = rule if isinstance(rule, int) else max(rule.values(), default=0)
             bound = max(height, width) if whole_fits else memory_side(self.generator, self.device, widest)
+            if self._tuned.close_call(height, width, bound):  # whole or tiles: one forward at this size decides
+                rate = measure_whole(self._forward, self.device, self.compute.memory_format, height, width)
+                self._tuned = record_whole(self._tuned, height, width, rate)
             tile = self._tuned.choose(height, width, bound)
         if tile >= max(height, width):
             tile = 0
