@@ -164,8 +164,8 @@ def breakdown(trainer: Trainer, lr: torch.Tensor, hr: torch.Tensor, steps: int =
 
 
 def bench(stage: str, device: torch.device, steps: int, warmup: int, compile_mode: str,
-          profile: str = "paper", with_breakdown: bool = False) -> dict:
-    params = paper_params(stage, device.type, compile_mode, profile=profile)
+          profile: str = "paper", with_breakdown: bool = False, extra: Sequence[str] = ()) -> dict:
+    params = paper_params(stage, device.type, compile_mode, extra, profile=profile)
     cfg = params.stage(stage)
     trainer = Trainer(stage, params, device, Dist())
     reference = ReferenceStep(trainer)
@@ -224,6 +224,8 @@ def main() -> None:
     p.add_argument("--profile", default="paper", choices=("paper", "embedded"),
                    help="configs/paper.yaml (default) or the embedded default params.yaml")
     p.add_argument("--breakdown", action="store_true", help="where our step's time goes (torch.profiler)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="more overrides, e.g. 'srresnet.generator_options={num_block: 8, num_feat: 64}'")
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peak import matmul_peak
@@ -239,7 +241,8 @@ def main() -> None:
           f"4096^2 peak: fp32 {peaks['fp32']:.3f}, bf16 {peaks['bf16']:.3f} TFLOP/s")
     results = {}
     for stage in args.recipes:
-        results[stage] = r = bench(stage, device, steps, warmup, args.compile, args.profile, args.breakdown)
+        results[stage] = r = bench(stage, device, steps, warmup, args.compile, args.profile, args.breakdown,
+                                   [s for s in args.set if s.startswith(stage + ".") or s.startswith("train.")])
         r["share_of_peak"] = r["tflops"] / peaks["bf16" if r["ours_precision"] == "bf16" else "fp32"]
         print(f"  {stage}: ours {r['ours_s']:.3f} s ({r['ours_levers']}), reference {r['reference_s']:.3f} s "
               "(fp32, contiguous)", flush=True)
@@ -258,6 +261,7 @@ def main() -> None:
             print(f"    {part['share']:6.1%} {part['ms_per_step']:8.2f} ms/step  {part['op']}")
     if args.json:
         meta = {"device": name, "torch": torch.__version__, "compile": args.compile, "profile": args.profile,
+                "set": args.set,
                 "peaks_tflops": peaks,
                 "command": "python benchmarks/train_step.py " + " ".join(sys.argv[1:])}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
