@@ -50,7 +50,8 @@ SMALL_WHOLE = 192
 # (kernel selection for each new shape) are not counted, but everything together stops at TUNE_WALL_S
 TUNE_BUDGET_S = 30.0
 TUNE_WALL_S = 120.0
-TUNE_REPEATS = 2  # timed forwards per side after its warm-up; the fastest counts (load only adds time)
+TUNE_REPEATS = 2  # timed forwards per side (one per pass) after its warm-up; the fastest counts (load only adds time)
+DISTURBED = 1.25  # a side whose two passes differ by more than this: the machine was busy, the probe is not cached
 MIN_SIDES = 3  # fewer measured sides are not cached (unless there were no more to try)
 STALE_FACTOR = 2.0  # full tiles this much slower per pixel than the cache recorded: the entry is re-measured
 
@@ -158,6 +159,7 @@ class Probe:
     seconds_per_px: dict[int, float]
     stopped: str
     forward_s_per_px: dict[int, float] | None = None
+    disturbed: bool = False  # the passes disagreed (:data:`DISTURBED`): another process shared the cores
 
     @property
     def turned(self) -> bool:
@@ -172,6 +174,8 @@ class Probe:
         to try), and it found the fastest side (two slower sides, or the budget after the curve turned) or tried
         them all. A budget stop while larger sides were still getting faster (a busy machine: one slow side) is
         used for its run only."""
+        if self.disturbed:
+            return False
         if len(self.seconds_per_px) < MIN_SIDES:
             return self.stopped == "largest"
         return self.stopped != "budget" or self.turned
@@ -180,16 +184,20 @@ class Probe:
         n = len(self.seconds_per_px)
         why = "its time budget" if self.stopped == "budget" else "two slower sides" if self.stopped == "slower" \
             else "the largest side"
-        return f"probe stopped at {n} side{'s' if n != 1 else ''} ({why})"
+        busy = "; its passes disagreed: a busy machine" if self.disturbed else ""
+        return f"probe stopped at {n} side{'s' if n != 1 else ''} ({why}{busy})"
 
 
 def measure_sides(forward: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                   memory_format: torch.memory_format, pad: PadRule, largest: int,
                   budget_s: float = TUNE_BUDGET_S, repeats: int = TUNE_REPEATS, wall_s: float = TUNE_WALL_S) -> Probe:
     """Seconds per input pixel of one padded tile of each side in :data:`TUNE_SIDES` up to ``largest`` (each side
-    with its own pad under a per-side rule): one warm-up (oneDNN / cuDNN choose kernels for a new shape: not counted
-    against the budget) and the fastest of ``repeats`` timed forwards of random input each, stopping after
-    ``budget_s`` of timed forwards (or ``wall_s`` in all), or two sides in a row slower than the best one by 15 %."""
+    with its own pad under a per-side rule): one warm-up (oneDNN / cuDNN / OpenVINO prepare a new shape: not counted
+    against the budget) and one timed forward of random input each, smallest first, stopping after ``budget_s`` of
+    timed forwards (or ``wall_s`` in all), or two sides in a row slower than the best one by 15 %; then ``repeats``
+    - 1 more passes over the measured sides (the fastest time of each counts). Passes spread over time see a
+    passing load alike on every side; passes that disagree by more than :data:`DISTURBED` mark the probe
+    ``disturbed`` (not cached)."""
     results: dict[int, float] = {}
     forwards: dict[int, float] = {}
     spent, worse, stopped, start = 0.0, 0, "largest", time.perf_counter()
@@ -201,23 +209,31 @@ def measure_sides(forward: Callable[[torch.Tensor], torch.Tensor], device: torch
             torch.cuda.synchronize(device)
         return time.perf_counter() - begin
 
+    inputs: dict[int, torch.Tensor] = {}
+    times: dict[int, list[float]] = {}
     for side in (s for s in TUNE_SIDES if s <= largest and (isinstance(pad, int) or s in pad)):
         if results and (spent > budget_s or time.perf_counter() - start > wall_s):
             stopped = "budget"
             break
         padded = side + 2 * pad_of(pad, side)
-        x = torch.rand(1, 3, padded, padded, device=device).contiguous(memory_format=memory_format)
+        x = inputs[side] = torch.rand(1, 3, padded, padded, device=device).contiguous(memory_format=memory_format)
         timed(x)  # warm-up
-        times = [timed(x) for _ in range(repeats)]
-        results[side] = min(times) / side**2
-        forwards[padded] = min(times) / padded**2
-        spent += sum(times)
+        times[side] = [timed(x)]
+        results[side] = times[side][0] / side**2
+        spent += times[side][0]
         best = min(results.values())
         worse = worse + 1 if results[side] > 1.15 * best else 0
         if worse >= 2:
             stopped = "slower"
             break
-    return Probe(results, stopped, forwards)
+    for _ in range(repeats - 1):
+        for side, x in inputs.items():
+            times[side].append(timed(x))
+    disturbed = any(max(t) > DISTURBED * min(t) for t in times.values() if len(t) > 1)
+    for side, t in times.items():
+        padded = inputs[side].shape[-1]
+        results[side], forwards[padded] = min(t) / side**2, min(t) / padded**2
+    return Probe(results, stopped, forwards, disturbed)
 
 
 @dataclass(frozen=True)

@@ -371,8 +371,9 @@ def test_tile_tuner_finds_the_fastest_side_and_stops_early():
     probe = measure_sides(_sleepy_forward(8, calls), torch.device("cpu"), torch.contiguous_format, 8, 512)
     per_px = probe.seconds_per_px
     assert list(per_px) == [64, 96, 128, 192, 256, 384] and min(per_px, key=per_px.get) == 192
-    assert calls == [s for s in (64, 96, 128, 192, 256, 384) for _ in range(3)]
-    assert probe.stopped == "slower" and probe.cacheable
+    sides = [64, 96, 128, 192, 256, 384]  # a warm-up and a timed pass each, then the second pass over all of them
+    assert calls == [s for s in sides for _ in range(2)] + sides
+    assert probe.stopped == "slower" and probe.cacheable and not probe.disturbed
     for side, seconds in per_px.items():  # a sleep only adds time; the upper bound is loose: a busy shared machine
         assert _COST[side] <= seconds < 20 * _COST[side]
 
@@ -389,6 +390,17 @@ def _loaded_forward(pad: int, calls: list[int], slow_first: int, factor: float =
         return x
 
     return forward
+
+
+def test_a_probe_whose_passes_disagree_is_not_cached():
+    """A load that ends during the probe: the first pass runs 4x slower than the second. The sides keep their
+    faster (second-pass) times, and the probe is marked disturbed: used for this run, never cached."""
+    calls: list[int] = []
+    probe = measure_sides(_loaded_forward(8, calls, slow_first=12, factor=4.0), torch.device("cpu"),
+                          torch.contiguous_format, 8, 512)
+    assert probe.disturbed and not probe.cacheable and "busy machine" in probe.describe()
+    for side, seconds in probe.seconds_per_px.items():
+        assert seconds < 3 * _COST[side]  # the second pass's time, not the loaded first one
 
 
 def test_warm_ups_do_not_count_against_the_probe_budget():
