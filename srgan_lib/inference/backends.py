@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from srgan_lib import UserError
 from srgan_lib.inference.cache import cache_path, weights_fingerprint
 from srgan_lib.models import Generator
 
@@ -37,6 +38,10 @@ STATIC_SHAPES = 8  # compiled fixed-shape models kept per precision (least recen
 _SHARED: dict[tuple[str, int], OpenVINOForward] = {}
 
 
+class BackendError(UserError, ValueError):
+    """A backend cannot run here (not installed, not this device, not this network); the message says what to do."""
+
+
 def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
@@ -45,14 +50,14 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """``auto``: OpenVINO on CPU when it is installed, else PyTorch; ``openvino`` asked for explicitly needs the
     package and a CPU device (a clear error otherwise)."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "auto":
         return "openvino" if device.type == "cpu" and openvino_installed() else "torch"
     if backend == "openvino":
         if device.type != "cpu":
-            raise ValueError(f"the openvino backend runs on the CPU; device is {device} (use --backend torch)")
+            raise BackendError(f"the openvino backend runs on the CPU; device is {device} (use --backend torch)")
         if not openvino_installed():
-            raise ValueError("the openvino backend needs the openvino package: pip install 'srgan[openvino]'")
+            raise BackendError("the openvino backend needs the openvino package: pip install 'srgan[openvino]'")
     return backend
 
 
@@ -143,6 +148,20 @@ class OpenVINOForward:
         array = np.ascontiguousarray(x.detach().float().cpu().numpy())
         out = self._compiled(precision, tuple(array.shape))(array)[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+
+def checked_openvino(generator: Generator, module: torch.nn.Module, asked: str) -> OpenVINOForward | None:
+    """The network on OpenVINO (:meth:`OpenVINOForward.shared`) when it runs there faithfully
+    (:func:`verify_openvino`); else None with a warning, or a :class:`BackendError` when OpenVINO was ``asked``
+    for."""
+    forward = OpenVINOForward.shared(generator)
+    why = verify_openvino(forward, module, generator.value_range)
+    if not why:
+        return forward
+    if asked == "openvino":
+        raise BackendError(f"OpenVINO does not run {generator.architecture} faithfully ({why}); use --backend torch")
+    log.warning("OpenVINO does not run %s faithfully (%s): PyTorch runs it", generator.architecture, why)
+    return None
 
 
 def verify_openvino(forward: OpenVINOForward, module: torch.nn.Module, value_range: tuple[float, float]) -> str:

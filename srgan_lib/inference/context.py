@@ -50,10 +50,14 @@ class ContextProfile:
         mse = total / tile**2
         return math.inf if mse <= 0 else 10 * math.log10(1 / mse)
 
-    def pad_for(self, tile: int, bound_db: float) -> int:
+    def pad_for(self, tile: int, bound_db: float, warn: bool = False) -> int:
         """The smallest pad (a multiple of :data:`PAD_STEP`) that keeps a tile of this side within ``bound_db`` of
-        the whole-image output; :data:`MAX_PAD` when none does."""
-        return next((p for p in range(0, MAX_PAD + 1, PAD_STEP) if self.tile_psnr(tile, p) >= bound_db), MAX_PAD)
+        the whole-image output; :data:`MAX_PAD` when none does (with ``warn``, saying so)."""
+        pad = next((p for p in range(0, MAX_PAD + 1, PAD_STEP) if self.tile_psnr(tile, p) >= bound_db), MAX_PAD)
+        if warn and self.tile_psnr(tile, pad) < bound_db:
+            log.warning("tiles of %d stay %.1f dB from the whole-image output even with a pad of %d (bound %.1f dB): "
+                        "use a larger --tile or --tile 0", tile, self.tile_psnr(tile, pad), pad, bound_db)
+        return pad
 
 
 def context_key(generator: Generator) -> str:

@@ -229,7 +229,8 @@ def measure_sides(forward: Callable[[torch.Tensor], torch.Tensor], device: torch
     for _ in range(repeats - 1):
         for side, x in inputs.items():
             times[side].append(timed(x))
-    disturbed = any(max(t) > DISTURBED * min(t) for t in times.values() if len(t) > 1)
+    # forwards under 20 ms (a small network's smallest tiles) jitter by more than any load shows: not counted
+    disturbed = any(max(t) > DISTURBED * min(t) for t in times.values() if len(t) > 1 and min(t) >= 0.02)
     for side, t in times.items():
         padded = inputs[side].shape[-1]
         results[side], forwards[padded] = min(t) / side**2, min(t) / padded**2

@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from srgan_lib import UserError
 from srgan_lib.hardware import ComputeFormat, resolve_compute_format, resolve_device
-from srgan_lib.inference.backends import OpenVINOForward, backend_label, resolve_backend, verify_openvino
-from srgan_lib.inference.context import DEFAULT_TILE_DB, MAX_PAD, ContextProfile, context_profile
+from srgan_lib.inference.backends import OpenVINOForward, backend_label, checked_openvino, resolve_backend
+from srgan_lib.inference.context import DEFAULT_TILE_DB, ContextProfile, context_profile
 from srgan_lib.inference.tiling import (
     SMALL_WHOLE,
     TUNE_SIDES,
@@ -92,10 +92,7 @@ class Upscaler:
                  guard_db: float = DEFAULT_GUARD_DB, autotune: bool = True, retune: bool = False,
                  tile_db: float = DEFAULT_TILE_DB, backend: str = "auto") -> None:
         self.device = resolve_device(device)
-        try:
-            self.backend = resolve_backend(backend, self.device)
-        except ValueError as exc:
-            raise UpscaleError(str(exc)) from None
+        self.backend = resolve_backend(backend, self.device)  # BackendError (a UserError) when it cannot run here
         self._openvino: OpenVINOForward | None = None
         self._backend_asked = backend
         if isinstance(model, (str, Path)):
@@ -153,21 +150,11 @@ class Upscaler:
             return self.model(x).float()
 
     def _openvino_ready(self) -> bool:
-        """Convert the network for OpenVINO (once) and check it against PyTorch (:func:`verify_openvino`); a
-        network that does not convert faithfully falls back to PyTorch under ``backend="auto"`` (a warning) and is
-        an error when OpenVINO was asked for."""
+        """Convert and check the network for OpenVINO once (:func:`checked_openvino`): one that does not run there
+        faithfully falls back to PyTorch under ``backend="auto"`` and is an error when OpenVINO was asked for."""
         if self._openvino is None and self.backend == "openvino":
-            forward = OpenVINOForward.shared(self.generator)
-            why = verify_openvino(forward, self.model, self.value_range)
-            if why:
-                if self._backend_asked == "openvino":
-                    raise UpscaleError(f"OpenVINO does not run {self.generator.architecture} faithfully ({why}); "
-                                       "use --backend torch")
-                log.warning("OpenVINO does not run %s faithfully (%s): PyTorch runs it", self.generator.architecture,
-                            why)
-                self.backend = "torch"
-                return False
-            self._openvino = forward
+            self._openvino = checked_openvino(self.generator, self.model, self._backend_asked)
+            self.backend = "openvino" if self._openvino is not None else "torch"
         return self.backend == "openvino"
 
     @torch.no_grad()
@@ -210,12 +197,7 @@ class Upscaler:
             return self.tile_pad
         if tile <= 0:
             return 0
-        pad = self.context().pad_for(tile, self.tile_db)
-        if self.context().tile_psnr(tile, pad) < self.tile_db:
-            log.warning("tiles of %d stay %.1f dB from the whole-image output even with a pad of %d (bound %.1f dB): "
-                        "use a larger --tile or --tile 0", tile, self.context().tile_psnr(tile, pad), MAX_PAD,
-                        self.tile_db)
-        return pad
+        return self.context().pad_for(tile, self.tile_db, warn=True)
 
     def pad_rule(self) -> PadRule:
         """The pads the tuner times the sides with: ``tile_pad``, or each side's own."""
@@ -266,8 +248,7 @@ class Upscaler:
         return tile, self.pad_for(tile)
 
     def tile_for(self, height: int, width: int) -> int:
-        """The tile side :meth:`plan` chooses for an image (0: whole)."""
-        return self.plan(height, width)[0]
+        return self.plan(height, width)[0]  # the tile side :meth:`plan` chooses for an image (0: whole)
 
     def _precision_for(self, image: np.ndarray, peak: float) -> str:
         """How this image runs: the autocast precision when its probe agrees with fp32 within ``guard_db``, else
