@@ -413,17 +413,9 @@ def published(size: int, photo: Path, repeats: int) -> dict:
 
 def cpu_description() -> str:
     """The CPU's model name and the matrix/bf16 flags that decide the precision (note it in every figure)."""
-    from srgan_lib.hardware import cpu_name
+    from srgan_lib.hardware import cpu_flags, cpu_name
 
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    marks = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f") if f in flags]
+    marks = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f") if f in cpu_flags()]
     return f"{cpu_name()} ({', '.join(marks) or 'no AVX512/AMX flags'}), {torch.get_num_threads()} threads"
 
 
