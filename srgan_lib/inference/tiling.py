@@ -51,7 +51,10 @@ SMALL_WHOLE = 192
 TUNE_BUDGET_S = 30.0
 TUNE_WALL_S = 120.0
 TUNE_REPEATS = 2  # timed forwards per side (one per pass) after its warm-up; the fastest counts (load only adds time)
-DISTURBED = 1.25  # a side whose two passes differ by more than this: the machine was busy, the probe is not cached
+# A side whose two passes differ by more than this: the machine was busy, the probe is not cached. 1.5 because a quiet
+# 2-core Xeon's forwards move 10-30 % from minute to minute (1.25 left clean probes uncached and re-run every time),
+# while a second process on the same cores slows each forward 1.5x or more
+DISTURBED = 1.5
 MIN_SIDES = 3  # fewer measured sides are not cached (unless there were no more to try)
 STALE_FACTOR = 2.0  # full tiles this much slower per pixel than the cache recorded: the entry is re-measured
 
@@ -251,10 +254,6 @@ class TunedTile:
     reason: str = ""
     key: str = ""
     cached: bool = True
-
-    @property
-    def seconds_per_px(self) -> float:
-        return self.per_side.get(self.side, 0.0)
 
     def whole_seconds(self, height: int, width: int) -> float:
         """A whole ``height`` x ``width`` image's estimated seconds (the forward's per-pixel cost interpolated at its
