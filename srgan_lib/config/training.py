@@ -89,6 +89,7 @@ class Recipe(Section):
     lr_min: Number(0)
     d_steps: Int(minimum=1)
     ema_decay: Number(0, 1)
+    grad_clip: Number(0) = 0.0  # the generator's gradients clipped to this global L2 norm before Adam (0: off)
     pixel: LossTerm
     perceptual: Perceptual
     gan: Adversarial

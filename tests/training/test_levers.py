@@ -84,6 +84,26 @@ def test_fused_adam_matches_adams_formula_and_the_plain_step(micro_data, tmp_pat
     assert_losses_close(ref, fused_run, 1e-3, 1e-3)
 
 
+def _grad_norm(net: torch.nn.Module) -> float:
+    """The global L2 norm of a network's gradients, computed here (not by clip_grad_norm_)."""
+    return math.sqrt(sum(float(p.grad.double().square().sum()) for p in net.parameters() if p.grad is not None))
+
+
+def test_grad_clip_bounds_the_generator_gradient_and_records_its_norm(micro_data, tmp_path):
+    """``grad_clip``: the first step's gradients (left in ``.grad`` by the step) rescaled to the bound, the norm
+    before clipping recorded as ``grad_norm``; with the bound above the norm, the step equals the plain one."""
+    plain_losses, plain = short_run(micro_data, tmp_path / "plain", "rrdbnet", steps=1)
+    norm = _grad_norm(plain.net_g)
+    assert norm > 0 and "grad_norm" not in plain_losses[0]
+    losses, clipped = short_run(micro_data, tmp_path / "clip", "rrdbnet", steps=1, **{"rrdbnet.grad_clip": norm / 4})
+    assert losses[0]["grad_norm"] == pytest.approx(norm, rel=1e-5)
+    assert _grad_norm(clipped.net_g) == pytest.approx(norm / 4, rel=1e-4)
+    loose, same = short_run(micro_data, tmp_path / "loose", "rrdbnet", steps=1, **{"rrdbnet.grad_clip": norm * 2})
+    assert loose[0]["grad_norm"] == pytest.approx(norm, rel=1e-5)
+    for a, b in zip(plain.net_g.parameters(), same.net_g.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_foreach_ema_equals_the_python_loop():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 3, 3))
