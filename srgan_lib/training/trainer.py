@@ -204,7 +204,7 @@ class Trainer:
         self._check_finite(terms)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if cfg.grad_clip:  # a spike's update stays bounded (RRDB's thin dense blocks above lr 2e-3 diverged without)
+        if cfg.grad_clip:  # bounds a spike's share of Adam's moments; the norm before clipping is logged (grad_norm)
             self.scaler.unscale_(self.opt_g)
             terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.grad_clip, foreach=True)
         self.scaler.step(self.opt_g)
