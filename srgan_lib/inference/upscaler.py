@@ -112,6 +112,7 @@ class Upscaler:
         self._context: ContextProfile | None = None
         self.plans: Counter[str] = Counter()  # images by the tile and pad they ran with, for the summary
         self.autotune, self._tuned = autotune and tile is None, None
+        self._dropped = ""  # the reason of a tuned choice the in-use check dropped (the summary still names it)
         self.retune, self.tile_notes = retune, []  # what the in-use check found (stale entries), for the summary
         if self.device.type != "cuda" and precision == "fp16":
             raise UpscaleError(f"precision fp16 needs CUDA; on {self.device} use fp32 or bf16")
@@ -212,8 +213,8 @@ class Upscaler:
         if self.tile is not None:
             head = f"tile {self.tile}" if self.tile else "whole images"
         elif self._tuned is None:
-            head = (f"whole images (none larger than {SMALL_WHOLE} pixels: no tiles to tune)" if self.autotune
-                    else "tile from memory")
+            head = self._dropped or (f"whole images (none larger than {SMALL_WHOLE} pixels: no tiles to tune)"
+                                     if self.autotune else "tile from memory")
         else:
             head = self._tuned.reason
         return head + (f" (ran {ran})" if ran and (self.tile is None or self.tile) else "") + notes
@@ -314,7 +315,7 @@ class Upscaler:
                 if len(timed) == 3:  # the first is a warm-up; the faster of the next two counts
                     if not check_tile_speed(check, tile, min(timed[1:])):
                         self.tile_notes.append(f"the cached tile {tile} ran slow: measured again for the next image")
-                        self._tuned = None
+                        self._dropped, self._tuned = self._tuned.reason if self._tuned else "", None
                     check = None
             y = y[0, :, a:b, c:d].permute(1, 2, 0)
             if peak != 1.0:

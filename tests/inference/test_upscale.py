@@ -459,6 +459,7 @@ def test_a_cached_tile_that_runs_much_slower_than_recorded_is_measured_again(rrd
     marked stale with the numbers, the summary says so, and the next image measures again and rewrites it."""
     monkeypatch.setenv("SRGAN_CACHE_DIR", str(tile_cache / "stale"))
     monkeypatch.setattr(tiling_mod, "available_bytes", lambda device: 1 << 30)
+    monkeypatch.setattr(tiling_mod, "DISTURBED", float("inf"))  # the re-measure must be cacheable under a shared load
     up = Upscaler(load_generator(rrdbnet_ckpt), device="cpu", precision="fp32", tile_pad=8, backend="torch")
     key = tiling_mod.tune_key(up.generator, up.device, "fp32", "channels_last", 8)
     (tile_cache / "stale").mkdir()
@@ -469,6 +470,7 @@ def test_a_cached_tile_that_runs_much_slower_than_recorded_is_measured_again(rrd
     entry = json.loads((tile_cache / "stale" / "tiles.json").read_text())["tiles"][key]
     assert "x the 0.0001 s/MP recorded" in entry["stale"]
     assert "the cached tile 64 ran slow: measured again for the next image" in up.describe_tile()
+    assert up.describe_tile().startswith("tuned 64 (ran tile 64")  # the tiles that ran, not "no tiles to tune"
     measured: list[int] = []
     real = tiling_mod.measure_sides
     monkeypatch.setattr(tiling_mod, "measure_sides", lambda *a, **k: measured.append(1) or real(*a, **k))
@@ -481,6 +483,10 @@ def test_a_cached_tile_that_runs_much_slower_than_recorded_is_measured_again(rrd
 def test_retune_rewrites_the_cache_entry(rrdbnet_ckpt, tile_cache, tmp_path, monkeypatch):
     """`srgan upscale --retune` measures again and replaces the entry; without it the entry is used as it is."""
     monkeypatch.setenv("SRGAN_CACHE_DIR", str(tile_cache / "retune"))
+    # the subject is --retune, not the probe: a probe whose passes disagree (the parallel suite shares the cores; CI
+    # on 36b0c0d saw it) is rightly not cached, which would leave the old entry; test_a_probe_whose_passes_disagree..
+    # owns that case
+    monkeypatch.setattr(tiling_mod, "DISTURBED", float("inf"))
     src = tmp_path / "in.png"
     Image.fromarray(_photo(200, 230)).save(src)
     run_cli("upscale", str(src), "-o", str(tmp_path / "a"), "--model", str(rrdbnet_ckpt), "--precision", "fp32",
@@ -488,6 +494,7 @@ def test_retune_rewrites_the_cache_entry(rrdbnet_ckpt, tile_cache, tmp_path, mon
     path = tile_cache / "retune" / "tiles.json"
     (key, entry), = json.loads(path.read_text())["tiles"].items()
     entry.update(tile=128, measured="an old run")  # what another machine or load would leave
+    entry.pop("stale", None)  # a loaded machine's first run may have found its own tiles slow: a sound entry here
     path.write_text(json.dumps({"version": CACHE_VERSION, "tiles": {key: entry}}))
     out = run_cli("upscale", str(src), "-o", str(tmp_path / "b"), "--model", str(rrdbnet_ckpt), "--precision",
                   "fp32", "--backend", "torch").stdout
