@@ -14,3 +14,8 @@ class TrainingError(UserError):
 
 class NonFiniteLoss(TrainingError):
     """A loss became NaN/inf; training stopped and the last good checkpoint is kept."""
+
+
+class Diverged(TrainingError):
+    """The reconstruction loss left its best value far behind and stayed there (:mod:`.divergence`); training
+    stopped, its checkpoints are kept."""

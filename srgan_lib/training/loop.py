@@ -24,8 +24,9 @@ from torch import nn
 from tqdm import tqdm
 
 from srgan_lib.io.images import write_json, write_png, write_text
-from srgan_lib.training import NonFiniteLoss
+from srgan_lib.training import Diverged, NonFiniteLoss
 from srgan_lib.training import checkpoint as ckpt_io
+from srgan_lib.training.divergence import diverged
 
 if TYPE_CHECKING:
     from srgan_lib.config.training import Recipe, Train
@@ -156,7 +157,9 @@ class HistoryCSV(Callback):
             write_history(run)
 
     def on_end(self, run: Run, status: str) -> None:
-        if run.ddp.main and status == "KILLED":  # stopped early (FINISHED writes it before uploading it)
+        # stopped early, or failed (the rows that led to a divergence are what to look at); FINISHED writes it
+        # before uploading it
+        if run.ddp.main and status in ("KILLED", "FAILED"):
             write_history(run)
 
 
@@ -295,8 +298,8 @@ def _iterations(run: Run) -> None:
             last = ckpt_io.list_checkpoints(run.run_dir)
             keep = f"the last good checkpoint is '{last[-1][1]}'" if last else "no checkpoint was written yet"
             raise NonFiniteLoss(
-                f"{run.stage}: {exc} at iteration {it} (lr {lr_now:.3g}); training stopped, {keep}. Lower "
-                f"{run.stage}.lr or check the data, then --resume"
+                f"{run.stage}: {exc} at iteration {it} (lr {lr_now:.3g}); training stopped, {keep}. Check the data "
+                f"and --resume (same params), or lower {run.stage}.lr and --restart (a new lr is a new run)"
             ) from None
         window_n += 1
         if it % cfg.log_every == 0 or it == run.end_iter:
@@ -307,9 +310,25 @@ def _iterations(run: Run) -> None:
             row = {"iteration": it, "lr": lr_now, **run.last_terms, "it_per_s": ips}
             run.history.append(row)
             run.emit("on_log", it, row)
+            _check_divergence(run, lr_now)
         run.emit("on_iteration", it)
         if STOP.requested and it != run.end_iter:  # (at the end the outputs follow in seconds: finish them)
             _stop_here(run, it)
+
+
+def _check_divergence(run: Run, lr_now: float) -> None:
+    """Stop a run whose logged loss diverged (:func:`srgan_lib.training.divergence.diverged`); under DDP every rank
+    learns whether any rank's did, so they stop together."""
+    found = diverged(run.history)
+    stop, ranks = run.trainer.ranks_agree(torch.tensor(found is not None))
+    if not stop:
+        return
+    before = [p for i, p in ckpt_io.list_checkpoints(run.run_dir) if found is None or i < found.began]
+    kept = (f"the last checkpoint from before it is '{before[-1]}'" if before
+            else "no checkpoint from before it is left")
+    what = found.describe() if found is not None else f"rank(s) {ranks} diverged"
+    raise Diverged(f"{run.stage}: training diverged: {what} (lr {lr_now:.3g}); training stopped, {kept}. Lower "
+                   f"{run.stage}.lr (or raise {run.stage}.warmup) and --restart")
 
 
 def write_summary(run: Run, model_path: Path, validation: dict[str, float], seconds_per_it: float,

@@ -231,7 +231,7 @@ class Trainer:
             self.ema.update(self.net_g)
         return {k: v.detach() for k, v in terms.items()}
 
-    def _ranks_agree(self, bad: torch.Tensor) -> tuple[bool, list[int]]:
+    def ranks_agree(self, bad: torch.Tensor) -> tuple[bool, list[int]]:
         """Under DDP every rank learns whether any rank saw a non-finite loss (one all-gather of a flag), so all of
         them stop together instead of the healthy ones waiting in the next gradient all-reduce until the timeout.
         Returns (any bad, the ranks that were)."""
@@ -250,7 +250,7 @@ class Trainer:
             bad = ~torch.isfinite(values).all()
             self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
             return
-        any_bad, ranks = self._ranks_agree(~torch.isfinite(values).all())
+        any_bad, ranks = self.ranks_agree(~torch.isfinite(values).all())
         if any_bad:
             mine = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
             raise NonFiniteLoss(f"non-finite loss {mine}" if mine else f"non-finite loss on rank(s) {ranks}")
@@ -261,7 +261,7 @@ class Trainer:
         if self.sync_every > 1:
             flag = self._nonfinite if self._nonfinite is not None else torch.zeros((), dtype=torch.bool)
             self._nonfinite = None
-            any_bad, ranks = self._ranks_agree(flag)
+            any_bad, ranks = self.ranks_agree(flag)
             if any_bad:
                 raise NonFiniteLoss(f"non-finite loss within the last {self.sync_every} iterations on rank(s) "
                                     f"{ranks} (train.sync_every)")

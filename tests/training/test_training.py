@@ -4,6 +4,7 @@ SIGKILL, the NaN guard, DDP with gloo against a single process, MLflow tracking 
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import re
@@ -20,8 +21,9 @@ import yaml
 from srgan_lib.config.paramfile import ParamsError, apply_overrides
 from srgan_lib.config.params import load_params, validate
 from srgan_lib.models import build_model, load_generator_state
-from srgan_lib.training import NonFiniteLoss
+from srgan_lib.training import Diverged, NonFiniteLoss
 from srgan_lib.training.checkpoint import list_checkpoints
+from srgan_lib.training.divergence import diverged
 from srgan_lib.training.stage import ResumeError, train_stage
 from tests.conftest import BENCHMARKS, MICRO, REPO, SRGAN, micro_overrides, micro_params, run_cli
 
@@ -211,6 +213,38 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(micro_data, tmp_path
     last = torch.load(kept[-1][1], weights_only=True)["generator"]
     assert all(torch.isfinite(v).all() for v in last.values() if v.is_floating_point())
     assert not (tmp_path / "models" / "rrdbnet.pth").exists()
+
+
+def test_a_run_that_diverges_to_huge_finite_losses_is_stopped(micro_data, tmp_path):
+    """The learning rate x100 after update 4: the pixel loss jumps from ~0.2 to 1e10-1e17 and stays, finite (seen
+    unguarded: the run trained on and delivered a 10 dB generator). Three log rows above 100x the best stop it, name
+    the loss and the last checkpoint from before it rose, and deliver nothing."""
+    params = micro_params(micro_data, tmp_path, "rrdbnet", **{"rrdbnet.iterations": 16, "rrdbnet.ckpt_every": 2,
+                                                              "rrdbnet.gamma": 100.0, "rrdbnet.val_every": 0})
+    expected = (r"rrdbnet: training diverged: the pixel loss was .* at iteration (\d+), above 100x its best .* in "
+                r"every log row since iteration \d+ .*iter_00000004\.pt.*rrdbnet\.lr")
+    with pytest.raises(Diverged, match=expected) as exc:
+        train_stage(params, "rrdbnet", progress=False)
+    stopped = int(re.search(r"at iteration (\d+)", str(exc.value)).group(1))
+    rows = list(csv.DictReader((tmp_path / "runs" / "rrdbnet" / "history.csv").open()))
+    assert stopped < 16 and int(rows[-1]["iteration"]) == stopped  # stopped early; the rows up to it are kept
+    assert all(float(r["pixel"]) > 100 * min(float(q["pixel"]) for q in rows[:4]) for r in rows[-3:])
+    assert not (tmp_path / "models" / "rrdbnet.pth").exists()
+
+
+@pytest.mark.parametrize(("pixel", "stops"), [
+    ([0.5, 0.3, 0.2, 28.0, 0.2, 0.4, 0.9], None),  # one spike of 140x that recovers (seen at lr x10): spared
+    ([0.5, 0.3, 0.2, 21.0, 25.0, 0.3], None),  # two rows above: spared
+    ([0.5, 0.3, 0.2, 21.0, 25.0, 20.1], 6),  # three rows above 100 x 0.2: stopped
+    ([0.5, 0.3, 0.2, 21.0, 25.0, 19.9], None),  # the third just under 100 x 0.2
+])
+def test_the_divergence_rule_on_hand_made_rows(pixel, stops):
+    rows = [{"iteration": i + 1, "lr": 1e-3, "pixel": v, "total_g": v} for i, v in enumerate(pixel)]
+    found = diverged(rows)
+    assert (found.iteration if found else None) == stops
+    if found:
+        assert (found.term, found.best, found.best_iteration, found.began) == ("pixel", 0.2, 3, 4)
+    assert diverged([{"iteration": 1, "gan_g": 1.0}] * 6) is None  # a recipe logging none of the watched terms
 
 
 @pytest.mark.slow  # a server, torchrun, torch.compile or a killed subprocess: seconds to tens of seconds
