@@ -22,10 +22,11 @@ def test_deliver_psnr_y_ships_the_best_validated_generator(micro_data, tmp_path)
     parent = train_stage(micro_params(micro_data, tmp_path / "parent", "rrdbnet", **{
         "rrdbnet.iterations": 40, "rrdbnet.milestones": "[]", "rrdbnet.lr": 2e-3}), "rrdbnet", progress=False)
     # from a trained parent with a learning rate that overshoots, validated every iteration: the best PSNR-Y is
-    # not the last one's
+    # not the last one's (EMA PSNR-Y 10.2, 11.9, 17.1, 15.9, 14.4, 13.8 on AMX; lr 0.05 sent the pixel loss to 2e4,
+    # which the divergence guard stops)
     params = micro_params(micro_data, tmp_path, stage, **{
         f"{stage}.init_from": parent.model_path, f"{stage}.deliver": "psnr_y", f"{stage}.val_every": 1,
-        f"{stage}.lr": 0.05, f"{stage}.ema_decay": 0.5})
+        f"{stage}.lr": 0.005, f"{stage}.ema_decay": 0.5})
     res = train_stage(params, stage, progress=False)
     rows = list(csv.DictReader((res.run_dir / "validation.csv").open()))
     scores = [(float(r["ema_psnr_y"]), -int(r["iteration"])) for r in rows]
