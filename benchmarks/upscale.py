@@ -14,8 +14,9 @@ per input megapixel at x4, the design floors).
 
 ``--defaults-vs-fixed SIDE`` instead compares ``srgan upscale``'s default tile rule on one SIDExSIDE input against the
 best fixed tile of ``--fixed`` (128 192 256) in the same run, twice: with a cold tile cache, and with the cache
-written by a probe taken while a second process runs the same forward (load), as a later run then finds it. Each
-defaults row gives the upscale alone and the probe's cost separately (~9 min for RRDBNet-23 at 600 on 2 cores):
+written by a probe taken while a second process runs the same forward (load), as a later run then finds it. The
+rows are timed in ``--repeats`` interleaved rounds (the fastest counts); each defaults row gives the upscale alone
+and the probe's cost separately (~9 min for RRDBNet-23 at 600 on 2 cores):
 
     python benchmarks/upscale.py --defaults-vs-fixed 600 --json benchmarks/results/upscale-tile-defaults-cpu.json
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import platform
@@ -221,10 +223,11 @@ with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=sys.ar
 
 
 def defaults_vs_fixed(size: int, fixed: list[int], device: torch.device, tiny: bool,
-                      published: bool = False) -> list[dict]:
+                      published: bool = False, rounds: int = 3) -> list[dict]:
     """``srgan upscale``'s default tile rule against fixed tiles (their measured pads, the default backend) on one
-    input (module docstring): rows of seconds (the upscale alone), the probe's seconds, the tile that ran and why,
-    and the ratio best fixed / this row."""
+    input (module docstring): rows of seconds (the upscale alone: the fastest of ``rounds`` interleaved rounds over
+    every row, so a drift of the machine's speed reaches them alike; the first also compiles new shapes), the probe's
+    seconds, the tile that ran and why, and the ratio best fixed / this row."""
     torch.manual_seed(0)
     options = {"num_block": 1, "num_feat": 8} if tiny else {}
     if published:
@@ -235,28 +238,23 @@ def defaults_vs_fixed(size: int, fixed: list[int], device: torch.device, tiny: b
         gen = as_generator(build_model("rrdbnet", **options).eval())
     img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     rows: list[dict] = []
+    ups: list[tuple[Upscaler, str | None]] = []  # each row's Upscaler and the tile cache it reads and writes
 
-    def run(config: str, up: Upscaler) -> None:
+    def prepare(config: str, up: Upscaler, cache: str | None = None) -> dict:
+        if cache is not None:
+            os.environ["SRGAN_CACHE_DIR"] = cache
         start = time.perf_counter()
         up.tile_for(size, size)  # the default rule tunes (or reads the cache) here
-        probe = time.perf_counter() - start
-        times = []
-        for _ in range(2):  # the faster of two: the first compiles new shapes (OpenVINO) or picks kernels (oneDNN)
-            start = time.perf_counter()
-            up.upscale_array(img, progress=False)
-            times.append(time.perf_counter() - start)
-        seconds = min(times)
-        rows.append({"config": config, "seconds": seconds, "all_seconds": times, "probe_seconds": probe,
-                     "tile": up.tile_for(size, size),
-                     "why": up.describe_tile(), "ran": up.describe_runs()})
-        print(f"  {config:<44} {seconds:8.1f} s  (+ {probe:5.1f} s probe)  {up.describe_tile()}", flush=True)
+        rows.append({"config": config, "all_seconds": [], "probe_seconds": time.perf_counter() - start})
+        ups.append((up, cache))
+        return rows[-1]
 
-    for tile in fixed:
-        run(f"fixed tile {tile}", Upscaler(gen, device=device, tile=tile))
-    with tempfile.TemporaryDirectory() as cold:
-        os.environ["SRGAN_CACHE_DIR"] = cold
-        run("defaults, cold cache", Upscaler(gen, device=device))
-    with tempfile.TemporaryDirectory() as loaded:
+    with contextlib.ExitStack() as stack:
+        for tile in fixed:
+            prepare(f"fixed tile {tile}", Upscaler(gen, device=device, tile=tile))
+        cold = stack.enter_context(tempfile.TemporaryDirectory())
+        prepare("defaults, cold cache", Upscaler(gen, device=device), cold)
+        loaded = stack.enter_context(tempfile.TemporaryDirectory())
         os.environ["SRGAN_CACHE_DIR"] = loaded
         probe_up = Upscaler(gen, device=device)
         load = subprocess.Popen([sys.executable, "-c", LOAD, "tiny" if tiny else "paper", probe_up.precision],
@@ -270,8 +268,20 @@ def defaults_vs_fixed(size: int, fixed: list[int], device: torch.device, tiny: b
         finally:
             load.kill()
             load.wait()
-        run("defaults, a later run after a probe under load", Upscaler(gen, device=device))
+        prepare("defaults, a later run after a probe under load", Upscaler(gen, device=device), loaded)
         rows[-1]["probe_under_load"] = under_load
+        for _ in range(max(rounds, 2)):
+            for row, (up, cache) in zip(rows, ups, strict=True):
+                if cache is not None:
+                    os.environ["SRGAN_CACHE_DIR"] = cache
+                start = time.perf_counter()
+                up.upscale_array(img, progress=False)
+                row["all_seconds"].append(time.perf_counter() - start)
+    for row, (up, _) in zip(rows, ups, strict=True):
+        row.update(seconds=min(row["all_seconds"]), tile=up.tile_for(size, size), why=up.describe_tile(),
+                   ran=up.describe_runs())
+        print(f"  {row['config']:<44} {row['seconds']:8.1f} s  (+ {row['probe_seconds']:5.1f} s probe)  "
+              f"{row['why']}", flush=True)
     best = min(r["seconds"] for r in rows if r["config"].startswith("fixed"))
     for r in rows:
         r["ratio_vs_best_fixed"] = best / r["seconds"]
@@ -458,7 +468,7 @@ def main() -> None:
         device = torch.device(args.device)
         print(f"rrdbnet{' (tiny)' if args.tiny else '-23'}, {args.defaults_vs_fixed}x{args.defaults_vs_fixed} input, "
               f"{device}, {torch.get_num_threads()} threads")
-        rows = defaults_vs_fixed(args.defaults_vs_fixed, args.fixed, device, args.tiny, args.published)
+        rows = defaults_vs_fixed(args.defaults_vs_fixed, args.fixed, device, args.tiny, args.published, args.repeats)
         for r in rows:
             print(f"{r['config']:<48} ratio vs best fixed {r['ratio_vs_best_fixed']:.2f} "
                   f"({r['ratio_vs_best_fixed_with_probe']:.2f} with its probe)")
