@@ -240,14 +240,13 @@ def defaults_vs_fixed(size: int, fixed: list[int], device: torch.device, tiny: b
     rows: list[dict] = []
     ups: list[tuple[Upscaler, str | None]] = []  # each row's Upscaler and the tile cache it reads and writes
 
-    def prepare(config: str, up: Upscaler, cache: str | None = None) -> dict:
+    def prepare(config: str, up: Upscaler, cache: str | None = None) -> None:
         if cache is not None:
             os.environ["SRGAN_CACHE_DIR"] = cache
         start = time.perf_counter()
         up.tile_for(size, size)  # the default rule tunes (or reads the cache) here
         rows.append({"config": config, "all_seconds": [], "probe_seconds": time.perf_counter() - start})
         ups.append((up, cache))
-        return rows[-1]
 
     with contextlib.ExitStack() as stack:
         for tile in fixed:

@@ -4,6 +4,7 @@ by running them, never asserted here: timings belong in benchmarks/results/, not
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -126,3 +127,16 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path):
     assert {(16, "fp32"), ("whole", "fp32"), (16, "bf16"), ("whole", "bf16")} == configs
     bf16 = [r["psnr_vs_fp32_whole"] for r in result["inference"] if r["precision"] == "bf16"]
     assert all(db is not None and db > 30 for db in bf16)  # bf16 differs from fp32, slightly
+
+
+def test_guard_probe_benchmark_times_both_windows_on_the_same_images(tmp_path):
+    out = _run("guard_probe.py", "--tiny", "--json", str(tmp_path / "g.json"))
+    if "no native bf16" in out:
+        pytest.skip("this CPU runs fp32 under precision auto: no guard to measure")
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert [r["image"] for r in data["rows"]] == ["noise"]
+    row = data["rows"][0]
+    assert set(row) == {"image", "context 16 (96x96 window)", "no context (64x64 window)"}
+    for k in ("context 16 (96x96 window)", "no context (64x64 window)"):
+        assert row[k]["seconds"] > 0 and 20 < row[k]["psnr"] <= math.inf  # bf16 against fp32: close, not equal
+    assert data["ratio"] > 0 and "cheaper" in out
